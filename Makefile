@@ -1,0 +1,39 @@
+# normlab: the commands a user needs. Every target creates the virtual environment on demand.
+PY      := .venv/bin/python
+CONFIG  ?= configs/quickstart.yaml
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+export WANDB_MODE ?= offline
+
+.PHONY: train test test-all bench data clean
+
+.venv/installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# The default data set (Fashion-MNIST) comes from Debian's package when we can install it; the data
+# module falls back to data/ and torchvision's download on its own and says so if all fail.
+data:
+	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		(apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null)) || \
+		echo "could not install dataset-fashion-mnist; the data module will try data/ and a download"; \
+	fi
+
+train: .venv/installed data
+	.venv/bin/lightning fit --config $(CONFIG)
+
+test: .venv/installed
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: .venv/installed
+	$(PY) -m pytest -q
+
+bench: .venv/installed
+	$(PY) -m bench
+
+clean:
+	rm -rf runs lightning_logs wandb .pytest_cache

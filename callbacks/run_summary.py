@@ -1,0 +1,88 @@
+"""`RunSummary`: keeps `summary.json` of the run directory up to date (always on).
+
+`{"status": "running"|"completed"|"exploded"|"failed", "best_val_acc", "final_val_acc",
+"test_acc", "epochs", "steps", "wall_seconds", "explosion": null|{...}}`. A sweep reads `status`
+to skip finished runs; the report reads the accuracies. Wall time and the best accuracy survive a
+resume through the callback's checkpointed state. Other callbacks add fields with `update(...)`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from pytorch_lightning import Callback, LightningModule, Trainer
+
+from callbacks.run_files import write_json
+
+SUMMARY_FILE = "summary.json"
+
+
+class RunSummary(Callback):
+    def __init__(self):
+        self.summary: dict[str, Any] = {
+            "status": "running", "best_val_acc": None, "final_val_acc": None, "test_acc": None,
+            "epochs": 0, "steps": 0, "wall_seconds": 0.0, "explosion": None,
+        }
+        self._elapsed_before = 0.0  # wall time of earlier segments of a resumed run
+        self._started: float | None = None
+
+    # -- public: other callbacks record their outcome here -------------------------------------------
+    def update(self, trainer: Trainer, **fields) -> None:
+        self.summary.update(fields)
+        self._write(trainer)
+
+    @staticmethod
+    def find(trainer: Trainer) -> "RunSummary | None":
+        return next((c for c in trainer.callbacks if isinstance(c, RunSummary)), None)
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._started = time.perf_counter()
+        self.summary["status"] = "running"
+        self._write(trainer)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or "val/acc" not in trainer.callback_metrics:
+            return
+        acc = float(trainer.callback_metrics["val/acc"])
+        best = self.summary["best_val_acc"]
+        self.summary.update(final_val_acc=acc, best_val_acc=acc if best is None else max(best, acc))
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.summary["epochs"] = trainer.current_epoch + 1  # the counter moves on only after this hook
+        self._write(trainer)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.summary["status"] == "running":
+            self.summary["status"] = "failed" if trainer.interrupted else "completed"
+        self._write(trainer)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if "test/acc" in trainer.callback_metrics:
+            self.summary["test_acc"] = float(trainer.callback_metrics["test/acc"])
+            self._write(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if self.summary["status"] == "running":
+            self.summary["status"] = "failed"
+            self.summary["error"] = f"{type(exception).__name__}: {exception}".splitlines()[0][:500]
+        self._write(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_val_acc": self.summary["best_val_acc"], "wall_seconds": self._wall_seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.summary["best_val_acc"] = state_dict.get("best_val_acc")
+        self._elapsed_before = state_dict.get("wall_seconds", 0.0)
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _wall_seconds(self) -> float:
+        running = time.perf_counter() - self._started if self._started is not None else 0.0
+        return round(self._elapsed_before + running, 3)
+
+    def _write(self, trainer: Trainer) -> None:
+        if not trainer.is_global_zero or trainer.log_dir is None:
+            return
+        self.summary.update(steps=trainer.global_step, wall_seconds=self._wall_seconds())
+        write_json(Path(trainer.log_dir) / SUMMARY_FILE, self.summary)

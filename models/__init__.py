@@ -1,0 +1,1 @@
+"""Models: normalization layers (`norms`), backbones (`backbones`) and the LightningModule (`classifier`)."""

@@ -1,0 +1,107 @@
+"""`ImageClassifier`: the one LightningModule of normlab.
+
+A backbone (by name) whose every normalization layer comes from the norm factory, trained with
+cross-entropy. Every knob of the optimization is a plain argument here, so a YAML file or a sweep
+can set it, and the parameter groups in `models.optim` keep weight decay off γ, β and λ.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pytorch_lightning import LightningModule
+from torchmetrics.classification import MulticlassAccuracy
+
+from models.backbones import build_backbone
+from models.optim import OptimizerName, ScheduleName, build_optimizer, lr_multiplier, parameter_groups
+
+
+class ImageClassifier(LightningModule):
+    def __init__(
+        self,
+        backbone: str = "small_cnn",
+        norm: str = "bn",
+        norm_groups: int = 32,
+        norm_options: dict | None = None,
+        backbone_options: dict | None = None,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        norm_weight_decay: bool = False,
+        lambda_lr_scale: float = 1.0,
+        schedule: ScheduleName = "constant",
+        milestones: list[int] | None = None,
+        gamma: float = 0.1,
+        step_size: int = 30,
+        warmup_epochs: float = 0.0,
+    ):
+        """
+        Args:
+            backbone: small_cnn | vgg11 | resnet18 | resnet50 | densenet121.
+            norm: a name from `models.norms.norm_names()` (bn, gn, gn_plus_gn_first, ...).
+            norm_groups: G for the group-based norms (GN paper: 32).
+            norm_options: extra options for the norm layers (e.g. lambda_init, eps).
+            backbone_options: extra options for the backbone (e.g. head: mlp for vgg11).
+            num_classes, in_channels, image_size: linked from the data module by the CLI.
+            optimizer: sgd (with `momentum`) | adam | adamw (with `betas`).
+            lr: base learning rate (> 0).
+            weight_decay: L2 on conv/linear weights and biases.
+            norm_weight_decay: also decay the norm layers' γ, β (λ is never decayed).
+            lambda_lr_scale: the GNPlus λ parameters' LR as a multiple of `lr`.
+            schedule: constant | step | multistep | cosine | onecycle, stepped every batch.
+            milestones: epochs at which `multistep` multiplies the LR by `gamma`.
+            step_size: every `step_size` epochs `step` multiplies the LR by `gamma`.
+            warmup_epochs: linear warm-up length (not used by onecycle, which has its own).
+        """
+        super().__init__()
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"model.lr must be a finite number > 0, got {lr!r}")
+        self.save_hyperparameters()
+        self.net = build_backbone(backbone, num_classes, in_channels, norm, norm_groups, image_size=image_size,
+                                  backbone_options=backbone_options, **(norm_options or {}))
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, stage: str, metric: MulticlassAccuracy):
+        x, y = batch
+        logits = self(x)
+        metric(logits, y)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
+        self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test", self.test_acc)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = parameter_groups(self.net, hp.weight_decay, hp.norm_weight_decay, hp.lambda_lr_scale, hp.lr)
+        optimizer = build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum, tuple(hp.betas))
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        batches = self.trainer.num_training_batches  # known once estimated_stepping_batches ran
+        per_epoch = max(int(batches) // self.trainer.accumulate_grad_batches, 1) if math.isfinite(batches) else total
+        factor = lr_multiplier(hp.schedule, total, per_epoch, list(hp.milestones or []), hp.gamma, hp.step_size,
+                               int(hp.warmup_epochs * per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,71 @@
+"""The norm-layer registry and `make_norm(name, num_channels, groups=32, **options)`.
+
+Each registered builder has the uniform signature `(num_channels, groups, **options)`, so names are
+interchangeable in configs. Errors are one line and name the layer type and the offending value.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from torch import nn
+
+NormBuilder = Callable[..., nn.Module]
+_REGISTRY: dict[str, NormBuilder] = {}
+# Module classes whose parameters count as "normalization parameters" (weight decay, λ groups).
+_NORM_MODULE_TYPES: list[type] = [nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm]
+
+
+def register_norm(name: str, *module_types: type) -> Callable[[NormBuilder], NormBuilder]:
+    """Register `builder(num_channels, groups, **options)` under `name`."""
+
+    def decorator(builder: NormBuilder) -> NormBuilder:
+        if name in _REGISTRY:
+            raise ValueError(f"norm name {name!r} is registered twice")
+        _REGISTRY[name] = builder
+        _NORM_MODULE_TYPES.extend(t for t in module_types if t not in _NORM_MODULE_TYPES)
+        return builder
+
+    return decorator
+
+
+def norm_names() -> list[str]:
+    """The registered norm names, in registration order."""
+    _ensure_registered()
+    return list(_REGISTRY)
+
+
+def is_norm_module(module: nn.Module) -> bool:
+    """True for every normalization layer the factory can build (and torch's own)."""
+    _ensure_registered()
+    return isinstance(module, tuple(_NORM_MODULE_TYPES))
+
+
+def check_groups(layer: str, num_channels: int, groups: int) -> None:
+    """Fail with one clear line when `groups` cannot split `num_channels` channels."""
+    if groups < 1 or num_channels % groups:
+        divisors = [g for g in range(1, num_channels + 1) if num_channels % g == 0]
+        raise ValueError(
+            f"norm {layer!r}: groups={groups} does not divide num_channels={num_channels}; "
+            f"allowed group counts for {num_channels} channels: {divisors}"
+        )
+
+
+def make_norm(name: str, num_channels: int, groups: int = 32, **options) -> nn.Module:
+    """Build the normalization layer `name` for `num_channels` channels."""
+    _ensure_registered()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown norm {name!r}; allowed: {', '.join(_REGISTRY)}")
+    builder = _REGISTRY[name]
+    accepted = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(set(options) - set(accepted)) if not takes_any else []
+    if unknown:
+        allowed = sorted(k for k in accepted if k not in ("num_channels", "groups"))
+        raise ValueError(f"norm {name!r} got unknown option(s) {unknown}; allowed: {allowed or 'none'}")
+    return builder(num_channels, groups, **options)
+
+
+def _ensure_registered() -> None:
+    # Importing the layer modules runs their @register_norm decorators (lazy: they import this file).
+    from models.norms import basic, gn_plus  # noqa: F401
