@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (= `python -m bench`) runs every `bench/<name>.py` that defines `run()`."""
