@@ -98,7 +98,8 @@ class RunSummary(Callback):
         return round(self._elapsed_before + running, 3)
 
     def _write(self, trainer: Trainer) -> None:
-        if not trainer.is_global_zero or trainer.log_dir is None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask, only rank 0 writes
+        if not trainer.is_global_zero or log_dir is None:
             return
         self.summary.update(steps=trainer.global_step, wall_seconds=self._wall_seconds())
-        write_json(Path(trainer.log_dir) / SUMMARY_FILE, self.summary)
+        write_json(Path(log_dir) / SUMMARY_FILE, self.summary)
