@@ -20,6 +20,22 @@ from pytorch_lightning.plugins.layer_sync import TorchSyncBatchNorm
 from torch import nn
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the gradient of a sum is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -30,14 +46,12 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and _distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         x64 = x.double()
         local = torch.stack([
             x64.sum(dim=(0, 2, 3)), (x64 * x64).sum(dim=(0, 2, 3)),
             torch.full((x.shape[1],), x.numel() / x.shape[1], dtype=torch.float64, device=x.device),
         ])
-        total_sum, total_sq, count = all_reduce(local)
+        total_sum, total_sq, count = _AllReduceSum.apply(local)
         mean = total_sum / count
         var = total_sq / count - mean * mean
         if self.track_running_stats:
