@@ -7,32 +7,16 @@ is mirrored left-right with probability 1/2. Padding the uint8 image with 0 and 
 crop gives the same pixels as torchvision (which pads the PIL image with 0 before `Normalize`).
 
 The random draws are not taken from a stateful generator but from a counter-based hash of
-(seed, epoch, sample index) (the idea of Philox / JAX's keys): a sample gets the same crop and flip
-whichever data path, device, batch, worker or DDP rank processes it, and a run resumed mid-epoch
-draws exactly what an uninterrupted run would have.
+(seed, epoch, sample index) (`keys.py`): a sample gets the same crop and flip whichever data path,
+device, batch, worker or DDP rank processes it, and a run resumed mid-epoch draws exactly what an
+uninterrupted run would have.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-MASK32 = 0xFFFFFFFF
-
-
-def _mul32(x, constant: int):
-    """(x · constant) mod 2³², for x < 2³², without overflowing int64 (split the constant in 16-bit halves)."""
-    low, high = constant & 0xFFFF, constant >> 16
-    return (x * low + (((x * high) & 0xFFFF) << 16)) & MASK32
-
-
-def mix32(x):
-    """A 32-bit bijective integer hash (the 'lowbias32' mixer of C. Wellons' hash-prospector), for
-    Python ints and int64 tensors alike: every output bit depends on every input bit."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+from datamodules.keys import MASK32, epoch_key, mix32
 
 
 def crop_flip_params(seed: int, epoch: int, indices: torch.Tensor, padding: int, flip: bool
@@ -43,8 +27,7 @@ def crop_flip_params(seed: int, epoch: int, indices: torch.Tensor, padding: int,
     all three come from one 32-bit hash of (seed, epoch, index), whose 2³² values split into
     (2p+1)²·2 near-equal classes (bias < 10⁻⁷).
     """
-    key = mix32(mix32(seed & MASK32) ^ (epoch & MASK32))
-    h = mix32((indices.long() & MASK32) ^ key)
+    h = mix32((indices.long() & MASK32) ^ epoch_key(seed, epoch))
     side = 2 * padding + 1
     dy, dx = h % side, (h // side) % side
     mirror = ((h // (side * side)) % 2 == 1) & flip

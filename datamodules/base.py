@@ -63,23 +63,32 @@ class DeviceBatches:
     """The `on_device` path: batches sliced from tensors already on the accelerator.
 
     With a sampler it yields training batches in the sampler's order (moved to the device once per
-    epoch); without, consecutive evaluation batches. `sampler` is where Lightning's per-epoch
-    `set_epoch` call finds it (it looks at `.sampler` of any loader).
+    epoch); without, consecutive evaluation batches. It answers Lightning's DataLoader probes as a
+    DataLoader built with `batch_size=None` would: `.sampler` (where the per-epoch `set_epoch` call
+    finds it; absent for evaluation, i.e. not shuffled) and `batch_sampler = None`.
     """
+
+    batch_sampler = None
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  sampler: EpochBatchSampler | None = None):
-        self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
+        self.images, self.labels, self.batch_size, self._sampler = images, labels, batch_size, sampler
+
+    @property
+    def sampler(self) -> EpochBatchSampler:
+        if self._sampler is None:
+            raise AttributeError("evaluation batches are taken in order, without a sampler")
+        return self._sampler
 
     def __len__(self) -> int:
-        return len(self.sampler) if self.sampler is not None else math.ceil(len(self.labels) / self.batch_size)
+        return len(self._sampler) if self._sampler is not None else math.ceil(len(self.labels) / self.batch_size)
 
     def __iter__(self):
-        if self.sampler is None:
+        if self._sampler is None:
             for start in range(0, len(self.labels), self.batch_size):
                 yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
             return
-        for key in self.sampler.batches(device=self.images.device):
+        for key in self._sampler.batches(device=self.images.device):
             yield gather_training_batch(self.images, self.labels, key)
 
 

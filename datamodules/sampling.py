@@ -15,6 +15,8 @@ from typing import Iterator, NamedTuple
 import torch
 from torch.utils.data import DistributedSampler
 
+from datamodules.keys import epoch_key
+
 
 class BatchKey(NamedTuple):
     """What one training step receives from the sampler: its place in the run and its sample indices."""
@@ -28,8 +30,8 @@ def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool = True) -
     """The sample order of one epoch: depends on nothing but its arguments."""
     if not shuffle:
         return torch.arange(num_samples)
-    # seed and epoch each get their own 32-bit half, so (seed, epoch) pairs never collide
-    generator = torch.Generator().manual_seed(((seed & 0xFFFFFFFF) << 32) | (epoch & 0xFFFFFFFF))
+    # a hashed key: the CPU generator keeps only 32 bits of its seed, so seed and epoch are mixed first
+    generator = torch.Generator().manual_seed(epoch_key(seed, epoch))
     return torch.randperm(num_samples, generator=generator)
 
 

@@ -29,11 +29,12 @@ SPLIT_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "e
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images N×3×32×32, labels 0..9) of one SVHN `*_32x32.mat` file."""
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = scipy.io.loadmat(str(path), variable_names=("X", "y"))
         images, labels = mat["X"], np.asarray(mat["y"], dtype=np.int64).reshape(-1)
-    except (ValueError, TypeError, KeyError, OSError, NotImplementedError) as error:
+    except (MatReadError, ValueError, TypeError, KeyError, OSError, NotImplementedError) as error:
         raise ValueError(f"{path} is not an SVHN .mat file ({type(error).__name__}: {error}); "
                          "delete it and download again") from None
     if images.dtype != np.uint8 or images.shape[:3] != (32, 32, 3) or images.ndim != 4 or len(labels) != images.shape[3]:

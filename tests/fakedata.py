@@ -44,12 +44,33 @@ def _marked_images(rng: np.random.Generator, labels: np.ndarray, channels: int, 
     return images
 
 
-def write_fake_cifar(root: Path, num_classes: int = 10, n_train: int = 250, n_test: int = 50,
-                     seed: int = 0) -> dict[str, np.ndarray]:
-    """CIFAR "python version" files under `root` (`cifar-10-batches-py/` or `cifar-100-python/`): pickled
-    (protocol 2, bytes keys, as the Python 2 originals) dicts with uint8 N×3072 `data` (R, G, B planes)."""
+def _python2_pickle(obj) -> bytes:
+    """Pickle (protocol 2) as Python 2 did for the CIFAR files: `bytes` become Python 2 `str` opcodes,
+    which Python 3 loads as str with encoding='latin1' (torchvision) and as bytes with 'bytes'."""
+    import io
     import pickle
 
+    class Python2Pickler(pickle._Pickler):
+        dispatch = pickle._Pickler.dispatch.copy()
+
+        def save_python2_str(self, value: bytes) -> None:
+            short = len(value) < 256
+            self.write((pickle.SHORT_BINSTRING + bytes([len(value)])) if short
+                       else (pickle.BINSTRING + struct.pack("<i", len(value))))
+            self.write(value)
+            self.memoize(value)
+
+        dispatch[bytes] = save_python2_str
+
+    buffer = io.BytesIO()
+    Python2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
+def write_fake_cifar(root: Path, num_classes: int = 10, n_train: int = 250, n_test: int = 50,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """CIFAR "python version" files under `root` (`cifar-10-batches-py/` or `cifar-100-python/`): dicts
+    pickled as by Python 2, with uint8 N×3072 `data` (R, G, B planes) and a label list."""
     rng = np.random.default_rng(seed)
     cifar10 = num_classes == 10
     folder = Path(root) / ("cifar-10-batches-py" if cifar10 else "cifar-100-python")
@@ -69,10 +90,9 @@ def write_fake_cifar(root: Path, num_classes: int = 10, n_train: int = 250, n_te
             else:
                 entry[b"fine_labels"] = [int(v) for v in labels[part]]
                 entry[b"coarse_labels"] = [int(v) // 5 for v in labels[part]]
-            (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+            (folder / name).write_bytes(_python2_pickle(entry))
     meta_name, meta_key = ("batches.meta", b"label_names") if cifar10 else ("meta", b"fine_label_names")
-    (folder / meta_name).write_bytes(pickle.dumps({meta_key: [f"class{k}".encode() for k in range(num_classes)]},
-                                                  protocol=2))
+    (folder / meta_name).write_bytes(_python2_pickle({meta_key: [f"class{k}".encode() for k in range(num_classes)]}))
     return arrays
 
 
