@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -27,6 +28,11 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 from datamodules.augment import crop_and_flip, crop_flip_params
 from datamodules.sampling import BatchKey, EpochBatchSampler, per_device_batch_size
+
+
+# Lightning warns that a mid-epoch resume is unreliable unless the *loader* is stateful; ours resume
+# through the data module's `state_dict` instead (tests/datamodules/test_lightning_integration.py).
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 class TrainingBatch(NamedTuple):
