@@ -13,6 +13,7 @@ copy each batch); here it is the CPU. The data are random uint8 images (no downl
 from __future__ import annotations
 
 import itertools
+import math
 from types import SimpleNamespace
 
 import torch
@@ -37,11 +38,11 @@ class RandomCIFAR(CIFAR10DataModule):
 
 
 def module_pipeline(device: torch.device, batch_size: int, **options):
-    """A callable that takes the next BATCHES_PER_SAMPLE batches through transfer + on_after_batch_transfer."""
+    """A callable taking the next BATCHES_PER_SAMPLE batches through transfer + on_after_batch_transfer."""
     dm = RandomCIFAR(batch_size=batch_size, val_split=0, download=False, seed=0,
                      pin_memory=device.type == "cuda" and not options.get("on_device"), **options)
     # what the module reads from its Trainer: the device, and rank 0 of 1
-    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, training=False, num_training_batches=float("inf"),
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, training=False, num_training_batches=math.inf,
                                  strategy=SimpleNamespace(root_device=device))
     dm.setup("fit")
     batches = endless(dm.train_dataloader())
@@ -97,7 +98,8 @@ def run() -> list[dict]:
         candidates = {
             "torchvision_pil": torchvision_pipeline(device, batch_size),
             "dataloader": module_pipeline(device, batch_size),
-            "dataloader_2_workers": module_pipeline(device, batch_size, num_workers=2, persistent_workers=True),
+            "dataloader_2_workers": module_pipeline(device, batch_size, num_workers=2,
+                                                    persistent_workers=True),
             "on_device": module_pipeline(device, batch_size, on_device=True),
         }
         medians = interleaved_medians(candidates, repeats=5, warmup=1, device=device)

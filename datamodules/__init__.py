@@ -10,8 +10,9 @@ from datamodules.svhn import SVHNDataModule
 
 DATAMODULES: dict[str, type[ImageDataModule]] = {
     cls.name: cls
-    for cls in (CIFAR10DataModule, CIFAR100DataModule, SVHNDataModule, MNISTDataModule, FashionMNISTDataModule)
+    for cls in (CIFAR10DataModule, CIFAR100DataModule, SVHNDataModule, MNISTDataModule,
+                FashionMNISTDataModule)
 }
 
-__all__ = ["DATAMODULES", "CIFAR10DataModule", "CIFAR100DataModule", "FashionMNISTDataModule", "ImageDataModule",
-           "MNISTDataModule", "SVHNDataModule"]
+__all__ = ["DATAMODULES", "CIFAR10DataModule", "CIFAR100DataModule", "FashionMNISTDataModule",
+           "ImageDataModule", "MNISTDataModule", "SVHNDataModule"]

@@ -32,7 +32,7 @@ from datamodules.sampling import BatchKey, EpochBatchSampler, per_device_batch_s
 
 # Lightning warns that a mid-epoch resume is unreliable unless the *loader* is stateful; ours resume
 # through the data module's `state_dict` instead (tests/datamodules/test_lightning_integration.py).
-warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
 
 class TrainingBatch(NamedTuple):
@@ -87,7 +87,9 @@ class DeviceBatches:
         return self._sampler
 
     def __len__(self) -> int:
-        return len(self._sampler) if self._sampler is not None else math.ceil(len(self.labels) / self.batch_size)
+        if self._sampler is not None:
+            return len(self._sampler)
+        return math.ceil(len(self.labels) / self.batch_size)
 
     def __iter__(self):
         if self._sampler is None:
@@ -171,7 +173,7 @@ class ImageDataModule(LightningDataModule):
         self.loader_options = dict(num_workers=num_workers, pin_memory=pin_memory,
                                    persistent_workers=persistent_workers and num_workers > 0)
         self._splits: dict[str, _InMemoryBatches] = {}
-        self._on_device_splits: dict[tuple[str, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._on_device_splits: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
         self._progress = (0, 0)  # (epoch, training batches of it handed to the model)
         self._train_sampler: EpochBatchSampler | None = None
         self._scales: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -200,6 +202,7 @@ class ImageDataModule(LightningDataModule):
 
     # -- Lightning hooks ---------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
+        per_device_batch_size(self.batch_size, self._world()[1])  # refuse a bad batch before reading
         if self._splits:
             return
         images, labels = self.load_split(train=True)
@@ -240,16 +243,16 @@ class ImageDataModule(LightningDataModule):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def _split_on_device(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The split's tensors on the accelerator, moved there once."""
-        device = self._device()
-        if (split, device) not in self._on_device_splits:
-            data = self._splits[split]
-            self._on_device_splits[(split, device)] = (data.images.to(device), data.labels.to(device))
-        return self._on_device_splits[(split, device)]
+        """The split's tensors on the accelerator, moved there once (val and test once if they are one)."""
+        data, device = self._splits[split], self._device()
+        key = (id(data), device)
+        if key not in self._on_device_splits:
+            self._on_device_splits[key] = (data.images.to(device), data.labels.to(device))
+        return self._on_device_splits[key]
 
     def _batches_per_epoch(self, sampler: EpochBatchSampler) -> int:
         """Training batches an epoch really runs: `limit_train_batches` may cut it short."""
-        limit = getattr(self.trainer, "num_training_batches", math.inf) if self.trainer is not None else math.inf
+        limit = getattr(self.trainer, "num_training_batches", math.inf)  # without a trainer: inf
         return min(len(sampler), limit) if math.isfinite(limit) else len(sampler)
 
     def _next_batch(self, sampler: EpochBatchSampler | None) -> tuple[int, int]:
@@ -274,8 +277,8 @@ class ImageDataModule(LightningDataModule):
         if self.on_device:  # every rank evaluates the whole split (no sampler for Lightning to shard)
             return DeviceBatches(*self._split_on_device(split), self.eval_batch_size)
         data = self._splits[split]
-        return DataLoader(data, batch_size=None, sampler=BatchSampler(SequentialSampler(data), self.eval_batch_size,
-                                                                      drop_last=False), **self.loader_options)
+        batches = BatchSampler(SequentialSampler(data), self.eval_batch_size, drop_last=False)
+        return DataLoader(data, batch_size=None, sampler=batches, **self.loader_options)
 
     def val_dataloader(self):
         return self._eval_loader("val")
@@ -288,8 +291,8 @@ class ImageDataModule(LightningDataModule):
         if isinstance(batch, TrainingBatch):
             images = batch.images
             if self.crop_padding or self.horizontal_flip:
-                dy, dx, mirror = crop_flip_params(self.run_seed, batch.epoch, batch.indices, self.crop_padding,
-                                                  self.horizontal_flip)
+                dy, dx, mirror = crop_flip_params(self.run_seed, batch.epoch, batch.indices,
+                                                  self.crop_padding, self.horizontal_flip)
                 images = crop_and_flip(images, dy, dx, mirror, self.crop_padding)
             if self.trainer is not None and self.trainer.training:
                 self._progress = (batch.epoch, batch.position + 1)

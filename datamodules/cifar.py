@@ -34,7 +34,7 @@ def read_cifar_file(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]
     except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path} is not a CIFAR python-version file ({type(error).__name__}: {error}); "
                          "delete it and download again") from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != data.shape[:1]:
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or labels.shape != data.shape[:1]:
         raise ValueError(f"{path} holds data {data.dtype} {data.shape} and {labels.shape} labels; "
                          "expected uint8 N×3072 and N labels")
     return data.reshape(-1, 3, 32, 32), labels
@@ -57,7 +57,8 @@ class _CIFARDataModule(ImageDataModule):
         return root if (root / self.files[False][0]).is_file() else root / self.folder
 
     def _missing(self) -> list[str]:
-        return [name for names in self.files.values() for name in names if not (self._folder() / name).is_file()]
+        names = [name for names in self.files.values() for name in names]
+        return [name for name in names if not (self._folder() / name).is_file()]
 
     def prepare_data(self) -> None:
         if not self._missing() or not self.download:

@@ -10,7 +10,7 @@ MASK32 = 0xFFFFFFFF
 
 
 def _mul32(x, constant: int):
-    """(x · constant) mod 2³², for x < 2³², without overflowing int64 (split the constant in 16-bit halves)."""
+    """(x · constant) mod 2³² for x < 2³², with no int64 overflow: the constant in 16-bit halves."""
     low, high = constant & 0xFFFF, constant >> 16
     return (x * low + (((x * high) & 0xFFFF) << 16)) & MASK32
 
@@ -26,5 +26,5 @@ def mix32(x):
 
 
 def epoch_key(seed: int, epoch: int) -> int:
-    """A 32-bit key of (seed, epoch); for one seed, distinct epochs get distinct keys (mix32 is a bijection)."""
+    """A 32-bit key of (seed, epoch): for one seed, distinct epochs get distinct keys (a bijection)."""
     return mix32(mix32(seed & MASK32) ^ (epoch & MASK32))

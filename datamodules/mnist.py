@@ -64,7 +64,8 @@ class _IDXDataModule(ImageDataModule):
         import torchvision
 
         dataset = getattr(torchvision.datasets, self.torchvision_name)
-        self.try_download(lambda: [dataset(self.data_dir, train=train, download=True) for train in (True, False)])
+        self.try_download(lambda: [dataset(self.data_dir, train=train, download=True)
+                                   for train in (True, False)])
 
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         images_stem, labels_stem = IDX_FILES[train]

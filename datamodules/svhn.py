@@ -37,7 +37,8 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except (MatReadError, ValueError, TypeError, KeyError, OSError, NotImplementedError) as error:
         raise ValueError(f"{path} is not an SVHN .mat file ({type(error).__name__}: {error}); "
                          "delete it and download again") from None
-    if images.dtype != np.uint8 or images.shape[:3] != (32, 32, 3) or images.ndim != 4 or len(labels) != images.shape[3]:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:3] != (32, 32, 3) \
+            or len(labels) != images.shape[3]:
         raise ValueError(f"{path} holds X {images.dtype} {images.shape} and {labels.shape} labels; "
                          "expected uint8 32×32×3×N and N labels")
     if labels.size and (labels.min() < 1 or labels.max() > 10):
@@ -69,7 +70,8 @@ class SVHNDataModule(ImageDataModule):
         return ["train", "test"] + (["extra"] if self.use_extra else [])
 
     def _missing(self) -> list[str]:
-        return [SPLIT_FILES[s] for s in self._splits_needed() if not (Path(self.data_dir) / SPLIT_FILES[s]).is_file()]
+        names = [SPLIT_FILES[split] for split in self._splits_needed()]
+        return [name for name in names if not (Path(self.data_dir) / name).is_file()]
 
     def prepare_data(self) -> None:
         if not self._missing() or not self.download:

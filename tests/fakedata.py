@@ -80,8 +80,10 @@ def write_fake_cifar(root: Path, num_classes: int = 10, n_train: int = 250, n_te
         labels = rng.integers(0, num_classes, n)
         images = _marked_images(rng, labels, 3, 32)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
-        names = ([f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]) if cifar10 \
-            else [split]
+        if not cifar10:
+            names = [split]
+        else:
+            names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         for name, part in zip(names, np.array_split(np.arange(n), len(names))):
             entry = {b"batch_label": name.encode(), b"data": images[part].reshape(len(part), 3072),
                      b"filenames": [f"img_{i}.png".encode() for i in part]}
@@ -92,7 +94,8 @@ def write_fake_cifar(root: Path, num_classes: int = 10, n_train: int = 250, n_te
                 entry[b"coarse_labels"] = [int(v) // 5 for v in labels[part]]
             (folder / name).write_bytes(_python2_pickle(entry))
     meta_name, meta_key = ("batches.meta", b"label_names") if cifar10 else ("meta", b"fine_label_names")
-    (folder / meta_name).write_bytes(_python2_pickle({meta_key: [f"class{k}".encode() for k in range(num_classes)]}))
+    class_names = [f"class{k}".encode() for k in range(num_classes)]
+    (folder / meta_name).write_bytes(_python2_pickle({meta_key: class_names}))
     return arrays
 
 
@@ -111,6 +114,7 @@ def write_fake_svhn(folder: Path, n_train: int = 250, n_test: int = 50, n_extra:
         labels = rng.integers(0, 10, n)
         images = _marked_images(rng, labels, 3, 32)
         mat_labels = np.where(labels == 0, 10, labels).astype(np.uint8).reshape(-1, 1)
-        scipy.io.savemat(str(Path(folder) / f"{split}_32x32.mat"), {"X": images.transpose(2, 3, 1, 0), "y": mat_labels})
+        mat = {"X": images.transpose(2, 3, 1, 0), "y": mat_labels}  # X is H×W×C×N
+        scipy.io.savemat(str(Path(folder) / f"{split}_32x32.mat"), mat)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
     return arrays

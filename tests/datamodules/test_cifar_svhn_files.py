@@ -9,8 +9,8 @@ from datamodules import CIFAR10DataModule, CIFAR100DataModule, SVHNDataModule
 from tests.fakedata import write_fake_cifar, write_fake_svhn
 
 
-@pytest.mark.parametrize("cls,num_classes,reference", [
-    (CIFAR10DataModule, 10, torchvision.datasets.CIFAR10), (CIFAR100DataModule, 100, torchvision.datasets.CIFAR100)])
+@pytest.mark.parametrize("cls,num_classes,reference", [(CIFAR10DataModule, 10, torchvision.datasets.CIFAR10),
+                                                       (CIFAR100DataModule, 100, torchvision.datasets.CIFAR100)])
 def test_cifar_files_read_as_torchvision_reads_them(tmp_path, monkeypatch, cls, num_classes, reference):
     arrays = write_fake_cifar(tmp_path, num_classes, n_train=120, n_test=40)
     dm = cls(data_dir=str(tmp_path), download=False)
@@ -64,7 +64,7 @@ def test_a_failed_download_is_reported_with_its_reason(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
     dm = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
     dm.prepare_data()
-    with pytest.raises(FileNotFoundError, match=r"the torchvision download failed \(RuntimeError: Error downloading"):
+    with pytest.raises(FileNotFoundError, match=r"torchvision download failed \(RuntimeError: Error downloading"):
         dm.setup("fit")
 
 

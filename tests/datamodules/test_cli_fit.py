@@ -26,7 +26,8 @@ def test_every_registered_module_has_a_preset_and_a_writer():
                                             ("mnist", True), ("fashion_mnist", False)])
 def test_fit_trains_on_the_module(tmp_path, name, on_device):
     WRITERS[name](tmp_path / "data")
-    main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--config", str(ROOT / f"configs/datasets/{name}.yaml"),
+    main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"),
+          "--config", str(ROOT / f"configs/datasets/{name}.yaml"),
           "--data.init_args.data_dir", str(tmp_path / "data"), "--data.init_args.download", "false",
           "--data.init_args.val_split", "16", "--data.init_args.batch_size", "16",
           "--data.init_args.on_device", str(on_device).lower(),

@@ -46,7 +46,7 @@ def test_ranks_take_disjoint_shares_of_every_global_batch(world):
 
 def test_indivisible_batch_is_a_clear_error():
     assert per_device_batch_size(128, 4) == 32
-    with pytest.raises(ValueError, match="data.batch_size=30 is not divisible by the 4 devices; use a multiple of 4"):
+    with pytest.raises(ValueError, match="batch_size=30 is not divisible by the 4 devices; use a multiple of 4"):
         EpochBatchSampler(100, 30, seed=0, world_size=4)
 
 
@@ -71,7 +71,8 @@ def test_start_at_skips_the_done_batches_of_that_epoch_only():
 def test_lightning_does_not_inject_its_sampler_under_ddp():
     """Lightning's own DDP preparation (no processes launched) leaves our loader untouched."""
     trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_checkpointing=False)
-    loader = DataLoader(range(64), batch_size=None, sampler=EpochBatchSampler(64, 8, seed=0, rank=1, world_size=2))
-    assert trainer._data_connector._prepare_dataloader(loader, shuffle=True, mode=RunningStage.TRAINING) is loader
+    prepare = trainer._data_connector._prepare_dataloader
+    ours = DataLoader(range(64), batch_size=None, sampler=EpochBatchSampler(64, 8, seed=0, rank=1, world_size=2))
+    assert prepare(ours, shuffle=True, mode=RunningStage.TRAINING) is ours
     plain = DataLoader(range(64), batch_size=8)  # the control: a plain loader does get one
-    assert trainer._data_connector._prepare_dataloader(plain, shuffle=True, mode=RunningStage.TRAINING) is not plain
+    assert prepare(plain, shuffle=True, mode=RunningStage.TRAINING) is not plain
