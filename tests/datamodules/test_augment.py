@@ -48,6 +48,10 @@ def test_offsets_are_uniform_flips_fair_and_independent():
     statistic = ((cells - expected) ** 2 / expected).sum().item()
     assert statistic < chi2.ppf(1 - 1e-6, df=side * side * 2 - 1), statistic
     assert abs(mirror.double().mean().item() - 0.5) < 5 * 0.5 / n ** 0.5
+    # neighbouring sample indices draw unrelated values (a hash of a counter, not a sequence)
+    for draws in (dy.double(), dx.double(), mirror.double()):
+        correlation = torch.corrcoef(torch.stack([draws[:-1], draws[1:]]))[0, 1].item()
+        assert abs(correlation) < 5 / n ** 0.5, correlation
 
 
 def test_draws_depend_on_seed_epoch_and_sample_only():
