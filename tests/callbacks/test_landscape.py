@@ -1,0 +1,127 @@
+"""`LandscapeProbe` (Santurkar et al. 2018, Fig. 4) against analytic and independent references.
+
+- quadratic L(θ) = ½θᵀAθ: L(θ−ηg), ‖∇L(θ−ηg) − g‖ = η‖Ag‖, β_eff = ‖Ag‖/‖g‖, in closed form;
+- linear softmax (with BatchNorm1d, dropout): a direct computation with `torch.func.functional_call`
+  on a copy, the `update` direction from a fresh torch optimizer loaded with the recorded state;
+- the probe leaves parameters, grads, buffers, optimizer state and RNG bit-identical.
+"""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from callbacks.landscape import LandscapeProbe
+from tests.callbacks.probe_models import (LinearSoftmax, QuadraticModel, StateRecorder, assert_same_state,
+                                          classification_loader, fit)
+
+STEP_SIZES = (0.05, 0.1, 0.2, 0.3, 0.4)
+
+
+def quadratic_problem(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=generator, dtype=torch.float64))
+    A = q @ torch.diag(torch.tensor([4.0, 2.0, 1.0, 0.5, 0.25], dtype=torch.float64)) @ q.T
+    return A, torch.randn(5, generator=generator, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("relative_to_lr", [False, True])
+def test_quadratic_matches_the_closed_form(relative_to_lr):
+    A, theta0 = quadratic_problem()
+    lr = 0.05
+    recorder = StateRecorder()
+    capture = fit(QuadraticModel(A, theta0, lr=lr), [recorder, LandscapeProbe(every_n_steps=2, step_sizes=STEP_SIZES,
+                                                                              relative_to_lr=relative_to_lr)],
+                  classification_loader(), max_steps=5)
+    logged = capture.with_prefix("landscape/")
+    assert sorted(logged) == [0, 2, 4]
+    for step, row in logged.items():
+        theta = recorder.states[step]["params"]["theta"]
+        g = A @ theta
+        assert torch.allclose(recorder.states[step]["grads"]["theta"], g, rtol=1e-12)
+
+        def loss(t):
+            return float(0.5 * t @ A @ t)
+
+        scale = lr if relative_to_lr else 1.0
+        losses = [loss(theta)]
+        for eta in STEP_SIZES:
+            losses.append(loss(theta - eta * scale * g))
+            assert row[f"landscape/loss@{eta:g}"] == pytest.approx(losses[-1], rel=1e-6)
+            assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(eta * scale * float((A @ g).norm()), rel=1e-6)
+        beta = float((A @ g).norm() / g.norm())
+        assert row["landscape/beta_eff"] == pytest.approx(beta, rel=1e-6)
+        assert row["landscape/beta_eff"] <= float(torch.linalg.eigvalsh(A).max()) * (1 + 1e-9)
+        assert row["landscape/loss_min"] == pytest.approx(min(losses), rel=1e-6)
+        assert row["landscape/loss_max"] == pytest.approx(max(losses), rel=1e-6)
+        assert row["landscape/grad_pred_min"] == pytest.approx(STEP_SIZES[0] * scale * float((A @ g).norm()), rel=1e-6)
+        assert row["landscape/grad_pred_max"] == pytest.approx(STEP_SIZES[-1] * scale * float((A @ g).norm()), rel=1e-6)
+
+
+def reference_values(model, state, direction: str, exclude_norm: bool, lr: float):
+    """The probe's numbers computed directly: functional_call on a copy at θ − η·d."""
+    model = copy.deepcopy(model).train()
+    model.load_state_dict({**state["params"], **state["buffers"]})
+    x, y = state["batch"]
+    moved = [n for n in state["params"] if not (exclude_norm and n.startswith("norm."))]
+    theta = {n: state["params"][n].clone().requires_grad_(True) for n in moved}
+
+    def loss_and_grad(params):
+        torch.set_rng_state(state["batch_rng"])  # dropout: the training step's mask at every θ
+        out = functional_call(model, {**state["params"], **params}, (x,))
+        loss = F.cross_entropy(out, y)
+        return float(loss), torch.autograd.grad(loss, list(params.values()))
+
+    loss0, g = loss_and_grad(theta)
+    if direction == "update":  # what a fresh torch Adam loaded with the recorded state makes of θ
+        twin = copy.deepcopy(model)
+        adam = torch.optim.Adam(twin.parameters(), lr=lr)
+        adam.load_state_dict(state["optimizer"])
+        named = dict(twin.named_parameters())
+        for n, gn in zip(moved, g):
+            named[n].grad = gn.clone()
+        adam.step()
+        d = [(state["params"][n] - named[n].detach()) / lr for n in moved]
+    else:
+        d = g
+    losses, preds, betas = [loss0], [], []
+    for eta in STEP_SIZES:
+        at = {n: (theta[n] - eta * dn).detach().requires_grad_(True) for n, dn in zip(moved, d)}
+        loss_k, grad_k = loss_and_grad(at)
+        pred = float(torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(grad_k, g))))
+        dist = float(torch.sqrt(sum(((at[n] - theta[n]) ** 2).sum() for n in moved)))
+        losses.append(loss_k)
+        preds.append(pred)
+        betas.append(pred / dist)
+    return losses, preds, betas
+
+
+@pytest.mark.parametrize("direction,exclude_norm,batch_norm,dropout", [
+    ("gradient", False, False, 0.0),
+    ("gradient", True, True, 0.3),
+    ("update", True, True, 0.3),
+])
+def test_linear_softmax_matches_functional_call(direction, exclude_norm, batch_norm, dropout):
+    torch.manual_seed(0)
+    lr = 0.01
+    model = LinearSoftmax(batch_norm=batch_norm, dropout=dropout, optimizer="adam" if direction == "update" else "sgd",
+                          lr=lr)
+    before, after = StateRecorder(), StateRecorder()
+    probe = LandscapeProbe(every_n_steps=3, step_sizes=STEP_SIZES, direction=direction,
+                           exclude_norm_params=exclude_norm)
+    capture = fit(model, [before, probe, after], classification_loader(), max_steps=7)
+    logged = capture.with_prefix("landscape/")
+    assert sorted(logged) == [0, 3, 6]
+    for step, row in logged.items():
+        assert_same_state(before.states[step], after.states[step])
+        losses, preds, betas = reference_values(model, before.states[step], direction, exclude_norm, lr)
+        for eta, loss_k, pred in zip(STEP_SIZES, losses[1:], preds):
+            assert row[f"landscape/loss@{eta:g}"] == pytest.approx(loss_k, rel=1e-5)
+            assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(pred, rel=1e-5)
+        assert row["landscape/loss_min"] == pytest.approx(min(losses), rel=1e-5)
+        assert row["landscape/loss_max"] == pytest.approx(max(losses), rel=1e-5)
+        assert row["landscape/grad_pred_min"] == pytest.approx(min(preds), rel=1e-5)
+        assert row["landscape/grad_pred_max"] == pytest.approx(max(preds), rel=1e-5)
+        assert row["landscape/beta_eff"] == pytest.approx(max(betas), rel=1e-5)
+    assert capture.hyperparams["landscape/exclude_norm_params"] is exclude_norm
