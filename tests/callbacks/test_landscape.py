@@ -125,3 +125,31 @@ def test_linear_softmax_matches_functional_call(direction, exclude_norm, batch_n
         assert row["landscape/grad_pred_max"] == pytest.approx(max(preds), rel=1e-5)
         assert row["landscape/beta_eff"] == pytest.approx(max(betas), rel=1e-5)
     assert capture.hyperparams["landscape/exclude_norm_params"] is exclude_norm
+
+
+def test_mixed_precision_training_is_probed_in_fp32():
+    """Under bf16 autocast the training gradient is rounded; the probe recomputes g with autocast off."""
+    torch.manual_seed(0)
+    model = LinearSoftmax(lr=0.01)
+    before = StateRecorder()
+    capture = fit(model, [before, LandscapeProbe(every_n_steps=2, step_sizes=STEP_SIZES)], classification_loader(),
+                  max_steps=3, precision="bf16-mixed")
+    logged = capture.with_prefix("landscape/")
+    assert sorted(logged) == [0, 2]
+    for step, row in logged.items():
+        losses, preds, betas = reference_values(model, before.states[step], "gradient", False, 0.01)
+        for eta, loss_k, pred in zip(STEP_SIZES, losses[1:], preds):
+            assert row[f"landscape/loss@{eta:g}"] == pytest.approx(loss_k, rel=1e-5)
+            assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(pred, rel=1e-5)
+        assert row["landscape/beta_eff"] == pytest.approx(max(betas), rel=1e-5)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(every_n_steps=0), "landscape.every_n_steps must be an integer >= 1, got 0"),
+    (dict(step_sizes=[]), "landscape.step_sizes must be a non-empty list of numbers > 0"),
+    (dict(step_sizes=[0.1, -0.2]), "landscape.step_sizes must be a non-empty list of numbers > 0"),
+    (dict(direction="adam"), "landscape.direction must be gradient or update, got 'adam'"),
+])
+def test_bad_settings_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        LandscapeProbe(**bad)
