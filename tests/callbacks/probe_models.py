@@ -16,7 +16,10 @@ import torch.nn.functional as F
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.loggers import Logger
 from torch import nn
+from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
+
+STEP_SIZES = (0.05, 0.1, 0.2, 0.3, 0.4)
 
 
 class QuadraticModel(LightningModule):
@@ -165,3 +168,42 @@ def assert_equal_nested(a, b) -> None:
             assert_equal_nested(x, y)
     else:
         assert a == b
+
+
+def reference_values(model, state, direction: str, exclude_norm: bool, lr: float):
+    """`LandscapeProbe`'s numbers computed directly from a `StateRecorder` state: functional_call on a
+    copy at θ − η·d. Returns (losses [L(θ), L(θ_k)...], grad_pred per η, ratio to ‖θ_k − θ‖ per η)."""
+    model = copy.deepcopy(model).train()
+    model.load_state_dict({**state["params"], **state["buffers"]})
+    x, y = state["batch"]
+    moved = [n for n in state["params"] if not (exclude_norm and n.startswith("norm."))]
+    theta = {n: state["params"][n].clone().requires_grad_(True) for n in moved}
+
+    def loss_and_grad(params):
+        torch.set_rng_state(state["batch_rng"])  # dropout: the training step's mask at every θ
+        out = functional_call(model, {**state["params"], **params}, (x,))
+        loss = F.cross_entropy(out, y)
+        return float(loss), torch.autograd.grad(loss, list(params.values()))
+
+    loss0, g = loss_and_grad(theta)
+    if direction == "update":  # what a fresh torch Adam loaded with the recorded state makes of θ
+        twin = copy.deepcopy(model)
+        adam = torch.optim.Adam(twin.parameters(), lr=lr)
+        adam.load_state_dict(state["optimizer"])
+        named = dict(twin.named_parameters())
+        for n, gn in zip(moved, g):
+            named[n].grad = gn.clone()
+        adam.step()
+        d = [(state["params"][n] - named[n].detach()) / lr for n in moved]
+    else:
+        d = g
+    losses, preds, betas = [loss0], [], []
+    for eta in STEP_SIZES:
+        at = {n: (theta[n] - eta * dn).detach().requires_grad_(True) for n, dn in zip(moved, d)}
+        loss_k, grad_k = loss_and_grad(at)
+        pred = float(torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(grad_k, g))))
+        dist = float(torch.sqrt(sum(((at[n] - theta[n]) ** 2).sum() for n in moved)))
+        losses.append(loss_k)
+        preds.append(pred)
+        betas.append(pred / dist)
+    return losses, preds, betas

@@ -5,18 +5,12 @@
   on a copy, the `update` direction from a fresh torch optimizer loaded with the recorded state;
 - the probe leaves parameters, grads, buffers, optimizer state and RNG bit-identical.
 """
-import copy
-
 import pytest
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call
 
 from callbacks.landscape import LandscapeProbe
-from tests.callbacks.probe_models import (LinearSoftmax, QuadraticModel, StateRecorder, assert_same_state,
-                                          classification_loader, fit)
-
-STEP_SIZES = (0.05, 0.1, 0.2, 0.3, 0.4)
+from tests.callbacks.probe_models import (STEP_SIZES, LinearSoftmax, QuadraticModel, StateRecorder,
+                                          assert_same_state, classification_loader, fit, reference_values)
 
 
 def quadratic_problem(seed: int = 0):
@@ -57,44 +51,6 @@ def test_quadratic_matches_the_closed_form(relative_to_lr):
         assert row["landscape/loss_max"] == pytest.approx(max(losses), rel=1e-6)
         assert row["landscape/grad_pred_min"] == pytest.approx(STEP_SIZES[0] * scale * float((A @ g).norm()), rel=1e-6)
         assert row["landscape/grad_pred_max"] == pytest.approx(STEP_SIZES[-1] * scale * float((A @ g).norm()), rel=1e-6)
-
-
-def reference_values(model, state, direction: str, exclude_norm: bool, lr: float):
-    """The probe's numbers computed directly: functional_call on a copy at θ − η·d."""
-    model = copy.deepcopy(model).train()
-    model.load_state_dict({**state["params"], **state["buffers"]})
-    x, y = state["batch"]
-    moved = [n for n in state["params"] if not (exclude_norm and n.startswith("norm."))]
-    theta = {n: state["params"][n].clone().requires_grad_(True) for n in moved}
-
-    def loss_and_grad(params):
-        torch.set_rng_state(state["batch_rng"])  # dropout: the training step's mask at every θ
-        out = functional_call(model, {**state["params"], **params}, (x,))
-        loss = F.cross_entropy(out, y)
-        return float(loss), torch.autograd.grad(loss, list(params.values()))
-
-    loss0, g = loss_and_grad(theta)
-    if direction == "update":  # what a fresh torch Adam loaded with the recorded state makes of θ
-        twin = copy.deepcopy(model)
-        adam = torch.optim.Adam(twin.parameters(), lr=lr)
-        adam.load_state_dict(state["optimizer"])
-        named = dict(twin.named_parameters())
-        for n, gn in zip(moved, g):
-            named[n].grad = gn.clone()
-        adam.step()
-        d = [(state["params"][n] - named[n].detach()) / lr for n in moved]
-    else:
-        d = g
-    losses, preds, betas = [loss0], [], []
-    for eta in STEP_SIZES:
-        at = {n: (theta[n] - eta * dn).detach().requires_grad_(True) for n, dn in zip(moved, d)}
-        loss_k, grad_k = loss_and_grad(at)
-        pred = float(torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(grad_k, g))))
-        dist = float(torch.sqrt(sum(((at[n] - theta[n]) ** 2).sum() for n in moved)))
-        losses.append(loss_k)
-        preds.append(pred)
-        betas.append(pred / dist)
-    return losses, preds, betas
 
 
 @pytest.mark.parametrize("direction,exclude_norm,batch_norm,dropout", [
