@@ -2,7 +2,7 @@
 probe every 50 steps and every 10 steps, as a ratio of wall times (target at 50: ≤ 1.15×).
 
 Small CNN with BN on Fashion-MNIST-shaped synthetic data (1×28×28 uint8, 10 classes, batch 128),
-through the real data-module path and a real Trainer, 150 optimizer steps per fit, no validation.
+through the real data-module path and a real Trainer, 100 optimizer steps per fit, no validation.
 Each probe costs one forward and K forward + backward passes, so the expected overhead is about
 (0.4 + K)/n of a training step per step: ≈ 1.11× at n = 50 and ≈ 1.5× at n = 10.
 """
@@ -16,7 +16,7 @@ from callbacks.landscape import LandscapeProbe
 from datamodules.base import ImageDataModule
 from models.classifier import ImageClassifier
 
-STEPS = 150
+STEPS = 100
 BATCH = 128
 EVERY = (50, 10)
 
@@ -38,8 +38,9 @@ def fit(every_n_steps: int | None) -> None:
                             optimizer="sgd", lr=0.05)
     data = SyntheticFashionMNIST(batch_size=BATCH, val_split=0, download=False)
     callbacks = [] if every_n_steps is None else [LandscapeProbe(every_n_steps=every_n_steps)]
-    Trainer(accelerator="auto", devices=1, max_steps=STEPS, limit_val_batches=0, callbacks=callbacks, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(model, data)
+    Trainer(accelerator="auto", devices=1, max_steps=STEPS, limit_val_batches=0, callbacks=callbacks,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False).fit(model, data)
 
 
 def run() -> list[dict]:

@@ -23,7 +23,8 @@ from callbacks.step_probe import StepProbe, TrainingSnapshot, flat_norm, probe_l
 class HessianTopEigen(StepProbe):
     prefix = "hessian"
 
-    def __init__(self, every_n_steps: int = 100, iterations: int = 100, tolerance: float = 1e-3, seed: int = 0):
+    def __init__(self, every_n_steps: int = 100, iterations: int = 100, tolerance: float = 1e-3,
+                 seed: int = 0):
         """
         Args:
             every_n_steps: measure at the global steps divisible by this (step 0 included).
@@ -57,7 +58,8 @@ class HessianTopEigen(StepProbe):
             hv = torch.autograd.grad([grads[i] for i in rows], params, grad_outputs=[v[i] for i in rows],
                                      retain_graph=True, materialize_grads=True)
             estimate = float(sum((h * vi).sum() for h, vi in zip(hv, v)))
-            converged = eigenvalue is not None and abs(estimate - eigenvalue) < self.tolerance * (abs(eigenvalue) + 1e-6)
+            converged = (eigenvalue is not None
+                         and abs(estimate - eigenvalue) < self.tolerance * (abs(eigenvalue) + 1e-6))
             eigenvalue, v = estimate, [h.detach() for h in hv]
             if converged:
                 break

@@ -40,7 +40,8 @@ class LandscapeProbe(StepProbe):
     prefix = "landscape"
 
     def __init__(self, every_n_steps: int = 50, step_sizes: Sequence[float] = (0.05, 0.1, 0.2, 0.3, 0.4),
-                 relative_to_lr: bool = False, direction: Direction = "gradient", exclude_norm_params: bool = False):
+                 relative_to_lr: bool = False, direction: Direction = "gradient",
+                 exclude_norm_params: bool = False):
         """
         Args:
             every_n_steps: measure at the global steps divisible by this (step 0 included).
@@ -52,12 +53,15 @@ class LandscapeProbe(StepProbe):
         """
         super().__init__(every_n_steps)
         sizes = list(step_sizes) if isinstance(step_sizes, (list, tuple)) else None
-        if not sizes or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in sizes):
-            raise ValueError(f"landscape.step_sizes must be a non-empty list of numbers > 0, got {step_sizes!r}")
+        if not sizes or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0
+                                for s in sizes):
+            raise ValueError(f"landscape.step_sizes must be a non-empty list of numbers > 0, "
+                             f"got {step_sizes!r}")
         if direction not in ("gradient", "update"):
             raise ValueError(f"landscape.direction must be gradient or update, got {direction!r}")
         self.step_sizes = [float(s) for s in sizes]
-        self.relative_to_lr, self.direction, self.exclude_norm_params = relative_to_lr, direction, exclude_norm_params
+        self.relative_to_lr, self.direction = relative_to_lr, direction
+        self.exclude_norm_params = exclude_norm_params
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "step_sizes": self.step_sizes, "relative_to_lr": self.relative_to_lr,
@@ -110,7 +114,8 @@ class LandscapeProbe(StepProbe):
 def update_direction(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], g: list[torch.Tensor],
                      theta: list[torch.Tensor], lr: dict) -> list[torch.Tensor]:
     """(θ − θ⁺)/LR, where θ⁺ is what one optimizer step from gradient `g` would make of θ (for plain
-    SGD that is g itself); the optimizer's state and the parameters are put back afterwards."""
+    SGD that is g itself). The optimizer's state is put back here; the parameters and `.grad` by
+    the probe's `TrainingSnapshot`."""
     saved = OptimizerSnapshot(optimizer)
     stepped = {p for group in optimizer.param_groups for p in group["params"]}
     for p in stepped:

@@ -78,7 +78,8 @@ class OptimizerSnapshot:
         self.optimizer = optimizer
         self.state = {p: {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in s.items()}
                       for p, s in optimizer.state.items()}
-        self.groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+        self.groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
+                       for g in optimizer.param_groups]
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -146,7 +147,8 @@ class StepProbe(Callback):
         for logger in trainer.loggers:
             logger.log_hyperparams({f"{self.prefix}/{k}": v for k, v in self.settings().items()})
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch,
+                             batch_idx: int) -> None:
         due = self._due(trainer)
         self._batch, self._batch_rng = (batch, capture_rng()) if due else (None, None)
 

@@ -104,8 +104,8 @@ class MetricsCapture(Logger):
         self.rows.setdefault(step, {}).update(metrics)
 
     def with_prefix(self, prefix: str) -> dict[int, dict[str, float]]:
-        return {step: {k: v for k, v in row.items() if k.startswith(prefix)} for step, row in self.rows.items()
-                if any(k.startswith(prefix) for k in row)}
+        return {step: {k: v for k, v in row.items() if k.startswith(prefix)}
+                for step, row in self.rows.items() if any(k.startswith(prefix) for k in row)}
 
 
 class StateRecorder(Callback):
@@ -134,9 +134,9 @@ class StateRecorder(Callback):
 def fit(model: LightningModule, callbacks: list[Callback], loader: DataLoader, max_steps: int,
         **trainer_options) -> MetricsCapture:
     capture = MetricsCapture()
-    options = dict(accelerator="cpu", devices=1, max_steps=max_steps, logger=[capture], enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                   log_every_n_steps=1000)
+    options = dict(accelerator="cpu", devices=1, max_steps=max_steps, logger=[capture],
+                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                   num_sanity_val_steps=0, log_every_n_steps=1000)
     Trainer(callbacks=callbacks, **{**options, **trainer_options}).fit(model, loader)
     return capture
 

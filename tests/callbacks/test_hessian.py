@@ -49,9 +49,11 @@ def test_linear_softmax_matches_the_exact_hessian():
         flat = torch.cat([state["params"][n].flatten() for n in names]).double()
 
         def loss(vector):
-            params = dict(zip(names, (t.view(s) for t, s in zip(vector.split([s.numel() for s in shapes]), shapes))))
+            pieces = vector.split([s.numel() for s in shapes])
+            params = {n: t.view(s) for n, t, s in zip(names, pieces, shapes)}
             # fresh copies each call: BN updates its running statistics in train mode
-            buffers = {n: b.double() if b.is_floating_point() else b.clone() for n, b in state["buffers"].items()}
+            buffers = {n: b.double() if b.is_floating_point() else b.clone()
+                       for n, b in state["buffers"].items()}
             return F.cross_entropy(functional_call(twin, {**buffers, **params}, (x.double(),)), y)
 
         eigenvalues = torch.linalg.eigvalsh(hessian(loss)(flat))

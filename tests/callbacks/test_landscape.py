@@ -2,7 +2,7 @@
 
 - quadratic L(θ) = ½θᵀAθ: L(θ−ηg), ‖∇L(θ−ηg) − g‖ = η‖Ag‖, β_eff = ‖Ag‖/‖g‖, in closed form;
 - linear softmax (with BatchNorm1d, dropout): a direct computation with `torch.func.functional_call`
-  on a copy, the `update` direction from a fresh torch optimizer loaded with the recorded state;
+  on a copy; the `update` direction from a fresh torch optimizer loaded with the recorded state;
 - the probe leaves parameters, grads, buffers, optimizer state and RNG bit-identical.
 """
 import pytest
@@ -25,9 +25,8 @@ def test_quadratic_matches_the_closed_form(relative_to_lr):
     A, theta0 = quadratic_problem()
     lr = 0.05
     recorder = StateRecorder()
-    capture = fit(QuadraticModel(A, theta0, lr=lr), [recorder, LandscapeProbe(every_n_steps=2, step_sizes=STEP_SIZES,
-                                                                              relative_to_lr=relative_to_lr)],
-                  classification_loader(), max_steps=5)
+    probe = LandscapeProbe(every_n_steps=2, step_sizes=STEP_SIZES, relative_to_lr=relative_to_lr)
+    capture = fit(QuadraticModel(A, theta0, lr=lr), [recorder, probe], classification_loader(), max_steps=5)
     logged = capture.with_prefix("landscape/")
     assert sorted(logged) == [0, 2, 4]
     for step, row in logged.items():
@@ -39,18 +38,19 @@ def test_quadratic_matches_the_closed_form(relative_to_lr):
             return float(0.5 * t @ A @ t)
 
         scale = lr if relative_to_lr else 1.0
+        ag = float((A @ g).norm())
         losses = [loss(theta)]
         for eta in STEP_SIZES:
             losses.append(loss(theta - eta * scale * g))
             assert row[f"landscape/loss@{eta:g}"] == pytest.approx(losses[-1], rel=1e-6)
-            assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(eta * scale * float((A @ g).norm()), rel=1e-6)
-        beta = float((A @ g).norm() / g.norm())
+            assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(eta * scale * ag, rel=1e-6)
+        beta = ag / float(g.norm())
         assert row["landscape/beta_eff"] == pytest.approx(beta, rel=1e-6)
         assert row["landscape/beta_eff"] <= float(torch.linalg.eigvalsh(A).max()) * (1 + 1e-9)
         assert row["landscape/loss_min"] == pytest.approx(min(losses), rel=1e-6)
         assert row["landscape/loss_max"] == pytest.approx(max(losses), rel=1e-6)
-        assert row["landscape/grad_pred_min"] == pytest.approx(STEP_SIZES[0] * scale * float((A @ g).norm()), rel=1e-6)
-        assert row["landscape/grad_pred_max"] == pytest.approx(STEP_SIZES[-1] * scale * float((A @ g).norm()), rel=1e-6)
+        assert row["landscape/grad_pred_min"] == pytest.approx(STEP_SIZES[0] * scale * ag, rel=1e-6)
+        assert row["landscape/grad_pred_max"] == pytest.approx(STEP_SIZES[-1] * scale * ag, rel=1e-6)
 
 
 @pytest.mark.parametrize("direction,exclude_norm,batch_norm,dropout", [
@@ -61,8 +61,8 @@ def test_quadratic_matches_the_closed_form(relative_to_lr):
 def test_linear_softmax_matches_functional_call(direction, exclude_norm, batch_norm, dropout):
     torch.manual_seed(0)
     lr = 0.01
-    model = LinearSoftmax(batch_norm=batch_norm, dropout=dropout, optimizer="adam" if direction == "update" else "sgd",
-                          lr=lr)
+    optimizer = "adam" if direction == "update" else "sgd"
+    model = LinearSoftmax(batch_norm=batch_norm, dropout=dropout, optimizer=optimizer, lr=lr)
     before, after = StateRecorder(), StateRecorder()
     probe = LandscapeProbe(every_n_steps=3, step_sizes=STEP_SIZES, direction=direction,
                            exclude_norm_params=exclude_norm)
@@ -88,8 +88,8 @@ def test_mixed_precision_training_is_probed_in_fp32():
     torch.manual_seed(0)
     model = LinearSoftmax(lr=0.01)
     before = StateRecorder()
-    capture = fit(model, [before, LandscapeProbe(every_n_steps=2, step_sizes=STEP_SIZES)], classification_loader(),
-                  max_steps=3, precision="bf16-mixed")
+    probe = LandscapeProbe(every_n_steps=2, step_sizes=STEP_SIZES)
+    capture = fit(model, [before, probe], classification_loader(), max_steps=3, precision="bf16-mixed")
     logged = capture.with_prefix("landscape/")
     assert sorted(logged) == [0, 2]
     for step, row in logged.items():

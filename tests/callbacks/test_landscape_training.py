@@ -20,8 +20,8 @@ from models.classifier import ImageClassifier
 from tests.callbacks.probe_models import MetricsCapture, assert_equal_nested
 
 ROOT = Path(__file__).resolve().parents[2]
-DESIGN_KEYS = ["landscape/loss_min", "landscape/loss_max", "landscape/grad_pred_min", "landscape/grad_pred_max",
-               "landscape/beta_eff"]
+DESIGN_KEYS = ["landscape/loss_min", "landscape/loss_max", "landscape/grad_pred_min",
+               "landscape/grad_pred_max", "landscape/beta_eff"]
 
 
 def train(data_dir, callbacks):
@@ -55,7 +55,8 @@ def test_fit_with_probes_is_bit_identical_to_fit_without(fake_mnist_dir):
 
 
 def test_preset_writes_the_design_keys_to_metrics_csv(fake_mnist_dir, tmp_path):
-    main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--config", str(ROOT / "configs/presets/landscape.yaml"),
+    main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"),
+          "--config", str(ROOT / "configs/presets/landscape.yaml"),
           "--landscape.every_n_steps", "4", "--hessian", "callbacks.hessian.HessianTopEigen",
           "--hessian.every_n_steps", "5", "--hessian.iterations", "2",
           "--data.init_args.data_dir", str(fake_mnist_dir), "--data.init_args.val_split", "64",
@@ -65,7 +66,8 @@ def test_preset_writes_the_design_keys_to_metrics_csv(fake_mnist_dir, tmp_path):
           "--trainer.log_every_n_steps", "3", "--test_after_fit", "false"])
     (run_dir,) = [p for p in tmp_path.glob("*/*") if p.is_dir()]
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
-    per_eta = [f"landscape/{kind}@{eta}" for eta in ("0.05", "0.1", "0.2", "0.3", "0.4") for kind in ("loss", "grad_pred")]
+    per_eta = [f"landscape/{kind}@{eta}" for eta in ("0.05", "0.1", "0.2", "0.3", "0.4")
+               for kind in ("loss", "grad_pred")]
     for key, steps in [(k, {0, 4, 8}) for k in DESIGN_KEYS + per_eta] + [("hessian/top_eig", {0, 5, 10})]:
         assert {int(r["step"]) for r in rows if r.get(key)} == steps, key
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
