@@ -55,7 +55,6 @@ class TrainingSnapshot:
     """Copies of the module's parameters and buffers, its `.grad` bindings and the RNG states."""
 
     def __init__(self, module: torch.nn.Module):
-        self.module = module
         self.parameters = {p: p.detach().clone() for p in module.parameters()}
         self.grads = {p: p.grad for p in module.parameters()}
         self.buffers = [(b, b.detach().clone()) for b in module.buffers()]
