@@ -28,6 +28,8 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.hessian import HessianTopEigen
+from callbacks.landscape import LandscapeProbe
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
@@ -38,7 +40,10 @@ from models.norms.sync import NormlabSyncBatchNorm
 FINISHED = ("completed", "exploded")
 # Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
 # (a list under trainer.callbacks would be replaced, not merged, by a second --config).
-CALLBACK_KEYS: dict[str, type] = {}
+CALLBACK_KEYS: dict[str, type] = {
+    "landscape": LandscapeProbe,
+    "hessian": HessianTopEigen,
+}
 
 
 class SaveRunConfig(SaveConfigCallback):

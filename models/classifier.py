@@ -85,11 +85,16 @@ class ImageClassifier(LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward_net(x)
 
-    def training_step(self, batch, batch_idx):
+    def compute_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a (normalized) batch and the logits: the one definition that
+        `training_step` and the analysis callbacks (landscape, Hessian) evaluate."""
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, y)
+        return F.cross_entropy(logits, y), logits
+
+    def training_step(self, batch, batch_idx):
+        loss, logits = self.compute_loss(batch)
+        self.train_acc(logits, batch[1])
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
