@@ -10,8 +10,11 @@ import torch
 from torch import nn
 
 from models.backbones import BACKBONES, norm_layer_factory
+from models.norms import GNPlus, make_norm, norm_names
 
 BACKBONE_NAMES = list(BACKBONES)
+NORMS = norm_names()
+GNPLUS_NORMS = [n for n in NORMS if isinstance(make_norm(n, 64, groups=32), GNPlus)]
 # Norm layers per architecture, from the papers' layer lists:
 NORM_LAYERS = {
     "small_cnn": 2,                   # one after each of the 2 convs

@@ -9,13 +9,11 @@ The quick tier runs every norm name once, paired with the backbones in turn; the
 import pytest
 import torch
 
-from models.norms import norm_names
-from tests.models.backbone_probe import BACKBONE_NAMES, NORM_LAYERS, build_recorded, one_thread  # noqa: F401
+from tests.models.backbone_probe import BACKBONE_NAMES, NORM_LAYERS, NORMS, build_recorded, one_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 GREY_BACKBONES = ("small_cnn", "vgg11", "resnet18")
-NORMS = norm_names()
 
 
 def check_forward_backward(backbone: str, norm: str, in_channels: int, size: int) -> None:

@@ -14,13 +14,11 @@ import torchvision
 from torch import nn
 
 from models.backbones import build_backbone
-from models.norms import GNPlus, make_norm, norm_names
-from tests.models.backbone_probe import NORM_LAYERS, build_recorded, one_thread  # noqa: F401
+from tests.models.backbone_probe import GNPLUS_NORMS, NORM_LAYERS, build_recorded, one_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CIFAR_PARAMETERS = {"resnet18": 11_173_962, "resnet50": 23_520_842, "vgg11": 9_231_114, "densenet121": 6_956_298}
-GNPLUS_NORMS = [n for n in norm_names() if isinstance(make_norm(n, 64, groups=32), GNPlus)]
 
 
 def count_parameters(backbone: str, norm: str, num_classes: int = 10) -> int:
