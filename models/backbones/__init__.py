@@ -14,6 +14,7 @@ the ResNets) and `norm_groups_policy`, which every backbone accepts:
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from functools import partial
@@ -35,6 +36,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "densenet121": DenseNet121,
 }
 NORM_GROUPS_POLICIES = ("strict", "clamp")
+BUILDER_ARGUMENTS = ("num_classes", "in_channels", "norm_layer", "image_size")  # what build_backbone passes itself
 log = logging.getLogger(__name__)
 
 
@@ -69,5 +71,10 @@ def build_backbone(name: str, num_classes: int, in_channels: int, norm: str, nor
         raise ValueError(f"unknown backbone {name!r}; allowed: {', '.join(BACKBONES)}")
     options = dict(backbone_options or {})
     norm_layer = norm_layer_factory(norm, norm_groups, options.pop("norm_groups_policy", "strict"), **norm_options)
-    return BACKBONES[name](num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer,
-                           image_size=image_size, **options)
+    backbone = BACKBONES[name]
+    allowed = sorted(set(inspect.signature(backbone).parameters) - set(BUILDER_ARGUMENTS)) + ["norm_groups_policy"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"backbone {name!r} got unknown option(s) {unknown}; allowed: {allowed}")
+    return backbone(num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, image_size=image_size,
+                    **options)

@@ -64,8 +64,6 @@ def test_same_function_as_torchvision(backbone, size):
 def test_parameter_counts(backbone):
     expected = CIFAR_PARAMETERS[backbone]
     assert count_parameters(backbone, "bn") == expected
-    with torch.device("meta"):
-        assert sum(p.numel() for p in torchvision_cifar(backbone, 10).parameters()) == expected
     assert count_parameters(backbone, "gn") == expected
     for norm in GNPLUS_NORMS:
         assert count_parameters(backbone, norm) == expected + NORM_LAYERS[backbone], norm
