@@ -46,22 +46,21 @@ def norm_layer_factory(norm: str, norm_groups: int, policy: str = "strict",
     if policy not in NORM_GROUPS_POLICIES:
         raise ValueError(f"norm_groups_policy must be one of {', '.join(NORM_GROUPS_POLICIES)}, got {policy!r}")
     strict = partial(make_norm, norm, groups=norm_groups, **norm_options)
-    if policy == "strict":
-        return strict
 
-    def clamped(num_channels: int) -> nn.Module:
+    def norm_layer(num_channels: int) -> nn.Module:
         try:
             return strict(num_channels)
-        except ValueError:
-            # Only a group count that does not divide the width is clamped; any other error stands.
-            if num_channels % norm_groups == 0:
+        except ValueError as error:
+            if norm_groups < 1 or num_channels % norm_groups == 0:  # not a clampable group count: it stands
                 raise
+            if policy == "strict":
+                raise ValueError(f"{error} (or set model.backbone_options.norm_groups_policy: clamp)") from None
         groups = math.gcd(num_channels, norm_groups)
         log.warning("norm %r: %d channels, norm_groups=%d does not divide them; using %d groups "
                     "(norm_groups_policy: clamp)", norm, num_channels, norm_groups, groups)
         return make_norm(norm, num_channels, groups=groups, **norm_options)
 
-    return clamped
+    return norm_layer
 
 
 def build_backbone(name: str, num_classes: int, in_channels: int, norm: str, norm_groups: int = 32,

@@ -93,7 +93,7 @@ def test_clamp_policy_small_cnn(caplog):
 
 
 def test_clamp_policy_densenet(caplog):
-    with pytest.raises(ValueError, match="groups=64 does not divide num_channels=96"):
+    with pytest.raises(ValueError, match="groups=64 does not divide num_channels=96.*norm_groups_policy: clamp"):
         build_backbone("densenet121", 10, 3, "gn", norm_groups=64)
     with caplog.at_level(logging.WARNING, logger="models.backbones"), torch.device("meta"):
         net = build_backbone("densenet121", 10, 3, "gn", norm_groups=64, backbone_options={"norm_groups_policy": "clamp"})
