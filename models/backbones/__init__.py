@@ -36,7 +36,8 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "densenet121": DenseNet121,
 }
 NORM_GROUPS_POLICIES = ("strict", "clamp")
-BUILDER_ARGUMENTS = ("num_classes", "in_channels", "norm_layer", "image_size")  # what build_backbone passes itself
+# What build_backbone passes itself; every other constructor keyword is a backbone option.
+BUILDER_ARGUMENTS = ("num_classes", "in_channels", "norm_layer", "image_size")
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +45,8 @@ def norm_layer_factory(norm: str, norm_groups: int, policy: str = "strict",
                        **norm_options) -> Callable[[int], nn.Module]:
     """`norm_layer(num_channels) -> nn.Module` for the backbones, under the given groups policy."""
     if policy not in NORM_GROUPS_POLICIES:
-        raise ValueError(f"norm_groups_policy must be one of {', '.join(NORM_GROUPS_POLICIES)}, got {policy!r}")
+        allowed = ", ".join(NORM_GROUPS_POLICIES)
+        raise ValueError(f"norm_groups_policy must be one of {allowed}, got {policy!r}")
     strict = partial(make_norm, norm, groups=norm_groups, **norm_options)
 
     def norm_layer(num_channels: int) -> nn.Module:
@@ -54,7 +56,8 @@ def norm_layer_factory(norm: str, norm_groups: int, policy: str = "strict",
             if norm_groups < 1 or num_channels % norm_groups == 0:  # not a clampable group count: it stands
                 raise
             if policy == "strict":
-                raise ValueError(f"{error} (or set model.backbone_options.norm_groups_policy: clamp)") from None
+                hint = "(or set model.backbone_options.norm_groups_policy: clamp)"
+                raise ValueError(f"{error} {hint}") from None
         groups = math.gcd(num_channels, norm_groups)
         log.warning("norm %r: %d channels, norm_groups=%d does not divide them; using %d groups "
                     "(norm_groups_policy: clamp)", norm, num_channels, norm_groups, groups)
@@ -69,11 +72,13 @@ def build_backbone(name: str, num_classes: int, in_channels: int, norm: str, nor
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; allowed: {', '.join(BACKBONES)}")
     options = dict(backbone_options or {})
-    norm_layer = norm_layer_factory(norm, norm_groups, options.pop("norm_groups_policy", "strict"), **norm_options)
+    policy = options.pop("norm_groups_policy", "strict")
+    norm_layer = norm_layer_factory(norm, norm_groups, policy, **norm_options)
     backbone = BACKBONES[name]
-    allowed = sorted(set(inspect.signature(backbone).parameters) - set(BUILDER_ARGUMENTS)) + ["norm_groups_policy"]
+    own = set(inspect.signature(backbone).parameters) - set(BUILDER_ARGUMENTS)
+    allowed = sorted(own) + ["norm_groups_policy"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"backbone {name!r} got unknown option(s) {unknown}; allowed: {allowed}")
-    return backbone(num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer, image_size=image_size,
-                    **options)
+    return backbone(num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer,
+                    image_size=image_size, **options)

@@ -50,7 +50,7 @@ class Transition(nn.Module):
 
 class DenseNet121(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, norm_layer: NormLayer, image_size: int = 32):
-        """`image_size` is accepted for the uniform backbone signature; the global pool makes any size work."""
+        """`image_size` is accepted for the uniform signature; the global pool makes any size work."""
         super().__init__()
         growth = GROWTH
         planes = 2 * growth

@@ -27,7 +27,8 @@ NormLayer = Callable[[int], nn.Module]
 def shortcut(in_planes: int, out_planes: int, stride: int, norm_layer: NormLayer) -> nn.Module:
     if stride == 1 and in_planes == out_planes:
         return nn.Identity()
-    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), norm_layer(out_planes))
+    projection = nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+    return nn.Sequential(projection, norm_layer(out_planes))
 
 
 class BasicBlock(nn.Module):
@@ -75,7 +76,7 @@ class Bottleneck(nn.Module):
 
 
 def affine_weight(norm: nn.Module) -> nn.Parameter | None:
-    """The γ that scales a norm layer's output: its own `weight`, else the last sub-layer's (stacked norms)."""
+    """The γ scaling a norm layer's output: its own `weight`, else its last sub-layer's (stacked norms)."""
     for module in [norm, *reversed(list(norm.modules())[1:])]:
         weight = getattr(module, "weight", None)
         if isinstance(weight, nn.Parameter):
@@ -90,8 +91,8 @@ def zero_init_last(block: BasicBlock | Bottleneck) -> None:
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type[BasicBlock | Bottleneck], num_blocks: tuple[int, int, int, int], num_classes: int,
-                 in_channels: int, norm_layer: NormLayer, zero_init_residual: bool = False):
+    def __init__(self, block: type[BasicBlock | Bottleneck], num_blocks: tuple[int, int, int, int],
+                 num_classes: int, in_channels: int, norm_layer: NormLayer, zero_init_residual: bool = False):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), norm_layer(64),
                                   nn.ReLU(inplace=True))
@@ -117,12 +118,12 @@ class ResNet(nn.Module):
 class ResNet18(ResNet):
     def __init__(self, num_classes: int, in_channels: int, norm_layer: NormLayer, image_size: int = 32,
                  zero_init_residual: bool = False):
-        """`image_size` is accepted for the uniform backbone signature; the global pool makes any size work."""
+        """`image_size` is accepted for the uniform signature; the global pool makes any size work."""
         super().__init__(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, norm_layer, zero_init_residual)
 
 
 class ResNet50(ResNet):
     def __init__(self, num_classes: int, in_channels: int, norm_layer: NormLayer, image_size: int = 32,
                  zero_init_residual: bool = False):
-        """`image_size` is accepted for the uniform backbone signature; the global pool makes any size work."""
+        """`image_size` is accepted for the uniform signature; the global pool makes any size work."""
         super().__init__(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, norm_layer, zero_init_residual)

@@ -39,7 +39,8 @@ class VGG11(nn.Module):
                 channels = entry
         self.features = nn.Sequential(*layers)
         if head == "linear":
-            self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+            self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                            nn.Linear(channels, num_classes))
         else:
             self.classifier = nn.Sequential(
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 512), nn.ReLU(inplace=True),

@@ -43,7 +43,7 @@ def build_recorded(backbone: str, norm: str, groups: int = 8, num_classes: int =
 
 @pytest.fixture
 def one_thread():
-    """Run on one thread: on a shared 2-core machine torch's 2 threads spin against other work (10× slower)."""
+    """One torch thread: on a shared 2-core machine 2 threads spin against other work (10× slower)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -9,7 +9,8 @@ The quick tier runs every norm name once, paired with the backbones in turn; the
 import pytest
 import torch
 
-from tests.models.backbone_probe import BACKBONE_NAMES, NORM_LAYERS, NORMS, build_recorded, one_thread  # noqa: F401
+from tests.models.backbone_probe import BACKBONE_NAMES, NORM_LAYERS, NORMS, build_recorded
+from tests.models.backbone_probe import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,7 +19,8 @@ GREY_BACKBONES = ("small_cnn", "vgg11", "resnet18")
 
 def check_forward_backward(backbone: str, norm: str, in_channels: int, size: int) -> None:
     torch.manual_seed(0)
-    net, norm_modules = build_recorded(backbone, norm, num_classes=7, in_channels=in_channels, image_size=size)
+    net, norm_modules = build_recorded(backbone, norm, num_classes=7, in_channels=in_channels,
+                                       image_size=size)
     assert len(norm_modules) == NORM_LAYERS[backbone]
     calls = {id(m): 0 for m in norm_modules}
     for module in norm_modules:
@@ -33,14 +35,15 @@ def check_forward_backward(backbone: str, norm: str, in_channels: int, size: int
 
 
 # Quick tier: norm i with backbone i mod 5, so every norm and every backbone appears at least once.
-@pytest.mark.parametrize("backbone,norm", [(BACKBONE_NAMES[i % len(BACKBONE_NAMES)], n) for i, n in enumerate(NORMS)])
+@pytest.mark.parametrize("backbone,norm", [(BACKBONE_NAMES[i % len(BACKBONE_NAMES)], n)
+                                           for i, n in enumerate(NORMS)])
 def test_each_norm_in_one_backbone_rgb_32(backbone, norm):
     check_forward_backward(backbone, norm, in_channels=3, size=32)
 
 
 # The small CNN (cheap) with every norm; the two larger grey backbones with one norm each.
-@pytest.mark.parametrize("backbone,norm", [("small_cnn", n) for n in NORMS] + [("vgg11", "gn"),
-                                                                                ("resnet18", "gn_plus_gn_first")])
+@pytest.mark.parametrize("backbone,norm", [("small_cnn", n) for n in NORMS]
+                         + [("vgg11", "gn"), ("resnet18", "gn_plus_gn_first")])
 def test_grey_28(backbone, norm):
     check_forward_backward(backbone, norm, in_channels=1, size=28)
 

@@ -35,7 +35,8 @@ def check_blocks_start_as_identity(backbone: str, norm: str, zero_init_residual:
         identity = torch.allclose(y, F.relu(block.shortcut(x)))
         assert identity == zero_init_residual
         if zero_init_residual:  # exactly one weight tensor per block starts at zero, and it can learn
-            (zeroed,) = [p for n, p in block.named_parameters() if not n.endswith("bias") and not p.detach().any()]
+            (zeroed,) = [p for name, p in block.named_parameters()
+                         if not name.endswith("bias") and not p.detach().any()]
             assert zeroed.grad is not None and zeroed.grad.any()
 
 
@@ -59,7 +60,8 @@ def test_vgg11_heads():
     mlp = build_backbone("vgg11", 10, 3, "bn", backbone_options={"head": "mlp"})
     shapes = [(m.in_features, m.out_features) for m in mlp.modules() if isinstance(m, nn.Linear)]
     assert shapes == [(512, 512), (512, 512), (512, 10)]  # the GN repository's analysis head
-    assert [(m.in_features, m.out_features) for m in linear.modules() if isinstance(m, nn.Linear)] == [(512, 10)]
+    linear_shapes = [(m.in_features, m.out_features) for m in linear.modules() if isinstance(m, nn.Linear)]
+    assert linear_shapes == [(512, 10)]
     with pytest.raises(ValueError, match="vgg11 head must be one of linear, mlp, got 'conv'"):
         build_backbone("vgg11", 10, 3, "bn", backbone_options={"head": "conv"})
 
@@ -93,17 +95,18 @@ def test_clamp_policy_small_cnn(caplog):
 
 
 def test_clamp_policy_densenet(caplog):
-    with pytest.raises(ValueError, match="groups=64 does not divide num_channels=96.*norm_groups_policy: clamp"):
+    clamp = {"norm_groups_policy": "clamp"}
+    with pytest.raises(ValueError, match="groups=64 does not divide num_channels=96.*policy: clamp"):
         build_backbone("densenet121", 10, 3, "gn", norm_groups=64)
     with caplog.at_level(logging.WARNING, logger="models.backbones"), torch.device("meta"):
-        net = build_backbone("densenet121", 10, 3, "gn", norm_groups=64, backbone_options={"norm_groups_policy": "clamp"})
+        net = build_backbone("densenet121", 10, 3, "gn", norm_groups=64, backbone_options=clamp)
     norms = [m for m in net.modules() if isinstance(m, nn.GroupNorm)]
     assert len(norms) == 120
     assert all(m.num_groups == math.gcd(m.num_channels, 64) for m in norms)
     assert len(caplog.records) == sum(m.num_channels % 64 != 0 for m in norms) > 0
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="models.backbones"), torch.device("meta"):
-        build_backbone("densenet121", 10, 3, "bn", norm_groups=64, backbone_options={"norm_groups_policy": "clamp"})
+        build_backbone("densenet121", 10, 3, "bn", norm_groups=64, backbone_options=clamp)
     assert not caplog.records  # BN has no groups: nothing clamped, nothing logged
 
 
@@ -126,8 +129,8 @@ CHANNELS_LAST_SIZE = {"small_cnn": 16, "vgg11": 16, "resnet18": 16, "resnet50": 
 
 
 # Quick tier: one norm per backbone (ResNet-50's Bottleneck uses the same operations as ResNet-18's blocks).
-@pytest.mark.parametrize("backbone,norm", [(b, NORMS[(i + 2) % len(NORMS)]) for i, b in enumerate(BACKBONE_NAMES)
-                                           if b != "resnet50"])
+@pytest.mark.parametrize("backbone,norm", [(b, NORMS[(i + 2) % len(NORMS)])
+                                           for i, b in enumerate(BACKBONE_NAMES) if b != "resnet50"])
 def test_channels_last(backbone, norm):
     check_channels_last(backbone, norm, CHANNELS_LAST_SIZE[backbone])
 

@@ -18,7 +18,8 @@ from tests.models.backbone_probe import GNPLUS_NORMS, NORM_LAYERS, build_recorde
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CIFAR_PARAMETERS = {"resnet18": 11_173_962, "resnet50": 23_520_842, "vgg11": 9_231_114, "densenet121": 6_956_298}
+CIFAR_PARAMETERS = {"resnet18": 11_173_962, "resnet50": 23_520_842, "vgg11": 9_231_114,
+                    "densenet121": 6_956_298}
 
 
 def count_parameters(backbone: str, norm: str, num_classes: int = 10) -> int:
@@ -36,13 +37,15 @@ def torchvision_cifar(backbone: str, num_classes: int) -> nn.Module:
     if backbone == "densenet121":
         net = torchvision.models.densenet121(num_classes=num_classes)
         features = net.features
-        features.conv0, features.norm0, features.relu0, features.pool0 = stem, nn.Identity(), nn.Identity(), nn.Identity()
+        features.conv0 = stem
+        features.norm0, features.relu0, features.pool0 = nn.Identity(), nn.Identity(), nn.Identity()
         return net
     features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["A"], batch_norm=True)
     return nn.Sequential(features, nn.Flatten(), nn.Linear(512, num_classes))
 
 
-@pytest.mark.parametrize("backbone,size", [("resnet18", 16), ("resnet50", 8), ("densenet121", 8), ("vgg11", 32)])
+@pytest.mark.parametrize("backbone,size", [("resnet18", 16), ("resnet50", 8), ("densenet121", 8),
+                                           ("vgg11", 32)])
 def test_same_function_as_torchvision(backbone, size):
     torch.manual_seed(0)
     ours, reference = build_backbone(backbone, 10, 3, "bn", 32), torchvision_cifar(backbone, 10)
