@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+import torch
 from torch import nn
 
 NormBuilder = Callable[..., nn.Module]
@@ -23,10 +24,15 @@ def register_norm(name: str, *module_types: type) -> Callable[[NormBuilder], Nor
         if name in _REGISTRY:
             raise ValueError(f"norm name {name!r} is registered twice")
         _REGISTRY[name] = builder
-        _NORM_MODULE_TYPES.extend(t for t in module_types if t not in _NORM_MODULE_TYPES)
+        register_norm_type(*module_types)
         return builder
 
     return decorator
+
+
+def register_norm_type(*module_types: type) -> None:
+    """Count `module_types` as normalization layers (their parameters join the `norm` group)."""
+    _NORM_MODULE_TYPES.extend(t for t in module_types if t not in _NORM_MODULE_TYPES)
 
 
 def norm_names() -> list[str]:
@@ -48,6 +54,15 @@ def check_groups(layer: str, num_channels: int, groups: int) -> None:
         raise ValueError(
             f"norm {layer!r}: groups={groups} does not divide num_channels={num_channels}; "
             f"allowed group counts for {num_channels} channels: {divisors}"
+        )
+
+
+def check_batch_values(layer: str, x: torch.Tensor, values_per_statistic: int, over: str) -> None:
+    """Fail with one clear line when a batch statistic would be computed from a single value."""
+    if values_per_statistic < 2:
+        raise ValueError(
+            f"norm {layer!r} computes batch statistics over {over} but input shape {tuple(x.shape)} gives "
+            f"{values_per_statistic} value per statistic; use batches of at least 2 (e.g. drop_last=True)"
         )
 
 
