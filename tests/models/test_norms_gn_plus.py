@@ -85,12 +85,12 @@ def test_gradcheck_including_lambda(name, training):
 @pytest.mark.parametrize("name", VARIANTS)
 def test_second_derivatives_for_hessian_vector_products(name):
     layer = _layer(name, lambda_init=-0.3)
-    x = _input(5, shape=(3, 8, 2, 2)).requires_grad_()
+    x = _input(5, shape=(2, 8, 2, 1)).requires_grad_()
 
     def f(x, lam, weight):
         return torch.func.functional_call(layer, {"lambda_": lam, "weight": weight}, (x,))
 
-    assert torch.autograd.gradgradcheck(f, (x, layer.lambda_, layer.weight))
+    assert torch.autograd.gradgradcheck(f, (x, layer.lambda_, layer.weight), fast_mode=True)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
