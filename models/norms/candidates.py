@@ -13,15 +13,20 @@
 over (E, C·H·W/G), then γ, β per channel. Like BN they keep running estimates (momentum 0.1, unbiased
 variance) of the per-group statistics, averaged over example groups, and use them in eval; with one
 example per group there is no batch in the statistics, so eval computes them from the input as GN does.
+When the groups are whole channels (G divides C: always for `gbgn`) the statistics come from per-(n, c)
+moments and the layer is one fused multiply-add (`moments.MomentAffine`, as GNPlus); `bgn` groups that
+cut across channels normalize the merged axis directly.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
 
 from models.norms.basic import CheckedBatchNorm2d
 from models.norms.factory import check_batch_values, check_groups, register_norm
-from models.norms.moments import update_running_statistics
+from models.norms.moments import MomentAffine, mean_of_first_axis, mean_of_last_axis, update_running_statistics
 
 
 class GNThenBN(nn.Module):
@@ -70,19 +75,58 @@ class BatchGroupNorm(nn.Module):
         if n % per_group or x[0].numel() % self.groups:
             raise ValueError(f"norm {self.name!r}: input shape {tuple(x.shape)} does not split into groups of "
                              f"{per_group} examples and {self.groups} groups of C·H·W")
-        blocks = x.reshape(n // per_group, per_group, self.groups, -1)
-        if self.training or per_group == 1:
-            count = per_group * blocks.shape[-1]
+        use_batch_statistics = self.training or per_group == 1
+        count = per_group * (x[0].numel() // self.groups)
+        if use_batch_statistics:
             check_batch_values(self.name, x, count, f"{per_group} example(s) × a group of C·H·W")
+        if x.shape[1] % self.groups == 0:
+            # Groups of whole channels: statistics from per-(n, c) moments, one fused multiply-add.
+            running = () if use_batch_statistics else (self.running_mean, self.running_var)
+            y, *record = MomentAffine.apply(x, partial(self._coefficients, per_group), self.weight, self.bias,
+                                            *running)
+        else:
+            y, record = self._merged_axis_groups(x, per_group, use_batch_statistics)
+        if record and per_group > 1:
+            update_running_statistics(self, *record, count)
+        return y
+
+    def _coefficients(self, per_group, mean, var, weight, bias, *running):
+        """(A, B, per-group batch statistics to record) per (n, c), from x's per-(n, c) moments."""
+        n, c = mean.shape
+        width = c // self.groups
+
+        def blocks(t):  # (N, C) -> (example groups, G, examples × channels of the group)
+            return t.view(n // per_group, per_group, self.groups, width).transpose(1, 2).reshape(
+                n // per_group, self.groups, per_group * width)
+
+        def per_sample_channel(t):  # (example groups, G, 1) -> (N, C)
+            return t.expand(-1, -1, per_group * width).reshape(n // per_group, self.groups, per_group, width) \
+                .transpose(1, 2).reshape(n, c)
+
+        if running:
+            block_mean, block_var = (r.to(mean.dtype).repeat_interleave(width).expand(n, c) for r in running)
+            record = ()
+        else:
+            mean_blocks = blocks(mean)
+            block_mean = mean_of_last_axis(mean_blocks)
+            block_var = mean_of_last_axis(blocks(var)) + mean_of_last_axis((mean_blocks - block_mean).pow(2))
+            record = tuple(mean_of_first_axis(t.squeeze(-1)).detach() for t in (block_mean, block_var))
+            block_mean, block_var = per_sample_channel(block_mean), per_sample_channel(block_var)
+        scale = torch.rsqrt(block_var + self.eps) * weight.to(mean.dtype)
+        return scale, bias.to(mean.dtype) - block_mean * scale, record
+
+    def _merged_axis_groups(self, x, per_group, use_batch_statistics):
+        """Groups that cut across channels (bgn with G not dividing C): normalize the merged C·H·W axis."""
+        blocks = x.reshape(x.shape[0] // per_group, per_group, self.groups, -1)
+        record = ()
+        if use_batch_statistics:
             var, mean = torch.var_mean(blocks, dim=(1, 3), unbiased=False, keepdim=True)
-            if per_group > 1:
-                update_running_statistics(self, mean.detach().mean(0).flatten(), var.detach().mean(0).flatten(),
-                                          count)
+            record = (mean.detach().mean(0).flatten(), var.detach().mean(0).flatten())
         else:
             mean, var = self.running_mean.view(1, 1, -1, 1), self.running_var.view(1, 1, -1, 1)
         y = ((blocks - mean) * torch.rsqrt(var + self.eps)).view_as(x)
         trailing = (1,) * (x.dim() - 2)
-        return torch.addcmul(self.bias.view(-1, *trailing), y, self.weight.view(-1, *trailing))
+        return torch.addcmul(self.bias.view(-1, *trailing), y, self.weight.view(-1, *trailing)), record
 
     def extra_repr(self) -> str:
         return (f"{self.num_channels}, groups={self.groups}, examples_per_group={self.examples_per_group}, "

@@ -8,6 +8,7 @@ through its per-(n, c) mean and (biased) variance over (H, W):
 - a normalization applied to an affine map of x (GN first, BN first) has statistics that follow
   analytically from x's moments and that map.
 
+The same holds for `gbgn`/`bgn` with groups of whole channels (candidates.py).
 `MomentAffine` computes the moments in one read of x (sum and sum of squares, as BLAS products),
 lets a layer turn them into (A, B) on small (N, C) tensors, and applies one multiply-add. Its backward
 is fused the same way: two reductions (Σ g, Σ g·x per (n, c)) and one pass writing ∂L/∂x, with the
@@ -55,24 +56,24 @@ def group_statistics(mean: torch.Tensor, var: torch.Tensor, groups: int) -> tupl
     """GN's statistics from per-(n, c) moments: mean and variance over each group's channels, (N, C)."""
     n, c = mean.shape
     mean_g, var_g = mean.view(n, groups, c // groups), var.view(n, groups, c // groups)
-    group_mean = _mean_of_last_axis(mean_g)
-    group_var = _mean_of_last_axis(var_g) + _mean_of_last_axis((mean_g - group_mean).pow(2))
+    group_mean = mean_of_last_axis(mean_g)
+    group_var = mean_of_last_axis(var_g) + mean_of_last_axis((mean_g - group_mean).pow(2))
     return group_mean.expand_as(mean_g).reshape(n, c), group_var.expand_as(var_g).reshape(n, c)
 
 
 def batch_statistics(mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """BN's statistics from per-(n, c) moments: mean and biased variance over samples, shape (C,)."""
-    channel_mean = _mean_of_first_axis(mean)
-    return channel_mean, _mean_of_first_axis(var) + _mean_of_first_axis((mean - channel_mean).pow(2))
+    channel_mean = mean_of_first_axis(mean)
+    return channel_mean, mean_of_first_axis(var) + mean_of_first_axis((mean - channel_mean).pow(2))
 
 
 # Means as products with a vector of ones: on a busy CPU, torch's reductions over (N, C)-sized tensors
 # can take milliseconds each (thread wake-ups), where a BLAS matrix-vector product takes microseconds.
-def _mean_of_first_axis(t: torch.Tensor) -> torch.Tensor:
+def mean_of_first_axis(t: torch.Tensor) -> torch.Tensor:
     return t.new_full((t.shape[0],), 1.0 / t.shape[0]) @ t
 
 
-def _mean_of_last_axis(t: torch.Tensor) -> torch.Tensor:
+def mean_of_last_axis(t: torch.Tensor) -> torch.Tensor:
     return (t @ t.new_full((t.shape[-1],), 1.0 / t.shape[-1])).unsqueeze(-1)
 
 

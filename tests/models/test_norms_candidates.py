@@ -28,16 +28,16 @@ def test_gn_then_bn_is_bn_after_gn():
     assert layer.weight is layer.bn.weight and layer.bias is layer.bn.bias
 
 
-def test_bgn_by_hand_on_merged_chw_groups():
-    # C·H·W = 3·2·2 = 12 split into G = 4 groups of 3 values: groups cut across channels.
-    layer = make_norm("bgn", 3, groups=4).double()
-    x = np.random.default_rng(0).normal(size=(2, 3, 2, 2))
-    flat = x.reshape(2, 4, 3)
-    expected = np.stack([_normalize(flat[:, g, :]) for g in range(4)], axis=1).reshape(x.shape)
+@pytest.mark.parametrize("channels, groups", [(3, 4), (4, 2)])  # groups across channels; of whole channels
+def test_bgn_by_hand_on_merged_chw_groups(channels, groups):
+    layer = make_norm("bgn", channels, groups=groups).double()
+    x = np.random.default_rng(0).normal(size=(2, channels, 2, 2))
+    flat = x.reshape(2, groups, -1)
+    expected = np.stack([_normalize(flat[:, g, :]) for g in range(groups)], axis=1).reshape(x.shape)
     np.testing.assert_allclose(layer(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-10)
-    # running statistics: per group, unbiased variance over the 2·3 values, momentum 0.1
-    values = flat.transpose(1, 0, 2).reshape(4, -1)
-    np.testing.assert_allclose(layer.running_mean.numpy(), 0.1 * values.mean(1), rtol=1e-10)
+    # running statistics: per group, unbiased variance over the group's values in the batch, momentum 0.1
+    values = flat.transpose(1, 0, 2).reshape(groups, -1)
+    np.testing.assert_allclose(layer.running_mean.numpy(), 0.1 * values.mean(1), rtol=1e-10, atol=1e-15)
     np.testing.assert_allclose(layer.running_var.numpy(), 0.9 + 0.1 * values.var(1, ddof=1), rtol=1e-10)
     layer.eval()
     rm, rv = layer.running_mean.numpy()[None, :, None], layer.running_var.numpy()[None, :, None]
@@ -54,6 +54,10 @@ def test_gbgn_by_hand_with_example_groups():
             rows, chans = slice(2 * e, 2 * e + 2), slice(2 * g, 2 * g + 2)
             expected[rows, chans] = _normalize(x[rows, chans])
     np.testing.assert_allclose(layer(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-10)
+    # running statistics: each channel group's mean and unbiased variance, averaged over example groups
+    blocks = x.reshape(2, 2, 2, 2, 4).transpose(0, 2, 1, 3, 4).reshape(2, 2, -1)  # (example group, G, values)
+    np.testing.assert_allclose(layer.running_mean.numpy(), 0.1 * blocks.mean(-1).mean(0), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(layer.running_var.numpy(), 0.9 + 0.1 * blocks.var(-1, ddof=1).mean(0), rtol=1e-10)
 
 
 def test_gbgn_limits_are_bn_and_gn():
@@ -75,8 +79,18 @@ def test_gbgn_batch_not_divisible_by_examples_per_group():
         layer(torch.randn(6, 4, 2, 2))
 
 
-@pytest.mark.parametrize("name", ["gn_then_bn", "bgn", "gbgn"])
-def test_gradcheck(name):
-    layer = make_norm(name, 4, groups=2).double()
-    x = torch.randn(4, 4, 2, 2, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(layer, (x,))
+@pytest.mark.parametrize("name, channels, groups, options", [
+    ("gn_then_bn", 4, 2, {}), ("bgn", 4, 2, {}), ("bgn", 3, 4, {}), ("gbgn", 4, 2, {"examples_per_group": 2})])
+@pytest.mark.parametrize("training", [True, False])
+def test_gradcheck(name, channels, groups, options, training):
+    layer = make_norm(name, channels, groups=groups, **options).double()
+    layer(torch.randn(4, channels, 2, 2, dtype=torch.double))  # non-trivial running statistics
+    layer.train(training)
+    x = torch.randn(4, channels, 2, 2, dtype=torch.double, requires_grad=True)
+
+    names, params = zip(*layer.named_parameters())
+
+    def f(x, *params):
+        return torch.func.functional_call(layer, dict(zip(names, params)), (x,))
+
+    assert torch.autograd.gradcheck(f, (x, *params))
