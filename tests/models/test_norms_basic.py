@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from models.norms import make_norm
+from tests.models.layer_gradcheck import layer_gradcheck
 
 
 def _randomize_affine(*layers):
@@ -41,6 +42,13 @@ def test_bn_equals_batchnorm2d_in_train_and_eval_with_running_statistics():
     layer.eval(), ref.eval()
     x = torch.randn(2, 6, 3, 3, dtype=torch.double)
     torch.testing.assert_close(layer(x), ref(x))
+
+
+@pytest.mark.parametrize("name", ["bn", "gn", "ln", "in"])
+@pytest.mark.parametrize("training", [True, False])
+def test_gradcheck(name, training):
+    layer = make_norm(name, 4, groups=2).double().train(training)
+    assert layer_gradcheck(layer, torch.randn(3, 4, 2, 2, dtype=torch.double))
 
 
 @pytest.mark.parametrize("name", ["bn", "gn_plus_parallel", "gn_plus_gn_first", "gn_plus_bn_first", "gn_then_bn",

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.norms import make_norm
+from tests.models.layer_gradcheck import layer_gradcheck
 
 EPS = 1e-5
 

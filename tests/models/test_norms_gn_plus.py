@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.norms import GNPlus, make_norm
+from tests.models.layer_gradcheck import layer_gradcheck
 
 VARIANTS = ["gn_plus_parallel", "gn_plus_gn_first", "gn_plus_bn_first"]
 GROUPS, EPS = 4, 1e-5
@@ -74,23 +75,13 @@ def test_gradcheck_including_lambda(name, training):
     layer = _layer(name, lambda_init=0.4)
     layer(_input(3))  # give the running statistics non-trivial values
     layer.train(training)
-    x = _input(4, shape=(3, 8, 2, 3)).requires_grad_()
-
-    def f(x, lam, weight, bias):
-        return torch.func.functional_call(layer, {"lambda_": lam, "weight": weight, "bias": bias}, (x,))
-
-    assert torch.autograd.gradcheck(f, (x, layer.lambda_, layer.weight, layer.bias))
+    assert {name for name, _ in layer.named_parameters()} == {"lambda_", "weight", "bias"}
+    assert layer_gradcheck(layer, _input(4, shape=(3, 8, 2, 3)))
 
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_second_derivatives_for_hessian_vector_products(name):
-    layer = _layer(name, lambda_init=-0.3)
-    x = _input(5, shape=(2, 8, 2, 1)).requires_grad_()
-
-    def f(x, lam, weight):
-        return torch.func.functional_call(layer, {"lambda_": lam, "weight": weight}, (x,))
-
-    assert torch.autograd.gradgradcheck(f, (x, layer.lambda_, layer.weight), fast_mode=True)
+    assert layer_gradcheck(_layer(name, lambda_init=-0.3), _input(5, shape=(2, 8, 2, 1)), second_order=True)
 
 
 @pytest.mark.parametrize("name", VARIANTS)

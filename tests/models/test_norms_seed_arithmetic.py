@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.norms import make_norm
+from tests.models.layer_gradcheck import layer_gradcheck
 
 G, EPS = 2, 1e-5
 
@@ -62,3 +63,9 @@ def test_reference_gn_plus_refuses_a_batch_of_one_even_in_eval():
     layer = make_norm("gn_plus_gn_first", 4, groups=G, reference_arithmetic=True).eval()
     with pytest.raises(ValueError, match=r"'gn_plus_gn_first'.*\(1, 4, 2, 2\)"):
         layer(torch.randn(1, 4, 2, 2))
+
+
+@pytest.mark.parametrize("name", ["gn", "gn_plus_parallel", "gn_plus_gn_first", "gn_plus_bn_first"])
+def test_reference_arithmetic_gradcheck(name):
+    layer = make_norm(name, 4, groups=G, reference_arithmetic=True).double()
+    assert layer_gradcheck(layer, torch.randn(3, 4, 2, 2, dtype=torch.double))
