@@ -9,24 +9,26 @@ x̂ = (x − μ)/√(σ² + ε) with the biased σ², then y = γ_c·x̂ + β_c:
 """
 from __future__ import annotations
 
-import torch
+from functools import partial
+
 from torch import nn
 
 from models.norms.factory import check_batch_values, check_groups, register_norm
 from models.norms.seed_arithmetic import SeedGroupNorm
 
 
-class CheckedBatchNorm2d(nn.BatchNorm2d):
-    """`nn.BatchNorm2d` whose batch-of-one error names the layer type of the study that failed."""
+def batch_norm_2d(num_channels: int, layer: str = "bn", **options) -> nn.BatchNorm2d:
+    """A plain `nn.BatchNorm2d` (so sync-BN converters, which match that exact type, reach it) whose
+    batch-of-one error names the layer type of the study that failed (a forward pre-hook)."""
+    module = nn.BatchNorm2d(num_channels, **options)
+    module.register_forward_pre_hook(partial(_check_batch, layer))
+    return module
 
-    def __init__(self, num_features: int, layer: str = "bn", **options):
-        super().__init__(num_features, **options)
-        self.layer = layer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
-            check_batch_values(self.layer, x, x.numel() // max(x.shape[1], 1), "(N, H, W) per channel")
-        return super().forward(x)
+def _check_batch(layer: str, module: nn.Module, inputs: tuple) -> None:
+    x = inputs[0]
+    if module.training:
+        check_batch_values(layer, x, x.numel() // max(x.shape[1], 1), "(N, H, W) per channel")
 
 
 @register_norm("none")
@@ -36,7 +38,7 @@ def none(num_channels: int, groups: int) -> nn.Module:
 
 @register_norm("bn")
 def batch_norm(num_channels: int, groups: int, eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
-    return CheckedBatchNorm2d(num_channels, eps=eps, momentum=momentum)
+    return batch_norm_2d(num_channels, eps=eps, momentum=momentum)
 
 
 @register_norm("gn")

@@ -24,7 +24,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from models.norms.basic import CheckedBatchNorm2d
+from models.norms.basic import batch_norm_2d
 from models.norms.factory import check_batch_values, check_groups, register_norm
 from models.norms.moments import MomentAffine, mean_of_first_axis, mean_of_last_axis, update_running_statistics
 
@@ -36,7 +36,7 @@ class GNThenBN(nn.Module):
         super().__init__()
         check_groups("gn_then_bn", num_channels, groups)
         self.gn = nn.GroupNorm(groups, num_channels, eps=eps)
-        self.bn = CheckedBatchNorm2d(num_channels, layer="gn_then_bn", eps=eps, momentum=momentum)
+        self.bn = batch_norm_2d(num_channels, layer="gn_then_bn", eps=eps, momentum=momentum)
 
     @property
     def weight(self) -> torch.Tensor:

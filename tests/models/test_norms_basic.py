@@ -1,4 +1,7 @@
 """none, bn, gn, ln, in against torch's own layers; the one-line errors of the factory."""
+import copy
+import pickle
+
 import pytest
 import torch
 from torch import nn
@@ -69,6 +72,15 @@ def test_groups_not_dividing_channels_names_layer_and_values(name):
         make_norm(name, 12, groups=8)
     message = str(info.value)
     assert "\n" not in message and repr(name) in message and "groups=8" in message and "num_channels=12" in message
+
+
+def test_bn_parts_are_exactly_batchnorm2d_and_keep_their_check_when_copied():
+    # sync-BN converters (torch's, models/norms/sync.py) match the exact type nn.BatchNorm2d
+    for layer in (make_norm("bn", 8), make_norm("gn_then_bn", 8, groups=4).bn):
+        assert type(layer) is nn.BatchNorm2d
+        copied = pickle.loads(pickle.dumps(copy.deepcopy(layer)))
+        with pytest.raises(ValueError, match=r"\(1, 8, 1, 1\)"):
+            copied(torch.randn(1, 8, 1, 1))
 
 
 def test_unknown_name_lists_every_layer():

@@ -130,3 +130,15 @@ def test_lambda_is_a_parameter_and_gn_weight_its_sigmoid():
     assert not layer.gn_weight.requires_grad
     with pytest.raises(AttributeError):
         layer.gn_weight = torch.tensor(0.3)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_channels_last_input_gives_the_same_output_and_gradients(name):
+    layer = _layer(name)
+    x = _input(9)
+    x_nhwc = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    x = x.requires_grad_()
+    y, y_nhwc = layer(x), layer(x_nhwc)
+    torch.testing.assert_close(y_nhwc, y)
+    grad = torch.randn_like(y)
+    torch.testing.assert_close(torch.autograd.grad(y_nhwc, x_nhwc, grad)[0], torch.autograd.grad(y, x, grad)[0])
