@@ -1,4 +1,6 @@
 """GNPlus (GN paper §4) against compositions of torch's F.group_norm / F.batch_norm, in float64."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -142,3 +144,18 @@ def test_channels_last_input_gives_the_same_output_and_gradients(name):
     torch.testing.assert_close(y_nhwc, y)
     grad = torch.randn_like(y)
     torch.testing.assert_close(torch.autograd.grad(y_nhwc, x_nhwc, grad)[0], torch.autograd.grad(y, x, grad)[0])
+
+
+@pytest.mark.parametrize("name", VARIANTS + ["gbgn"])
+def test_inputs_far_from_zero_keep_their_precision_in_float32_and_bf16_autocast(name):
+    # |mean| = 200·std: E[x²] − E[x]² in float32 would lose the variance; bf16 statistics or a bf16
+    # multiply-add would be off by O(1).
+    layer = make_norm(name, 8, groups=GROUPS)
+    x = _input(10, shape=(8, 8, 6, 6), dtype=torch.double) * 0.5 / 3 + 100
+    torch.testing.assert_close(copy.deepcopy(layer)(x.float()).double(), copy.deepcopy(layer).double()(x),
+                               atol=2e-3, rtol=0)
+    x_bf16 = x.bfloat16()  # the reference sees the same (bf16-rounded) values
+    reference = copy.deepcopy(layer).double()(x_bf16.double())
+    with torch.autocast("cpu", torch.bfloat16):
+        out = layer(x_bf16)
+    assert out.dtype == torch.bfloat16 and (out.double() - reference).abs().max() < 0.05
