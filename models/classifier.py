@@ -14,7 +14,8 @@ from pytorch_lightning import LightningModule
 from torchmetrics.classification import MulticlassAccuracy
 
 from models.backbones import build_backbone
-from models.optim import OptimizerName, ScheduleName, build_optimizer, lr_multiplier, parameter_groups
+from models.optim import (OptimizerName, ScheduleName, build_optimizer, check_lambda_max_step, limit_lambda_step,
+                          lr_multiplier, parameter_groups)
 
 
 class ImageClassifier(LightningModule):
@@ -35,6 +36,7 @@ class ImageClassifier(LightningModule):
         weight_decay: float = 0.0,
         norm_weight_decay: bool = False,
         lambda_lr_scale: float = 1.0,
+        lambda_max_step: float | None = None,
         schedule: ScheduleName = "constant",
         milestones: list[int] | None = None,
         gamma: float = 0.1,
@@ -57,6 +59,7 @@ class ImageClassifier(LightningModule):
             weight_decay: L2 on conv/linear weights and biases.
             norm_weight_decay: also decay the norm layers' γ, β (λ is never decayed).
             lambda_lr_scale: the GNPlus λ parameters' LR as a multiple of `lr`.
+            lambda_max_step: clamp each GNPlus λ's change per optimizer step to ± this (None: no limit).
             schedule: constant | step | multistep | cosine | onecycle, stepped every batch.
             milestones: epochs at which `multistep` multiplies the LR by `gamma`.
             step_size: every `step_size` epochs `step` multiplies the LR by `gamma`.
@@ -69,6 +72,7 @@ class ImageClassifier(LightningModule):
         super().__init__()
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"model.lr must be a finite number > 0, got {lr!r}")
+        check_lambda_max_step(lambda_max_step)
         self.save_hyperparameters()
         self.net = build_backbone(backbone, num_classes, in_channels, norm, norm_groups, image_size=image_size,
                                   backbone_options=backbone_options, **(norm_options or {}))
@@ -111,6 +115,10 @@ class ImageClassifier(LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test", self.test_acc)
+
+    def optimizer_step(self, *args, **kwargs):
+        with limit_lambda_step(self.net, self.hparams.lambda_max_step):
+            super().optimizer_step(*args, **kwargs)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -6,11 +6,16 @@ Groups (each only if non-empty):
              shrinks the layer's output scale, which the norm then undoes: it mostly adds noise);
 - `lambda`:  the GNPlus mixing logits λ: never decayed (decay would pull every layer to s = 0.5),
              learning rate × `lambda_lr_scale`.
+
+`limit_lambda_step(model, lambda_max_step)` wraps an optimizer step and clamps each λ's change in
+that step to ±lambda_max_step: the GN paper (§5, SVHN) attributes GNPlus's explosions to λ
+changing too fast and suggests limiting its rate of change.
 """
 from __future__ import annotations
 
 import math
-from typing import Literal
+from contextlib import contextmanager
+from typing import Iterator, Literal
 
 import torch
 from torch import nn
@@ -40,6 +45,31 @@ def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: b
         {"name": "lambda", "params": lambdas, "weight_decay": 0.0, "lr": lr * lambda_lr_scale},
     ]
     return [g for g in groups if g["params"]]
+
+
+def check_lambda_max_step(lambda_max_step: float | None) -> None:
+    if lambda_max_step is not None and not (isinstance(lambda_max_step, (int, float))
+                                            and math.isfinite(lambda_max_step) and lambda_max_step > 0):
+        raise ValueError(f"model.lambda_max_step must be a finite number > 0 or null, got {lambda_max_step!r}")
+
+
+@contextmanager
+def limit_lambda_step(model: nn.Module, lambda_max_step: float | None) -> Iterator[None]:
+    """Clamp every GNPlus λ to within ±`lambda_max_step` of its value before the wrapped step.
+
+    None: no limit. The optimizer's state (momentum, Adam moments) is left as the step made it; only
+    λ itself is clamped, after the step, so the limit holds whatever the optimizer and LR.
+    """
+    check_lambda_max_step(lambda_max_step)
+    if lambda_max_step is None:
+        yield
+        return
+    lambdas = [m.lambda_ for m in model.modules() if isinstance(m, GNPlus)]
+    before = [p.detach().clone() for p in lambdas]
+    yield
+    with torch.no_grad():
+        for p, start in zip(lambdas, before):
+            p.copy_(torch.clamp(p, start - lambda_max_step, start + lambda_max_step))
 
 
 def build_optimizer(name: OptimizerName, groups: list[dict], lr: float, momentum: float,
