@@ -28,6 +28,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.explosion import ExplosionDetector
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
@@ -37,7 +38,9 @@ from models.classifier import ImageClassifier
 FINISHED = ("completed", "exploded")
 # Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
 # (a list under trainer.callbacks would be replaced, not merged, by a second --config).
-CALLBACK_KEYS: dict[str, type] = {}
+CALLBACK_KEYS: dict[str, type] = {
+    "explosion": ExplosionDetector,
+}
 
 
 class SaveRunConfig(SaveConfigCallback):
