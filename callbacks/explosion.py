@@ -39,7 +39,7 @@ and one line to stderr; the first event is written to `explosion.json` in the ru
 epoch, batch index, trigger, value, running median, the 10 parameters with the largest gradient
 norms, every GNPlus layer's σ(λ), the learning rates, the checkpoint saved) and recorded in
 `summary.json` through `RunSummary`. With `grad_norm_every_n_steps`, every module's gradient norm is
-logged as `grad_norm/<module path>` every n steps. Under DDP the gradient is all-reduced before the
+logged as `grad_norm/<module path>` every n steps (one sync each time). Under DDP the gradient is all-reduced before the
 hook, so every rank sees the same norm and takes the same action.
 """
 from __future__ import annotations
@@ -144,7 +144,7 @@ class ExplosionDetector(Callback):
         pl_module.log("grad/norm", total, on_step=True, on_epoch=False)
         step = trainer.global_step
         if self.grad_norm_every_n_steps and step % self.grad_norm_every_n_steps == 0:
-            self._log_module_norms(pl_module)
+            self._log_module_norms(trainer)
 
         loss, self._loss = (self._loss if self._loss is not None else total.new_zeros(())), None
         median = torch.nanmedian(self._history)
@@ -235,7 +235,8 @@ class ExplosionDetector(Callback):
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         return {
             "step": step, "epoch": epoch, "batch_idx": batch_idx, "trigger": trigger, "value": json_number(value),
-            "running_median": None if math.isnan(median) else median,  # NaN: no history yet "action": self.action,
+            "running_median": None if math.isnan(median) else median,  # NaN: no history yet
+            "action": self.action, "action": self.action,
             "top_grad_norms": [{"parameter": name, "grad_norm": json_number(norm)} for name, norm in top[:TOP_PARAMETERS]],
             "grad_norms_of_step": grads_of_step,
             "gn_weight": {name: float(m.gn_weight) for name, m in pl_module.named_modules() if isinstance(m, GNPlus)},
@@ -244,15 +245,19 @@ class ExplosionDetector(Callback):
             "checkpoint": checkpoint,
         }
 
-    def _log_module_norms(self, pl_module: LightningModule) -> None:
-        """`grad_norm/<module>`: each module's own parameters' gradient norm, from the per-parameter norms."""
+    def _log_module_norms(self, trainer: Trainer) -> None:
+        """`grad_norm/<module>`: each module's own parameters' gradient norm, from the per-parameter norms.
+
+        Sent to the loggers directly (one sync every n steps): a value logged through `self.log` on
+        some steps only would be repeated by Lightning on the steps in between.
+        """
         modules = [name.rpartition(".")[0] for name in self._param_names]
         order = list(dict.fromkeys(modules))
         index = torch.tensor([order.index(m) for m in modules], device=self._param_norms.device)
-        per_module = torch.zeros(len(order), device=self._param_norms.device).index_add_(0, index, self._param_norms ** 2)
-        per_module = per_module.sqrt()
-        pl_module.log_dict({f"grad_norm/{m}": per_module[i] for i, m in enumerate(order)}, on_step=True, on_epoch=False)
-
+        squares = torch.zeros(len(order), device=self._param_norms.device).index_add_(0, index, self._param_norms ** 2)
+        metrics = {f"grad_norm/{m}": norm for m, norm in zip(order, squares.sqrt().tolist())}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
 
 def json_number(x: float) -> float | str | None:
     """JSON has no NaN or infinity: write them as the strings "nan", "inf", "-inf" (None for no value)."""
