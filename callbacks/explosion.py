@@ -39,8 +39,8 @@ and one line to stderr; the first event is written to `explosion.json` in the ru
 epoch, batch index, trigger, value, running median, the 10 parameters with the largest gradient
 norms, every GNPlus layer's σ(λ), the learning rates, the checkpoint saved) and recorded in
 `summary.json` through `RunSummary`. With `grad_norm_every_n_steps`, every module's gradient norm is
-logged as `grad_norm/<module path>` every n steps (one sync each time). Under DDP the gradient is all-reduced before the
-hook, so every rank sees the same norm and takes the same action.
+logged as `grad_norm/<module path>` every n steps (one sync each time). Under DDP the gradient is
+all-reduced before the hook, so every rank sees the same norm and takes the same action.
 """
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ TRIGGERS = ("nan_loss", "inf_grad", "spike", "vanish")
 ACTIONS = ("stop", "skip_step", "warn")
 EXPLOSION_FILE = "explosion.json"
 TOP_PARAMETERS = 10
+# What summary.json's `explosion` holds (explosion.json has everything).
+SUMMARY_FIELDS = ("step", "epoch", "trigger", "value", "action", "events", "skipped", "stopped")
 
 
 class ExplosionDetector(Callback):
@@ -86,7 +88,8 @@ class ExplosionDetector(Callback):
         checks = [
             ("spike_factor", spike_factor, spike_factor > 1, "a number > 1"),
             ("window", window, isinstance(window, int) and window >= 1, "an integer >= 1"),
-            ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0, "an integer >= 0"),
+            ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0,
+             "an integer >= 0"),
             ("vanish_threshold", vanish_threshold, vanish_threshold is None or vanish_threshold >= 0,
              "a number >= 0 or null"),
             ("vanish_patience", vanish_patience, isinstance(vanish_patience, int) and vanish_patience >= 1,
@@ -94,18 +97,21 @@ class ExplosionDetector(Callback):
             ("sync_every", sync_every, isinstance(sync_every, int) and sync_every >= 1, "an integer >= 1"),
             ("max_skips", max_skips, isinstance(max_skips, int) and max_skips >= 0, "an integer >= 0"),
             ("grad_norm_every_n_steps", grad_norm_every_n_steps,
-             grad_norm_every_n_steps is None or (isinstance(grad_norm_every_n_steps, int) and grad_norm_every_n_steps >= 1),
+             grad_norm_every_n_steps is None
+             or (isinstance(grad_norm_every_n_steps, int) and grad_norm_every_n_steps >= 1),
              "an integer >= 1 or null"),
         ]
         for name, value, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"explosion.{name} must be {allowed}, got {value!r}")
         if action == "skip_step" and sync_every != 1:
-            raise ValueError(f"explosion.action=skip_step needs sync_every=1 (a step can only be skipped if its "
-                             f"flags are read before its update), got sync_every={sync_every}")
-        self.action, self.spike_factor, self.window, self.warmup_steps = action, float(spike_factor), window, warmup_steps
-        self.vanish_threshold, self.vanish_patience = vanish_threshold, vanish_patience
-        self.sync_every, self.max_skips, self.grad_norm_every_n_steps = sync_every, max_skips, grad_norm_every_n_steps
+            raise ValueError(f"explosion.action=skip_step needs sync_every=1 (a step can only be skipped if "
+                             f"its flags are read before its update), got sync_every={sync_every}")
+        self.action, self.spike_factor, self.window = action, float(spike_factor), window
+        self.warmup_steps, self.vanish_patience = warmup_steps, vanish_patience
+        self.vanish_threshold = vanish_threshold
+        self.sync_every, self.max_skips = sync_every, max_skips
+        self.grad_norm_every_n_steps = grad_norm_every_n_steps
         self.record: dict[str, Any] | None = None  # the first event, as written to explosion.json
         self.events = 0
         self.skipped = 0
@@ -116,7 +122,7 @@ class ExplosionDetector(Callback):
         self._named_parameters = [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad]
         self._history = torch.full((self.window,), math.nan, device=device)  # NaN = empty slot
         self._low_run = torch.zeros((), dtype=torch.int64, device=device)
-        self._event = torch.zeros(4, device=device)  # first unread event: kind (0 = none), value, median, slot
+        self._event = torch.zeros(4, device=device)  # first unread event: kind (0: none), value, median, slot
         self._pending: list[tuple[int, int, int]] = []  # (global step, epoch, batch index) of unread steps
         self._seen = 0
         self._loss: torch.Tensor | None = None
@@ -125,7 +131,8 @@ class ExplosionDetector(Callback):
         self._buffers = [b for b in pl_module.buffers()] if self.action != "warn" else []
         self._buffer_copies = [b.clone() for b in self._buffers]
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         self._batch_idx = batch_idx
         if self._buffers and batch_idx % trainer.accumulate_grad_batches == 0:
             torch._foreach_copy_(self._buffer_copies, self._buffers)
@@ -149,18 +156,20 @@ class ExplosionDetector(Callback):
         loss, self._loss = (self._loss if self._loss is not None else total.new_zeros(())), None
         median = torch.nanmedian(self._history)
         nan_loss, inf_grad = ~torch.isfinite(loss), ~torch.isfinite(total)
-        spike = (total > self.spike_factor * median) if self._seen >= self.warmup_steps else torch.zeros_like(inf_grad)
+        no_flag = torch.zeros_like(inf_grad)
+        spike = total > self.spike_factor * median if self._seen >= self.warmup_steps else no_flag
         if self.vanish_threshold is not None:
             self._low_run = torch.where(total < self.vanish_threshold, self._low_run + 1, 0)
             vanish = self._low_run >= self.vanish_patience
-            self._low_run = torch.where(vanish, 0, self._low_run)  # warn: the next event needs a full run again
+            self._low_run = torch.where(vanish, 0, self._low_run)  # warn: the next event needs a new run
         else:
-            vanish = torch.zeros_like(inf_grad)
+            vanish = no_flag
         flags = torch.stack([nan_loss, inf_grad, spike, vanish])
         kind = torch.where(flags.any(), flags.int().argmax() + 1, 0)  # argmax: the first true flag
         value = torch.where(nan_loss, loss.float(), total)
         self._pending.append((step, trainer.current_epoch, self._batch_idx))
-        row = torch.stack([kind.float(), value, median, torch.full((), len(self._pending) - 1.0, device=total.device)])
+        slot = torch.full((), len(self._pending) - 1.0, device=total.device)
+        row = torch.stack([kind.float(), value, median, slot])
         self._event = torch.where((self._event[0] == 0) & (kind > 0), row, self._event)
         self._history[self._seen % self.window] = torch.where(inf_grad, math.nan, total)
         self._seen += 1
@@ -196,16 +205,17 @@ class ExplosionDetector(Callback):
         if self.record is None:
             self.record = self._describe(trainer, pl_module, trigger, value, median, step, epoch, batch_idx,
                                          grads_of_step=trainer.global_step, checkpoint=checkpoint)
-        self.record.update(events=self.events, skipped=self.skipped)
+        self.record.update(events=self.events, skipped=self.skipped, stopped=act == "stop")
         for logger in trainer.loggers:
-            logger.log_metrics({"explosion/step": step, "explosion/kind": TRIGGERS.index(trigger) + 1}, step=step)
+            logger.log_metrics({"explosion/step": step, "explosion/kind": int(kind)}, step=step)
         if trainer.is_global_zero:
-            print(f"normlab: explosion detected: {trigger} at step {step} (epoch {epoch}, batch {batch_idx}): "
-                  f"value {value:.4g}, running median {median:.4g} -> {act}", file=sys.stderr)
+            print(f"normlab: explosion detected: {trigger} at step {step} (epoch {epoch}, "
+                  f"batch {batch_idx}): value {value:.4g}, running median {median:.4g} -> {act}",
+                  file=sys.stderr)
             if trainer.log_dir is not None:
                 write_json(Path(trainer.log_dir) / EXPLOSION_FILE, self.record)
         summary = RunSummary.find(trainer)
-        fields = {k: self.record[k] for k in ("step", "epoch", "trigger", "value", "action", "events", "skipped")}
+        fields = {k: self.record[k] for k in SUMMARY_FIELDS}
         if act == "stop":
             trainer.should_stop = True
             if summary is not None:
@@ -220,28 +230,32 @@ class ExplosionDetector(Callback):
             callback.save_last = False  # the run is over: what is on disk now is its last finite state
         if not callbacks or callbacks[0].dirpath is None:
             return None
-        state = list(pl_module.state_dict().values())
-        if not all(bool(torch.isfinite(t).all()) for t in state if t.is_floating_point()):
+        state = [t for t in pl_module.state_dict().values() if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in state]).all()):
             return None
-        path = Path(callbacks[0].dirpath) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}{ModelCheckpoint.FILE_EXTENSION}"
+        name = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
+        path = Path(callbacks[0].dirpath) / name
         trainer.save_checkpoint(path)
         return str(path)
 
-    def _describe(self, trainer: Trainer, pl_module: LightningModule, trigger: str, value: float, median: float,
-                  step: int, epoch: int, batch_idx: int, grads_of_step: int, checkpoint: str | None) -> dict:
+    def _describe(self, trainer: Trainer, pl_module: LightningModule, trigger: str, value: float,
+                  median: float, step: int, epoch: int, batch_idx: int, grads_of_step: int,
+                  checkpoint: str | None) -> dict:
         norms = self._param_norms.tolist()
         # Non-finite norms first (they name where the explosion is), then the largest.
         top = sorted(zip(self._param_names, norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
-        optimizer = trainer.optimizers[0] if trainer.optimizers else None
+        groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
         return {
-            "step": step, "epoch": epoch, "batch_idx": batch_idx, "trigger": trigger, "value": json_number(value),
+            "step": step, "epoch": epoch, "batch_idx": batch_idx, "trigger": trigger,
+            "value": json_number(value),
             "running_median": None if math.isnan(median) else median,  # NaN: no history yet
-            "action": self.action, "action": self.action,
-            "top_grad_norms": [{"parameter": name, "grad_norm": json_number(norm)} for name, norm in top[:TOP_PARAMETERS]],
+            "action": self.action,
+            "top_grad_norms": [{"parameter": name, "grad_norm": json_number(norm)}
+                               for name, norm in top[:TOP_PARAMETERS]],
             "grad_norms_of_step": grads_of_step,
-            "gn_weight": {name: float(m.gn_weight) for name, m in pl_module.named_modules() if isinstance(m, GNPlus)},
-            "lr": {group.get("name", str(i)): group["lr"] for i, group in enumerate(optimizer.param_groups)}
-            if optimizer is not None else {},
+            "gn_weight": {name: float(m.gn_weight) for name, m in pl_module.named_modules()
+                          if isinstance(m, GNPlus)},
+            "lr": {group.get("name", str(i)): group["lr"] for i, group in enumerate(groups)},
             "checkpoint": checkpoint,
         }
 
@@ -254,7 +268,7 @@ class ExplosionDetector(Callback):
         modules = [name.rpartition(".")[0] for name in self._param_names]
         order = list(dict.fromkeys(modules))
         index = torch.tensor([order.index(m) for m in modules], device=self._param_norms.device)
-        squares = torch.zeros(len(order), device=self._param_norms.device).index_add_(0, index, self._param_norms ** 2)
+        squares = torch.zeros(len(order), device=index.device).index_add_(0, index, self._param_norms ** 2)
         metrics = {f"grad_norm/{m}": norm for m, norm in zip(order, squares.sqrt().tolist())}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)

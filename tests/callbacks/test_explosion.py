@@ -73,10 +73,11 @@ class Planted(LightningModule):
 
 def fit(tmp_path, module, max_steps, **detector_args):
     torch.manual_seed(0)
-    trainer = Trainer(max_steps=max_steps, max_epochs=-1, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path, name="run"),
-                      callbacks=[ExplosionDetector(**detector_args), RunSummary(),
-                                 ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=0,
-                                                 every_n_train_steps=4)],
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=0,
+                                  every_n_train_steps=4)
+    trainer = Trainer(max_steps=max_steps, max_epochs=-1, accelerator="cpu", devices=1,
+                      logger=CSVLogger(tmp_path, name="run"),
+                      callbacks=[ExplosionDetector(**detector_args), RunSummary(), checkpoints],
                       log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module)
     run_dir = tmp_path / "run" / "version_0"
@@ -105,14 +106,15 @@ def test_stop_at_the_planted_step_keeps_the_state_of_the_step_before(tmp_path, p
     module = Planted({k: plant})
     summary, explosion, _ = fit(tmp_path, module, max_steps=20)
     assert summary["status"] == "exploded" and summary["explosion"]["trigger"] == plant
+    assert summary["explosion"]["stopped"] and summary["test_acc"] is None
     assert explosion["trigger"] == plant and explosion["step"] == k and explosion["epoch"] == k // 4
     assert explosion["batch_idx"] == k % 4 and explosion["checkpoint"].endswith("last.ckpt")
     assert max(module.states) == k  # no step after k was trained
     checkpoint = load_last(tmp_path)
-    assert checkpoint["global_step"] == k  # the detector's file, not overwritten by ModelCheckpoint's save_last
+    assert checkpoint["global_step"] == k  # the detector's: ModelCheckpoint did not replace it
     weights, optimizer_state = module.states[k]
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
-    assert_same_state(checkpoint["state_dict"], weights)  # BN running stats included: the bad forward is undone
+    assert_same_state(checkpoint["state_dict"], weights)  # BN running stats too: the bad forward is undone
     assert_same_state(checkpoint["optimizer_states"][0]["state"], optimizer_state)
 
 
@@ -137,7 +139,8 @@ def test_planted_spike_is_detected_at_its_step_with_torch_norm_and_median(tmp_pa
         for name, norm in module.module_norms[int(r["step"])].items():
             assert float(r[f"grad_norm/{name}"]) == pytest.approx(norm, rel=1e-5)
     top = explosion["top_grad_norms"]
-    assert len(top) == 6 and [t["grad_norm"] for t in top] == sorted((t["grad_norm"] for t in top), reverse=True)
+    norms = [t["grad_norm"] for t in top]
+    assert len(top) == 6 and norms == sorted(norms, reverse=True)
 
 
 def test_warn_reports_every_vanishing_run_and_trains_on(tmp_path):
@@ -170,6 +173,7 @@ def test_skip_step_stops_once_max_skips_were_used(tmp_path):
     summary, explosion, _ = fit(tmp_path, module, max_steps=20, action="skip_step", max_skips=2)
     assert summary["status"] == "exploded" and max(module.states) == 7
     assert explosion["step"] == 3 and explosion["events"] == 3 and explosion["skipped"] == 2
+    assert explosion["stopped"] and explosion["action"] == "skip_step"
     assert_same_state(load_last(tmp_path)["state_dict"], module.states[7][0])
 
 
