@@ -180,6 +180,13 @@ class ExplosionDetector(Callback):
         if self._pending:  # events of the last, unread steps (sync_every > 1)
             self._read(trainer, pl_module, None)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run must not forget: the first event and the skip budget already used."""
+        return {"record": self.record, "events": self.events, "skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.record, self.events, self.skipped = state_dict["record"], state_dict["events"], state_dict["skipped"]
+
     # -- host side: read the flags, act --------------------------------------------------------------
     def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         kind, value, median, slot = self._event.tolist()  # the one host-device sync
