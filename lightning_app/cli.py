@@ -28,6 +28,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.explosion import ExplosionDetector
 from callbacks.hessian import HessianTopEigen
 from callbacks.landscape import LandscapeProbe
 from callbacks.run_files import read_json
@@ -43,6 +44,7 @@ FINISHED = ("completed", "exploded")
 CALLBACK_KEYS: dict[str, type] = {
     "landscape": LandscapeProbe,
     "hessian": HessianTopEigen,
+    "explosion": ExplosionDetector,
 }
 
 

@@ -1,0 +1,287 @@
+"""`ExplosionDetector`: catches a gradient explosion at the step it happens, records it, loses nothing.
+
+"Understanding and Improving Group Normalization" (seed 000) lost runs to gradient explosion
+(GNPlusBNFirst and GNPlusParallel on CIFAR-10, GNPlusGNFirst on SVHN at small batch) and left them
+out of its tables; it also reports vanishing gradients. Here either is a recorded outcome.
+
+Every optimizer step, once the gradient is complete and before the optimizer applies it
+(`on_before_optimizer_step`), the detector computes the global gradient norm `grad/norm` (one fused
+`torch._foreach_norm`, logged every step) and checks, in this order of precedence:
+- `nan_loss`: the training loss is not finite;
+- `inf_grad`: `grad/norm` is not finite;
+- `spike`: `grad/norm` > `spike_factor` × the running (lower) median of the last `window` finite norms,
+  once `warmup_steps` steps have been observed in this fit;
+- `vanish`: `grad/norm` < `vanish_threshold` for `vanish_patience` steps in a row.
+
+Actions (`action`):
+- `stop` (default): the update of the bad step is not applied, the BN running statistics its forward
+  pass changed are restored, `checkpoints/last.ckpt` is saved (the state after the previous step, so
+  the weights on disk are never NaN), ModelCheckpoint's own `save_last` is switched off so it cannot
+  overwrite that file, training stops and `summary.json` says `exploded`.
+- `skip_step`: that update is not applied (parameters, buffers and optimizer state untouched) and
+  counted; once `max_skips` updates were skipped, the next event stops the run as `stop` does.
+- `warn`: log and print only; training goes on.
+An update is "not applied" by setting every gradient to None: torch's optimizers skip a parameter
+whose `.grad` is None altogether (no momentum, Adam moments, step count or weight decay change), as
+documented for `Optimizer.zero_grad(set_to_none=True)`. Zeroing the gradient would not be enough.
+The step still counts in `trainer.global_step` and the LR schedule, like a step of AMP's GradScaler.
+
+No host–device sync per step: the checks run on the device and the first event is kept there; the
+host reads it every `sync_every` steps (one `.tolist()`). With `sync_every=1` (default; free on the
+CPU) every action happens before the bad update. With N > 1 a GPU run stays asynchronous, at the
+cost of a detection delay of up to N−1 steps: the report still names the exact step, value and
+median, but the updates in between were applied, so `stop` saves a checkpoint only if the weights
+are still finite (otherwise it keeps the last periodic one: the weights on disk are still never
+NaN) and `skip_step` is refused (it can only skip a step read before its update).
+
+On every event: `explosion/step` and `explosion/kind` (1 + index in `TRIGGERS`) go to every logger
+and one line to stderr; the first event is written to `explosion.json` in the run directory (step,
+epoch, batch index, trigger, value, running median, the 10 parameters with the largest gradient
+norms, every GNPlus layer's σ(λ), the learning rates, the checkpoint saved) and recorded in
+`summary.json` through `RunSummary`. With `grad_norm_every_n_steps`, every module's gradient norm is
+logged as `grad_norm/<module path>` every n steps (one sync each time). Under DDP the gradient is
+all-reduced before the hook, so every rank sees the same norm and takes the same action.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from callbacks.run_files import write_json
+from callbacks.run_summary import RunSummary
+from models.norms import GNPlus
+
+TRIGGERS = ("nan_loss", "inf_grad", "spike", "vanish")
+ACTIONS = ("stop", "skip_step", "warn")
+EXPLOSION_FILE = "explosion.json"
+TOP_PARAMETERS = 10
+# What summary.json's `explosion` holds (explosion.json has everything).
+SUMMARY_FIELDS = ("step", "epoch", "trigger", "value", "action", "events", "skipped", "stopped")
+
+
+class ExplosionDetector(Callback):
+    def __init__(self, action: str = "stop", spike_factor: float = 10.0, window: int = 100,
+                 warmup_steps: int = 1, vanish_threshold: float | None = 1e-8, vanish_patience: int = 100,
+                 sync_every: int = 1, max_skips: int = 10, grad_norm_every_n_steps: int | None = None):
+        """
+        Args:
+            action: stop | skip_step | warn (see the module docstring).
+            spike_factor: a spike is `grad/norm` above this multiple of the running median (> 1).
+            window: steps in the running median.
+            warmup_steps: steps observed before spikes are checked. Default 1: the quickstart's first
+                norms move < 1.3x step to step, while lr 1e4 jumps 3e8x at step 1, which a
+                longer warm-up would let through (the median then holds exploded values).
+            vanish_threshold: `grad/norm` below this counts towards `vanish`; None turns the check off.
+            vanish_patience: consecutive steps below `vanish_threshold` that make a `vanish` event.
+            sync_every: read the device-side flags every this many steps (1: act before the bad update).
+            max_skips: with skip_step, updates skipped before the next event stops the run.
+            grad_norm_every_n_steps: also log every module's gradient norm every n steps (None: never).
+        """
+        if action not in ACTIONS:
+            raise ValueError(f"explosion.action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        checks = [
+            ("spike_factor", spike_factor, spike_factor > 1, "a number > 1"),
+            ("window", window, isinstance(window, int) and window >= 1, "an integer >= 1"),
+            ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0,
+             "an integer >= 0"),
+            ("vanish_threshold", vanish_threshold, vanish_threshold is None or vanish_threshold >= 0,
+             "a number >= 0 or null"),
+            ("vanish_patience", vanish_patience, isinstance(vanish_patience, int) and vanish_patience >= 1,
+             "an integer >= 1"),
+            ("sync_every", sync_every, isinstance(sync_every, int) and sync_every >= 1, "an integer >= 1"),
+            ("max_skips", max_skips, isinstance(max_skips, int) and max_skips >= 0, "an integer >= 0"),
+            ("grad_norm_every_n_steps", grad_norm_every_n_steps,
+             grad_norm_every_n_steps is None
+             or (isinstance(grad_norm_every_n_steps, int) and grad_norm_every_n_steps >= 1),
+             "an integer >= 1 or null"),
+        ]
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"explosion.{name} must be {allowed}, got {value!r}")
+        if action == "skip_step" and sync_every != 1:
+            raise ValueError(f"explosion.action=skip_step needs sync_every=1 (a step can only be skipped if "
+                             f"its flags are read before its update), got sync_every={sync_every}")
+        self.action, self.spike_factor, self.window = action, float(spike_factor), window
+        self.warmup_steps, self.vanish_patience = warmup_steps, vanish_patience
+        self.vanish_threshold = vanish_threshold
+        self.sync_every, self.max_skips = sync_every, max_skips
+        self.grad_norm_every_n_steps = grad_norm_every_n_steps
+        self.record: dict[str, Any] | None = None  # the first event, as written to explosion.json
+        self.events = 0
+        self.skipped = 0
+
+    # -- state on the device, set up per fit -------------------------------------------------------
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        device = pl_module.device
+        self._named_parameters = [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad]
+        self._history = torch.full((self.window,), math.nan, device=device)  # NaN = empty slot
+        self._low_run = torch.zeros((), dtype=torch.int64, device=device)
+        self._event = torch.zeros(4, device=device)  # first unread event: kind (0: none), value, median, slot
+        self._pending: list[tuple[int, int, int]] = []  # (global step, epoch, batch index) of unread steps
+        self._seen = 0
+        self._loss: torch.Tensor | None = None
+        self._param_norms: torch.Tensor | None = None
+        # The forward pass of a bad step already moved the BN running statistics: keep a copy to undo it.
+        self._buffers = [b for b in pl_module.buffers()] if self.action != "warn" else []
+        self._buffer_copies = [b.clone() for b in self._buffers]
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._batch_idx = batch_idx
+        if self._buffers and batch_idx % trainer.accumulate_grad_batches == 0:
+            torch._foreach_copy_(self._buffer_copies, self._buffers)
+
+    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
+        loss = loss.detach()
+        self._loss = loss if self._loss is None else self._loss + loss  # sum over accumulated micro-batches
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        with_grad = [(n, p.grad) for n, p in self._named_parameters if p.grad is not None]
+        if not with_grad:
+            return
+        norms = torch.stack(torch._foreach_norm([g for _, g in with_grad])).float()
+        total = torch.linalg.vector_norm(norms)
+        self._param_norms, self._param_names = norms, [n for n, _ in with_grad]
+        pl_module.log("grad/norm", total, on_step=True, on_epoch=False)
+        step = trainer.global_step
+        if self.grad_norm_every_n_steps and step % self.grad_norm_every_n_steps == 0:
+            self._log_module_norms(trainer)
+
+        loss, self._loss = (self._loss if self._loss is not None else total.new_zeros(())), None
+        median = torch.nanmedian(self._history)
+        nan_loss, inf_grad = ~torch.isfinite(loss), ~torch.isfinite(total)
+        no_flag = torch.zeros_like(inf_grad)
+        spike = total > self.spike_factor * median if self._seen >= self.warmup_steps else no_flag
+        if self.vanish_threshold is not None:
+            self._low_run = torch.where(total < self.vanish_threshold, self._low_run + 1, 0)
+            vanish = self._low_run >= self.vanish_patience
+            self._low_run = torch.where(vanish, 0, self._low_run)  # warn: the next event needs a new run
+        else:
+            vanish = no_flag
+        flags = torch.stack([nan_loss, inf_grad, spike, vanish])
+        kind = torch.where(flags.any(), flags.int().argmax() + 1, 0)  # argmax: the first true flag
+        value = torch.where(nan_loss, loss.float(), total)
+        self._pending.append((step, trainer.current_epoch, self._batch_idx))
+        slot = torch.full((), len(self._pending) - 1.0, device=total.device)
+        row = torch.stack([kind.float(), value, median, slot])
+        self._event = torch.where((self._event[0] == 0) & (kind > 0), row, self._event)
+        self._history[self._seen % self.window] = torch.where(inf_grad, math.nan, total)
+        self._seen += 1
+        if len(self._pending) >= self.sync_every:
+            self._read(trainer, pl_module, optimizer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._pending:  # events of the last, unread steps (sync_every > 1)
+            self._read(trainer, pl_module, None)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run must not forget: the first event and the skip budget already used."""
+        return {"record": self.record, "events": self.events, "skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.record, self.events, self.skipped = state_dict["record"], state_dict["events"], state_dict["skipped"]
+
+    # -- host side: read the flags, act --------------------------------------------------------------
+    def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        kind, value, median, slot = self._event.tolist()  # the one host-device sync
+        pending, self._pending = self._pending, []
+        if kind == 0:
+            return
+        self._event.zero_()
+        step, epoch, batch_idx = pending[int(slot)]
+        before_update = optimizer is not None and int(slot) == len(pending) - 1
+        self.events += 1
+        trigger = TRIGGERS[int(kind) - 1]
+        act = self.action
+        if act == "skip_step" and self.skipped >= self.max_skips:
+            act = "stop"
+        if act in ("stop", "skip_step") and optimizer is not None:
+            if before_update:
+                torch._foreach_copy_(self._buffers, self._buffer_copies)
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    p.grad = None  # the optimizer now leaves every parameter and its state alone
+            self.skipped += act == "skip_step"
+        checkpoint = self._save_finite_checkpoint(trainer, pl_module) if act == "stop" else None
+        if self.record is None:
+            self.record = self._describe(trainer, pl_module, trigger, value, median, step, epoch, batch_idx,
+                                         grads_of_step=trainer.global_step, checkpoint=checkpoint)
+        self.record.update(events=self.events, skipped=self.skipped, stopped=act == "stop")
+        for logger in trainer.loggers:
+            logger.log_metrics({"explosion/step": step, "explosion/kind": int(kind)}, step=step)
+        if trainer.is_global_zero:
+            print(f"normlab: explosion detected: {trigger} at step {step} (epoch {epoch}, "
+                  f"batch {batch_idx}): value {value:.4g}, running median {median:.4g} -> {act}",
+                  file=sys.stderr)
+            if trainer.log_dir is not None:
+                write_json(Path(trainer.log_dir) / EXPLOSION_FILE, self.record)
+        summary = RunSummary.find(trainer)
+        fields = {k: self.record[k] for k in SUMMARY_FIELDS}
+        if act == "stop":
+            trainer.should_stop = True
+            if summary is not None:
+                summary.update(trainer, status="exploded", explosion=fields)
+        elif summary is not None:
+            summary.update(trainer, explosion=fields)
+
+    def _save_finite_checkpoint(self, trainer: Trainer, pl_module: LightningModule) -> str | None:
+        """Save `last.ckpt` if every weight is finite, and keep ModelCheckpoint from overwriting it."""
+        callbacks = trainer.checkpoint_callbacks
+        for callback in callbacks:
+            callback.save_last = False  # the run is over: what is on disk now is its last finite state
+        if not callbacks or callbacks[0].dirpath is None:
+            return None
+        state = [t for t in pl_module.state_dict().values() if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in state]).all()):
+            return None
+        name = ModelCheckpoint.CHECKPOINT_NAME_LAST + ModelCheckpoint.FILE_EXTENSION
+        path = Path(callbacks[0].dirpath) / name
+        trainer.save_checkpoint(path)
+        return str(path)
+
+    def _describe(self, trainer: Trainer, pl_module: LightningModule, trigger: str, value: float,
+                  median: float, step: int, epoch: int, batch_idx: int, grads_of_step: int,
+                  checkpoint: str | None) -> dict:
+        norms = self._param_norms.tolist()
+        # Non-finite norms first (they name where the explosion is), then the largest.
+        top = sorted(zip(self._param_names, norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
+        groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
+        return {
+            "step": step, "epoch": epoch, "batch_idx": batch_idx, "trigger": trigger,
+            "value": json_number(value),
+            "running_median": None if math.isnan(median) else median,  # NaN: no history yet
+            "action": self.action,
+            "top_grad_norms": [{"parameter": name, "grad_norm": json_number(norm)}
+                               for name, norm in top[:TOP_PARAMETERS]],
+            "grad_norms_of_step": grads_of_step,
+            "gn_weight": {name: float(m.gn_weight) for name, m in pl_module.named_modules()
+                          if isinstance(m, GNPlus)},
+            "lr": {group.get("name", str(i)): group["lr"] for i, group in enumerate(groups)},
+            "checkpoint": checkpoint,
+        }
+
+    def _log_module_norms(self, trainer: Trainer) -> None:
+        """`grad_norm/<module>`: each module's own parameters' gradient norm, from the per-parameter norms.
+
+        Sent to the loggers directly (one sync every n steps): a value logged through `self.log` on
+        some steps only would be repeated by Lightning on the steps in between.
+        """
+        modules = [name.rpartition(".")[0] for name in self._param_names]
+        order = list(dict.fromkeys(modules))
+        index = torch.tensor([order.index(m) for m in modules], device=self._param_norms.device)
+        squares = torch.zeros(len(order), device=index.device).index_add_(0, index, self._param_norms ** 2)
+        metrics = {f"grad_norm/{m}": norm for m, norm in zip(order, squares.sqrt().tolist())}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+def json_number(x: float) -> float | str | None:
+    """JSON has no NaN or infinity: write them as the strings "nan", "inf", "-inf" (None for no value)."""
+    if x is None or math.isfinite(x):
+        return x
+    return str(x)

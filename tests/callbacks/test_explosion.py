@@ -1,0 +1,198 @@
+"""ExplosionDetector on a tiny planted module: each trigger at the exact step, and what each action leaves.
+
+References are independent of the detector: torch's `get_total_norm` of the gradient, a copy of the
+module's and optimizer's state taken by the module itself at the start of every step, and
+`statistics.median_low` of the recorded norms.
+"""
+import copy
+import csv
+import json
+import math
+import statistics
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from callbacks.explosion import ExplosionDetector
+from callbacks.run_summary import RunSummary
+
+
+class Planted(LightningModule):
+    """A small MLP with BN; `plants` maps a global step to what goes wrong there."""
+
+    def __init__(self, plants: dict[int, str], optimizer: str = "adam", lr: float = 0.01):
+        super().__init__()
+        self.plants, self.optimizer_name, self.lr = plants, optimizer, lr
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+        self.states: dict[int, tuple[dict, dict]] = {}  # step -> (module state, optimizer state) at its start
+        self.norms: dict[int, float] = {}  # step -> torch's global gradient norm
+        self.module_norms: dict[int, dict[str, float]] = {}
+
+    def training_step(self, batch, batch_idx):
+        step = self.trainer.global_step
+        self.states[step] = (copy.deepcopy(self.state_dict()),
+                             copy.deepcopy(self.optimizers().optimizer.state_dict()["state"]))
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        plant = self.plants.get(step)
+        if plant == "nan_loss":
+            loss = loss * math.nan
+        elif plant == "spike":
+            loss = loss * 1000.0
+        elif plant == "zero":
+            loss = loss * 0.0
+        return loss
+
+    def on_after_backward(self):
+        step = self.trainer.global_step
+        if self.plants.get(step) == "inf_grad":
+            self.net[0].weight.grad[0, 0] = math.inf
+        grads = [p.grad for p in self.parameters()]
+        self.norms[step] = float(torch.nn.utils.get_total_norm(grads))
+        self.module_norms[step] = {
+            f"net.{i}": float(torch.nn.utils.get_total_norm([p.grad for p in m.parameters()]))
+            for i, m in enumerate(self.net) if list(m.parameters())}
+
+    def configure_optimizers(self):
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(self.parameters(), lr=self.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+    def train_dataloader(self):
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(64, 8, generator=generator)
+        y = torch.randint(0, 3, (64,), generator=generator)
+        return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=generator)
+
+
+def fit(tmp_path, module, max_steps, **detector_args):
+    torch.manual_seed(0)
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True, save_top_k=0,
+                                  every_n_train_steps=4)
+    trainer = Trainer(max_steps=max_steps, max_epochs=-1, accelerator="cpu", devices=1,
+                      logger=CSVLogger(tmp_path, name="run"),
+                      callbacks=[ExplosionDetector(**detector_args), RunSummary(), checkpoints],
+                      log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module)
+    run_dir = tmp_path / "run" / "version_0"
+    explosion = run_dir / "explosion.json"
+    return (json.loads((run_dir / "summary.json").read_text()),
+            json.loads(explosion.read_text()) if explosion.is_file() else None,
+            list(csv.DictReader(open(run_dir / "metrics.csv"))))
+
+
+def assert_same_state(actual: dict, expected: dict):
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert_same_state(actual[key], value)
+        else:
+            assert torch.equal(actual[key], value), key
+
+
+def load_last(tmp_path):
+    return torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+
+
+@pytest.mark.parametrize("plant", ["nan_loss", "inf_grad"])
+def test_stop_at_the_planted_step_keeps_the_state_of_the_step_before(tmp_path, plant):
+    k = 6
+    module = Planted({k: plant})
+    summary, explosion, _ = fit(tmp_path, module, max_steps=20)
+    assert summary["status"] == "exploded" and summary["explosion"]["trigger"] == plant
+    assert summary["explosion"]["stopped"] and summary["test_acc"] is None
+    assert explosion["trigger"] == plant and explosion["step"] == k and explosion["epoch"] == k // 4
+    assert explosion["batch_idx"] == k % 4 and explosion["checkpoint"].endswith("last.ckpt")
+    assert max(module.states) == k  # no step after k was trained
+    checkpoint = load_last(tmp_path)
+    assert checkpoint["global_step"] == k  # the detector's: ModelCheckpoint did not replace it
+    weights, optimizer_state = module.states[k]
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
+    assert_same_state(checkpoint["state_dict"], weights)  # BN running stats too: the bad forward is undone
+    assert_same_state(checkpoint["optimizer_states"][0]["state"], optimizer_state)
+
+
+def test_planted_spike_is_detected_at_its_step_with_torch_norm_and_median(tmp_path):
+    k, window = 12, 9
+    module = Planted({k: "spike"}, optimizer="sgd", lr=0.01)
+    summary, explosion, rows = fit(tmp_path, module, max_steps=30, window=window, warmup_steps=5,
+                                   grad_norm_every_n_steps=5)
+    assert summary["status"] == "exploded" and explosion["trigger"] == "spike" and explosion["step"] == k
+    assert explosion["events"] == 1  # no false alarm before k
+    assert explosion["value"] == pytest.approx(module.norms[k], rel=1e-5)
+    expected_median = statistics.median_low([module.norms[s] for s in range(k - window, k)])
+    assert explosion["running_median"] == pytest.approx(expected_median, rel=1e-5)
+    assert explosion["value"] > 10 * explosion["running_median"]
+    logged = {int(r["step"]): float(r["grad/norm"]) for r in rows if r.get("grad/norm")}
+    assert logged.keys() == set(range(k + 1))
+    for step, norm in logged.items():
+        assert norm == pytest.approx(module.norms[step], rel=1e-5)
+    per_module = [r for r in rows if r.get("grad_norm/net.0")]
+    assert [int(r["step"]) for r in per_module] == [0, 5, 10]
+    for r in per_module:
+        for name, norm in module.module_norms[int(r["step"])].items():
+            assert float(r[f"grad_norm/{name}"]) == pytest.approx(norm, rel=1e-5)
+    top = explosion["top_grad_norms"]
+    norms = [t["grad_norm"] for t in top]
+    assert len(top) == 6 and norms == sorted(norms, reverse=True)
+
+
+def test_warn_reports_every_vanishing_run_and_trains_on(tmp_path):
+    module = Planted({s: "zero" for s in range(5, 40)})
+    summary, explosion, rows = fit(tmp_path, module, max_steps=18, action="warn", vanish_threshold=1e-6,
+                                   vanish_patience=4)
+    assert summary["status"] == "completed" and max(module.states) == 17
+    assert explosion["trigger"] == "vanish" and explosion["step"] == 8 and explosion["value"] == 0.0
+    assert explosion["events"] == 3 and summary["explosion"]["events"] == 3  # steps 8, 12, 16
+    assert sorted(int(float(r["explosion/step"])) for r in rows if r.get("explosion/step")) == [8, 12, 16]
+    assert {r["explosion/kind"] for r in rows if r.get("explosion/kind")} == {"4"}
+
+
+def test_skip_step_leaves_weights_and_optimizer_state_unchanged_and_trains_on(tmp_path):
+    k = 6
+    module = Planted({k: "nan_loss"})
+    summary, explosion, _ = fit(tmp_path, module, max_steps=12, action="skip_step")
+    assert summary["status"] == "completed" and max(module.states) == 11
+    assert explosion["step"] == k and explosion["skipped"] == 1
+    (before, optimizer_before), (after, optimizer_after) = module.states[k], module.states[k + 1]
+    assert_same_state(after, before)
+    assert_same_state(optimizer_after, optimizer_before)  # Adam's moments and step count untouched
+    final = module.state_dict()
+    assert all(torch.isfinite(t).all() for t in final.values() if t.is_floating_point())
+    assert not torch.equal(final["net.0.weight"], after["net.0.weight"])  # later steps did train
+
+
+def test_skip_step_stops_once_max_skips_were_used(tmp_path):
+    module = Planted({3: "nan_loss", 5: "nan_loss", 7: "nan_loss"})
+    summary, explosion, _ = fit(tmp_path, module, max_steps=20, action="skip_step", max_skips=2)
+    assert summary["status"] == "exploded" and max(module.states) == 7
+    assert explosion["step"] == 3 and explosion["events"] == 3 and explosion["skipped"] == 2
+    assert explosion["stopped"] and explosion["action"] == "skip_step"
+    assert_same_state(load_last(tmp_path)["state_dict"], module.states[7][0])
+
+
+def test_batched_reads_still_name_the_exact_step_and_keep_nan_off_disk(tmp_path):
+    k = 5  # read at step 7 (steps 4-7 form one batch of reads): the NaN update of step 5 was applied
+    module = Planted({k: "nan_loss"})
+    summary, explosion, _ = fit(tmp_path, module, max_steps=20, sync_every=4)
+    assert summary["status"] == "exploded" and explosion["step"] == k and explosion["trigger"] == "nan_loss"
+    assert max(module.states) == 7 and explosion["checkpoint"] is None
+    checkpoint = load_last(tmp_path)  # ModelCheckpoint's periodic save at step 4 is left alone
+    assert checkpoint["global_step"] == 4
+    assert_same_state(checkpoint["state_dict"], module.states[4][0])
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"action": "explode"}, "explosion.action must be one of stop, skip_step, warn, got 'explode'"),
+    ({"spike_factor": 1.0}, "explosion.spike_factor must be a number > 1, got 1.0"),
+    ({"action": "skip_step", "sync_every": 4}, "explosion.action=skip_step needs sync_every=1"),
+])
+def test_bad_arguments_are_one_clear_error(args, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        ExplosionDetector(**args)

@@ -1,0 +1,49 @@
+"""The explosion preset through the real CLI on generated Fashion-MNIST-format data: lr 1e4 explodes
+and is stopped within a few steps; the quickstart trains a few hundred steps without a false alarm."""
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from lightning_app.cli import main
+from tests.lightning_app.test_cli_end_to_end import ROOT, run_dirs, tiny_args
+
+PRESET = str(ROOT / "configs/presets/explosion.yaml")
+
+
+def test_lr_1e4_stops_within_a_few_steps_with_a_finite_checkpoint(fake_mnist_dir, tmp_path, capsys):
+    main(tiny_args(fake_mnist_dir, tmp_path, "--config", PRESET, "--model.lr", "1e4",
+                   "--model.norm", "gn_plus_parallel"))
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    explosion = json.loads((run_dir / "explosion.json").read_text())
+    assert summary["status"] == "exploded" and summary["test_acc"] is None  # no test of an exploded run
+    assert explosion["step"] <= 3 and summary["explosion"]["step"] == explosion["step"]
+    assert explosion["trigger"] in ("nan_loss", "inf_grad", "spike")
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    weights = checkpoint["state_dict"]
+    assert checkpoint["global_step"] == explosion["step"]
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+    lambdas = {name.removesuffix(".lambda_"): float(torch.sigmoid(t))
+               for name, t in weights.items() if name.endswith(".lambda_")}
+    assert len(lambdas) == 2 and explosion["gn_weight"] == lambdas  # σ(λ) of the saved weights
+    assert set(explosion["lr"]) == {"decay", "norm", "lambda"} and min(explosion["lr"].values()) > 0
+    out = capsys.readouterr()
+    assert f"explosion detected: {explosion['trigger']} at step {explosion['step']}" in out.err
+    assert "normlab: exploded" in out.out
+
+
+def test_quickstart_trains_hundreds_of_steps_without_a_false_alarm(fake_mnist_dir, tmp_path):
+    main(tiny_args(fake_mnist_dir, tmp_path, "--config", PRESET, "--data.init_args.batch_size", "8",
+                   "--trainer.max_epochs", "-1", "--trainer.max_steps", "200",
+                   "--trainer.log_every_n_steps", "1",
+                   "--trainer.limit_val_batches", "0", "--test_after_fit", "false"))
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 200 and summary["explosion"] is None
+    assert not (run_dir / "explosion.json").exists()
+    rows = csv.DictReader(open(Path(run_dir) / "metrics.csv"))
+    norms = [float(r["grad/norm"]) for r in rows if r.get("grad/norm")]
+    assert len(norms) == 200 and all(math.isfinite(n) and n > 0 for n in norms)
