@@ -28,16 +28,18 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.lambda_tracker import LambdaTracker
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
 from lightning_app.run_dir import default_experiment, derive_run_name
+from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
 
 FINISHED = ("completed", "exploded")
 # Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
 # (a list under trainer.callbacks would be replaced, not merged, by a second --config).
-CALLBACK_KEYS: dict[str, type] = {}
+CALLBACK_KEYS: dict[str, type] = {"lambda_tracker": LambdaTracker}
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -75,6 +77,8 @@ class NormlabCLI(LightningCLI):
                             help="After fit, evaluate on the official test split.")
         parser.add_argument("--save_best", type=bool, default=False,
                             help="Also keep checkpoints/best.ckpt (highest val/acc).")
+        parser.add_argument("--wandb", type=WandbOptions | None, default=None,
+                            help="Also log to Weights & Biases (configs/presets/wandb.yaml); null: off.")
         for key in ("num_classes", "in_channels", "image_size"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}" if self.subclass_mode_model
                                   else f"model.{key}", apply_on="instantiate")
@@ -87,8 +91,7 @@ class NormlabCLI(LightningCLI):
         if not cfg.experiment:
             cfg.experiment = default_experiment(cfg.get("config") or [])
         if not cfg.run_name:
-            dumped = yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False, skip_validation=True))
-            cfg.run_name = derive_run_name(dumped)
+            cfg.run_name = derive_run_name(self._dumped_config(cfg))
         self.run_dir = Path(cfg.trainer.default_root_dir or "runs") / cfg.experiment / cfg.run_name
         if self.subcommand == "fit":
             self._check_run_dir(cfg)
@@ -103,6 +106,9 @@ class NormlabCLI(LightningCLI):
         if status not in FINISHED and cfg.ckpt_path is None and last.is_file():
             print(f"normlab: resuming the interrupted run in {self.run_dir} from {last}", file=sys.stderr)
             cfg.ckpt_path = str(last)
+
+    def _dumped_config(self, cfg) -> dict:
+        return yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False, skip_validation=True))
 
     def _get_subcommand_config(self, config):
         return config[self.subcommand] if self.subcommand else config
@@ -127,7 +133,9 @@ class NormlabCLI(LightningCLI):
             callbacks.append(ModelCheckpoint(
                 dirpath=str(self.run_dir / "checkpoints"), filename="best", save_last=True,
                 monitor="val/acc" if cfg.save_best else None, mode="max", save_top_k=1 if cfg.save_best else 0))
-        trainer_cfg.update(kwargs, logger=[csv, *user_loggers])
+        wandb = make_wandb_logger(cfg.get("wandb"), self._dumped_config(self._get_subcommand_config(self.config)),
+                                  cfg.experiment, cfg.run_name, self.run_dir)
+        trainer_cfg.update(kwargs, logger=[csv, *([wandb] if wandb else []), *user_loggers])
         return self._instantiate_trainer(trainer_cfg, callbacks)
 
     def after_fit(self) -> None:
@@ -141,6 +149,7 @@ class NormlabCLI(LightningCLI):
             print(f"normlab: {s['status']} | run dir: {self.run_dir} | test/acc {test} | "
                   f"best val/acc {s['best_val_acc'] if s['best_val_acc'] is None else round(s['best_val_acc'], 4)} | "
                   f"{s['wall_seconds']:.0f} s")
+        finish_wandb(self.trainer, summary.summary if summary is not None else None)
 
 
 def main(args: list[str] | None = None) -> None:
