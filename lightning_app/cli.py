@@ -154,12 +154,12 @@ class NormlabCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
-    if argv and argv[0] in ("sweep", "report"):
-        import importlib
-
-        importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
-        return
     try:
+        if argv and argv[0] in ("sweep", "report"):
+            import importlib
+
+            importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
+            return
         NormlabCLI(args=argv if args is not None else None)
     except (ValueError, FileNotFoundError, MisconfigurationException) as error:
         if os.environ.get("NORMLAB_DEBUG"):
