@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lightning_app.report_figures import (plot_lambda, plot_lambda_grid, plot_landscape, plot_lr_envelope,
-                                          plot_training_curves)
+                                          plot_training_curves, study_order)
 from lightning_app.report_tables import accuracy_table, table_markdown
 from lightning_app.runs import RunRecord, load_runs
 
@@ -64,7 +64,7 @@ def runs_table(runs: list[RunRecord]) -> list[str]:
 
     lines = ["| run | status | norm | batch size | lr | seed | best val acc | final val acc | test acc | epochs |"
              " wall (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for run in sorted(runs, key=lambda r: (r.experiment, r.name)):
+    for run in sorted(runs, key=lambda r: (r.experiment, study_order(r))):
         s = run.summary
         lines.append(f"| `{run.experiment}/{run.name}` | {run.status} | {run.axis('norm')} | {run.axis('batch_size')} |"
                      f" {run.axis('lr')} | {run.axis('seed')} | {pct(run.accuracy('best_val_acc'))} |"
@@ -90,12 +90,12 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
         lines += [f"### {title}", "", table_markdown(accuracy_table(group, metric)), ""]
 
     lambda_figures = [(f"{run.experiment}/{run.name}", plot_lambda(run, out / "lambda" / f"{run.name}.png"))
-                      for run in sorted(runs, key=lambda r: r.name)]
+                      for run in sorted(runs, key=study_order)]
     by_experiment = defaultdict(list)
     for run in runs:
         by_experiment[run.experiment].append(run)
     grids = [(f"{experiment}: every run with GNPlus layers",
-              plot_lambda_grid(sorted(group, key=lambda r: r.name), out / f"lambda_grid_{experiment}.png"))
+              plot_lambda_grid(group, out / f"lambda_grid_{experiment}.png"))
              for experiment, group in sorted(by_experiment.items())]
     lines += figure_section("λ trajectories", "σ(λ), the weight on the GN output, per GNPlus layer "
                             "(`lambda/<module path>`, logged by `callbacks.lambda_tracker.LambdaTracker`).",

@@ -39,10 +39,19 @@ def finite(values: np.ndarray) -> np.ndarray:
 
 
 def run_label(run: RunRecord) -> str:
-    return f"{run.axis('norm')} · bs {run.axis('batch_size')} · lr {run.axis('lr'):g} · seed {run.axis('seed')}"
+    status = "" if run.status == "completed" else f" ({run.status})"
+    return f"{run.axis('norm')} · bs {run.axis('batch_size')} · lr {run.axis('lr'):g} · seed {run.axis('seed')}{status}"
+
+
+def study_order(run: RunRecord) -> tuple:
+    """Sort key: norm, then batch size, learning rate and seed as numbers."""
+    return str(run.axis("norm")), *(run.axis(a) if isinstance(run.axis(a), (int, float)) else 0
+                                    for a in ("batch_size", "lr", "seed"))
 
 
 def _save(fig, path: Path) -> Path:
+    for ax in fig.axes:  # every x axis here counts steps or epochs
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -74,7 +83,7 @@ def plot_lambda(run: RunRecord, path: Path) -> Path | None:
 
 
 def plot_lambda_grid(runs: list[RunRecord], path: Path) -> Path | None:
-    runs = [run for run in runs if lambda_keys(run)]
+    runs = sorted((run for run in runs if lambda_keys(run)), key=study_order)
     if len(runs) < 2:
         return None
     columns = min(3, len(runs))
@@ -185,15 +194,16 @@ def plot_training_curves(runs: list[RunRecord], path: Path, title: str) -> Path 
                     continue
                 x = series.steps if xlabel == "optimizer step" else series.epochs + 1
                 y = finite(series.values)
-                ax.plot(x, y, color=norm_colour(norm), linewidth=1.2, marker="o" if xlabel == "epoch" else None,
-                        markersize=3, label=label)
+                ax.plot(x, y, color=norm_colour(norm), linewidth=1.2, label=label,
+                        marker="o" if xlabel == "epoch" or len(x) <= 30 else None, markersize=3)
                 label = None  # one legend entry per norm
                 if run.status == "exploded" and np.isfinite(y).any():
                     last = np.flatnonzero(np.isfinite(y))[-1]
                     ax.plot(x[last], y[last], "x", color="black", markersize=9, markeredgewidth=2)
             ax.set(xlabel=xlabel, ylabel=ylabel, title=ylabel)
             if xlabel == "epoch":
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                last_epoch = max((int(r.metrics[key].epochs.max()) + 1 for r in runs if key in r.metrics), default=1)
+                ax.set_xlim(0.5, last_epoch + 0.5)  # whole epochs, also for a single one
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(title="norm")
