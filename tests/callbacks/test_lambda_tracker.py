@@ -135,3 +135,36 @@ def test_a_model_without_gnplus_logs_nothing(tmp_path):
 def test_every_n_steps_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="lambda_tracker.every_n_steps must be an integer >= 1"):
         LambdaTracker(every_n_steps=bad)
+
+
+@pytest.mark.slow
+def test_under_ddp_rank_zero_logs_each_step_once(fake_mnist_dir, tmp_path):
+    """Two CPU processes (gloo): λ is identical on both ranks; the CSV gets one row per logged step and
+    summary.json the σ(λ) of the saved weights."""
+    import csv
+    import os
+    import subprocess
+    import sys
+
+    from tests.lightning_app.test_cli_end_to_end import ROOT, run_dirs, tiny_args
+
+    args = tiny_args(fake_mnist_dir, tmp_path, "--config", str(ROOT / "configs/presets/lambda.yaml"),
+                     "--lambda_tracker.every_n_steps", "2", "--model.norm", "gn_plus_gn_first",
+                     "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                     "--test_after_fit", "false")
+    result = subprocess.run([sys.executable, "-m", "lightning_app", *args], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "WANDB_MODE": "offline"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = run_dirs(tmp_path)
+    rows = [row for row in csv.DictReader((run_dir / "metrics.csv").open()) if row["lambda/net.features.1"]]
+    steps = [int(row["step"]) for row in rows]
+    assert steps == [0, 2, 3, 4, 6]  # 3 steps per epoch on each rank (192 images / 2 ranks / 32), 2 epochs
+    last = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for layer in LAYERS_CNN:
+        expected = torch.sigmoid(last[f"{layer}.lambda_"]).item()
+        assert float(rows[-1][f"lambda/{layer}"]) == pytest.approx(expected, abs=1e-6)
+        assert summary["lambdas"][layer] == pytest.approx(expected, abs=1e-6)
+
+
+LAYERS_CNN = ("net.features.1", "net.features.5")
