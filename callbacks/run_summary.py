@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from callbacks.run_files import write_json
 
@@ -82,7 +83,19 @@ class RunSummary(Callback):
         return round(self._elapsed_before + running, 3)
 
     def _write(self, trainer: Trainer) -> None:
-        if not trainer.is_global_zero or trainer.log_dir is None:
+        if not trainer.is_global_zero:
+            return
+        log_dir = _log_dir(trainer)
+        if log_dir is None:
             return
         self.summary.update(steps=trainer.global_step, wall_seconds=self._wall_seconds())
-        write_json(Path(trainer.log_dir) / SUMMARY_FILE, self.summary)
+        write_json(Path(log_dir) / SUMMARY_FILE, self.summary)
+
+
+def _log_dir(trainer: Trainer) -> str | None:
+    """`trainer.log_dir` without its broadcast: that is a collective under DDP, and only rank 0 writes
+    (rank 0 calling it alone stalls every DDP run)."""
+    if not trainer.loggers:
+        return trainer.default_root_dir
+    logger = trainer.loggers[0]
+    return logger.log_dir if isinstance(logger, (CSVLogger, TensorBoardLogger)) else logger.save_dir
