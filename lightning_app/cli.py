@@ -30,11 +30,13 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from callbacks.explosion import ExplosionDetector
 from callbacks.hessian import HessianTopEigen
+from callbacks.lambda_tracker import LambdaTracker
 from callbacks.landscape import LandscapeProbe
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
 from lightning_app.run_dir import default_experiment, derive_run_name
+from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
 from models.norms.sync import NormlabSyncBatchNorm
 
@@ -45,6 +47,7 @@ CALLBACK_KEYS: dict[str, type] = {
     "landscape": LandscapeProbe,
     "hessian": HessianTopEigen,
     "explosion": ExplosionDetector,
+    "lambda_tracker": LambdaTracker,
 }
 
 
@@ -83,6 +86,8 @@ class NormlabCLI(LightningCLI):
                             help="After fit, evaluate on the official test split.")
         parser.add_argument("--save_best", type=bool, default=False,
                             help="Also keep checkpoints/best.ckpt (highest val/acc).")
+        parser.add_argument("--wandb", type=WandbOptions | None, default=None,
+                            help="Also log to Weights & Biases (configs/presets/wandb.yaml); null: off.")
         for key in ("num_classes", "in_channels", "image_size"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}" if self.subclass_mode_model
                                   else f"model.{key}", apply_on="instantiate")
@@ -95,8 +100,7 @@ class NormlabCLI(LightningCLI):
         if not cfg.experiment:
             cfg.experiment = default_experiment(cfg.get("config") or [])
         if not cfg.run_name:
-            dumped = yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False, skip_validation=True))
-            cfg.run_name = derive_run_name(dumped)
+            cfg.run_name = derive_run_name(self._dumped_config(cfg))
         self.run_dir = Path(cfg.trainer.default_root_dir or "runs") / cfg.experiment / cfg.run_name
         if self.subcommand == "fit":
             self._check_run_dir(cfg)
@@ -111,6 +115,9 @@ class NormlabCLI(LightningCLI):
         if status not in FINISHED and cfg.ckpt_path is None and last.is_file():
             print(f"normlab: resuming the interrupted run in {self.run_dir} from {last}", file=sys.stderr)
             cfg.ckpt_path = str(last)
+
+    def _dumped_config(self, cfg) -> dict:
+        return yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False, skip_validation=True))
 
     def _get_subcommand_config(self, config):
         return config[self.subcommand] if self.subcommand else config
@@ -138,9 +145,12 @@ class NormlabCLI(LightningCLI):
         if trainer_cfg.get("sync_batchnorm"):  # torch's SyncBatchNorm is CUDA-only; this one also runs on gloo
             plugins = trainer_cfg.get("plugins") or []
             trainer_cfg["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), NormlabSyncBatchNorm()]
+        wandb = make_wandb_logger(cfg.get("wandb"), self._dumped_config(self._get_subcommand_config(self.config)),
+                                  cfg.experiment, cfg.run_name, self.run_dir)
         # The Trainer's own root is the run directory, so Lightning's SLURM requeue checkpoints
         # (hpc_ckpt_*.ckpt) land in, and resume from, this run's directory and no other.
-        trainer_cfg.update(kwargs, logger=[csv, *user_loggers], default_root_dir=str(self.run_dir))
+        trainer_cfg.update(kwargs, logger=[csv, *([wandb] if wandb else []), *user_loggers],
+                           default_root_dir=str(self.run_dir))
         return self._instantiate_trainer(trainer_cfg, callbacks)
 
     def after_fit(self) -> None:
@@ -154,16 +164,17 @@ class NormlabCLI(LightningCLI):
             print(f"normlab: {s['status']} | run dir: {self.run_dir} | test/acc {test} | "
                   f"best val/acc {s['best_val_acc'] if s['best_val_acc'] is None else round(s['best_val_acc'], 4)} | "
                   f"{s['wall_seconds']:.0f} s")
+        finish_wandb(self.trainer, summary.summary if summary is not None else None)
 
 
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
-    if argv and argv[0] in ("sweep", "report"):
-        import importlib
-
-        importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
-        return
     try:
+        if argv and argv[0] in ("sweep", "report"):
+            import importlib
+
+            importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
+            return
         NormlabCLI(args=argv if args is not None else None)
     except (ValueError, FileNotFoundError, MisconfigurationException) as error:
         if os.environ.get("NORMLAB_DEBUG"):

@@ -1,0 +1,186 @@
+"""`LambdaTracker` on a tiny GNPlus model: one `lambda/<module path>` key per layer, values equal to
+σ(λ) read directly from the layers at the same step, the raw λ and |∂L/∂λ| on request, and the final
+σ(λ) in summary.json."""
+import json
+
+import pytest
+import torch
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.loggers import Logger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from callbacks.lambda_tracker import LambdaTracker
+from callbacks.run_summary import RunSummary
+from models.norms import make_norm
+
+
+class RecordingLogger(Logger):
+    """Keeps every (step, metrics) call, as any Lightning logger receives it."""
+
+    def __init__(self, save_dir):
+        super().__init__()
+        self.calls: list[tuple[int, dict]] = []
+        self._save_dir = str(save_dir)
+
+    name, version = "recording", 0
+
+    @property
+    def save_dir(self):  # where the trainer's log_dir, and so summary.json, points
+        return self._save_dir
+
+    def log_metrics(self, metrics, step=None):
+        self.calls.append((step, dict(metrics)))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+class TinyGNPlusNet(LightningModule):
+    """Two GNPlus layers of different variants; records σ(λ), λ and λ.grad itself as the reference."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), make_norm("gn_plus_gn_first", 4, groups=2),
+                                  nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), make_norm("gn_plus_parallel", 4, groups=2))
+        self.head = nn.Linear(4, 2)
+        self.seen: dict[int, dict[str, list[float]]] = {}  # global step -> reference values
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def _layers(self):
+        return [self.body[1], self.body[4]]
+
+    def on_after_backward(self):
+        self._grads = [abs(float(layer.lambda_.grad)) for layer in self._layers()]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.seen[self.global_step] = {
+            "sigma": [float(torch.sigmoid(layer.lambda_.detach())) for layer in self._layers()],
+            "raw": [float(layer.lambda_.detach()) for layer in self._layers()], "grad": self._grads}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def fit(tmp_path, tracker, epochs=2):
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(28, 1, 6, 6), torch.randint(0, 2, (28,)))
+    model, logger, summary = TinyGNPlusNet(), RecordingLogger(tmp_path), RunSummary()
+    trainer = Trainer(max_epochs=epochs, logger=logger, callbacks=[tracker, summary], enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+                      accelerator="cpu", default_root_dir=tmp_path)
+    trainer.fit(model, DataLoader(data, batch_size=4))  # 7 steps per epoch
+    return model, logger, trainer
+
+
+LAYERS = ("body.1", "body.4")
+
+
+def test_logs_sigma_lambda_per_layer_at_the_chosen_steps(tmp_path):
+    model, logger, trainer = fit(tmp_path, LambdaTracker(every_n_steps=3))
+    logged = {step: metrics for step, metrics in logger.calls if any(k.startswith("lambda/") for k in metrics)}
+    # step 0 (initial), every 3rd optimizer step, and each epoch end (steps 7 and 14)
+    assert sorted(logged) == [0, 3, 6, 7, 9, 12, 14]
+    for step, metrics in logged.items():
+        assert {k for k in metrics if k.startswith("lambda")} == {f"lambda/{name}" for name in LAYERS}
+        assert metrics["epoch"] == (0 if step <= 7 else 1)
+        expected = [torch.sigmoid(torch.tensor(1.0)).item()] * 2 if step == 0 else model.seen[step]["sigma"]
+        assert [metrics[f"lambda/{name}"] for name in LAYERS] == pytest.approx(expected, abs=1e-7)
+    assert logged[14]["lambda/body.1"] != pytest.approx(logged[0]["lambda/body.1"], abs=1e-4)  # λ did move
+    final = json.loads((tmp_path / "summary.json").read_text())["lambdas"]
+    assert final == pytest.approx(dict(zip(LAYERS, model.seen[14]["sigma"])), abs=1e-7)
+
+
+def test_raw_lambda_and_gradient_norm_on_request(tmp_path):
+    model, logger, _ = fit(tmp_path, LambdaTracker(every_n_steps=2, log_raw=True, log_grad_norm=True), epochs=1)
+    logged = {step: metrics for step, metrics in logger.calls if "lambda/body.1" in metrics}
+    assert sorted(logged) == [0, 2, 4, 6, 7]
+    assert "lambda_grad/body.1" not in logged[0]  # no gradient before the first step
+    for step in (2, 4, 6, 7):
+        for i, name in enumerate(LAYERS):
+            assert logged[step][f"lambda_raw/{name}"] == pytest.approx(model.seen[step]["raw"][i], abs=1e-7)
+            assert logged[step][f"lambda_grad/{name}"] == pytest.approx(model.seen[step]["grad"][i], rel=1e-6)
+            assert logged[step][f"lambda_grad/{name}"] > 0
+
+
+def test_a_model_without_gnplus_logs_nothing(tmp_path):
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(8, 1, 6, 6), torch.randint(0, 2, (8,)))
+
+    class Plain(TinyGNPlusNet):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4))
+
+        def on_train_batch_end(self, *args):
+            pass
+
+        def on_after_backward(self):
+            pass
+
+    logger = RecordingLogger(tmp_path)
+    Trainer(max_epochs=1, logger=logger, callbacks=[LambdaTracker(every_n_steps=1)], enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, accelerator="cpu").fit(
+        Plain(), DataLoader(data, batch_size=4))
+    assert not [m for _, m in logger.calls if any(k.startswith("lambda") for k in m)]
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_every_n_steps_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="lambda_tracker.every_n_steps must be an integer >= 1"):
+        LambdaTracker(every_n_steps=bad)
+
+
+DDP_SCRIPT = """
+import json, sys
+import torch
+from pytorch_lightning import Trainer
+from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
+from callbacks.lambda_tracker import LambdaTracker
+from callbacks.run_summary import RunSummary
+from tests.callbacks.test_lambda_tracker import TinyGNPlusNet
+
+out = sys.argv[1]
+torch.manual_seed(0)
+data = TensorDataset(torch.randn(32, 1, 6, 6), torch.randint(0, 2, (32,)))
+model = TinyGNPlusNet()
+trainer = Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp", logger=CSVLogger(out, name="", version=""),
+                  callbacks=[LambdaTracker(every_n_steps=2), RunSummary()], enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+trainer.fit(model, DataLoader(data, batch_size=4))  # 16 samples per rank: 4 steps
+with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
+    json.dump([float(layer.lambda_.detach()) for layer in model._layers()], f)
+"""
+
+
+@pytest.mark.slow
+def test_under_ddp_rank_zero_logs_each_step_once(tmp_path):
+    """Two CPU processes (gloo): λ is the same on both ranks, the CSV gets one row per logged step with
+    σ of that λ, and summary.json the final values."""
+    import csv
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lambdas = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert lambdas[0] == lambdas[1]  # gradients are all-reduced: every rank holds the same λ
+    rows = [row for row in csv.DictReader((tmp_path / "metrics.csv").open()) if row["lambda/body.1"]]
+    assert [int(row["step"]) for row in rows] == [0, 2, 4]  # each logged step once, from rank 0 only
+    final = torch.sigmoid(torch.tensor(lambdas[0])).tolist()
+    assert [float(rows[-1][f"lambda/{name}"]) for name in LAYERS] == pytest.approx(final, abs=1e-6)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [summary["lambdas"][name] for name in LAYERS] == pytest.approx(final, abs=1e-6)

@@ -1,0 +1,153 @@
+"""`lightning report` on synthetic run directories written here in the stable format (config.yaml,
+summary.json, CSV-logger metrics.csv): the accuracy table against hand-computed numbers, the
+learning-rate envelope against a hand computation, and every PNG the report links."""
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import yaml
+
+from lightning_app.cli import main
+from lightning_app.report_figures import envelope
+from lightning_app.runs import Series, read_metrics
+
+STEPS_PER_EPOCH, EPOCHS = 10, 3
+
+
+def write_metrics_csv(path: Path, rows: list[dict]) -> None:
+    """As Lightning's CSV logger writes it: columns epoch, step and the sorted keys; rows sparse."""
+    keys = sorted({k for row in rows for k in row} - {"epoch", "step"})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "step", *keys])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_run(root: Path, norm: str, batch_size: int, seed: int, status: str, final_val_acc: float | None,
+              lr: float = 0.1, landscape: bool = False) -> Path:
+    name = f"fashion_mnist_small_cnn_{norm}_bs{batch_size}_lr{lr:g}_s{seed}_abc123"
+    run_dir = root / "study" / name
+    run_dir.mkdir(parents=True)
+    config = {"seed_everything": seed, "experiment": "study", "run_name": name,
+              "trainer": {"max_epochs": EPOCHS, "default_root_dir": str(root)},
+              "model": {"backbone": "small_cnn", "norm": norm, "norm_groups": 4, "lr": lr, "optimizer": "sgd"},
+              "data": {"class_path": "datamodules.FashionMNISTDataModule",
+                       "init_args": {"batch_size": batch_size, "data_dir": "data"}}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    exploded = status == "exploded"
+    (run_dir / "summary.json").write_text(json.dumps({
+        "status": status, "best_val_acc": final_val_acc, "final_val_acc": final_val_acc, "test_acc": final_val_acc,
+        "epochs": 1 if exploded else EPOCHS, "steps": 10, "wall_seconds": 12.5, "explosion": None}))
+    rows, scale = [], 1.0 + lr + 0.1 * seed + {"bn": 0.0, "gn": 0.6}.get(norm, 0.3)
+    last_step = STEPS_PER_EPOCH if exploded else STEPS_PER_EPOCH * EPOCHS
+    for step in range(0, last_step, 2):
+        loss = math.inf if exploded and step == last_step - 2 else scale * 2.3 / (1 + step / 5)
+        rows.append({"epoch": step // STEPS_PER_EPOCH, "step": step, "train/loss": loss})
+        if norm.startswith("gn_plus"):
+            rows.append({"epoch": step // STEPS_PER_EPOCH, "step": step,
+                         "lambda/net.features.1": 0.73 - 0.004 * step, "lambda/net.features.5": 0.73 + 0.002 * step})
+        if landscape and step % 4 == 0:
+            low = scale / (1 + step / 5)
+            rows.append({"epoch": step // STEPS_PER_EPOCH, "step": step, "landscape/loss_min": low,
+                         "landscape/loss_max": 2 * low, "landscape/grad_pred_min": 0.1 * low,
+                         "landscape/grad_pred_max": 0.3 * low, "landscape/beta_eff": 5 * low})
+    for epoch in range(1 if exploded else EPOCHS):
+        rows.append({"epoch": epoch, "step": (epoch + 1) * STEPS_PER_EPOCH - 1, "val/loss": 1.0 / (epoch + 1),
+                     "val/acc": (final_val_acc or 0.1) - 0.02 * (EPOCHS - 1 - epoch)})
+    write_metrics_csv(run_dir / "metrics.csv", rows)
+    return run_dir
+
+
+@pytest.fixture
+def runs_root(tmp_path):
+    root = tmp_path / "runs"
+    for norm, bs, seed, status, acc in [
+        ("bn", 8, 0, "completed", 0.90), ("bn", 8, 1, "completed", 0.92), ("bn", 32, 0, "completed", 0.94),
+        ("bn", 32, 1, "failed", 0.10),  # not finished: left out of the table
+        ("gn", 8, 0, "completed", 0.88), ("gn", 8, 1, "completed", 0.86), ("gn", 32, 0, "completed", 0.85),
+        ("gn_plus_gn_first", 8, 0, "exploded", None), ("gn_plus_gn_first", 8, 1, "exploded", None),
+        ("gn_plus_gn_first", 32, 0, "completed", 0.89), ("gn_plus_gn_first", 32, 1, "exploded", None),
+    ]:
+        write_run(root, norm, bs, seed, status, acc, landscape=seed == 0 and status == "completed")
+    write_run(root, "gn", 32, 0, "completed", 0.80, lr=0.01)  # a second learning rate: its own table, an envelope
+    write_run(root, "bn", 32, 0, "completed", 0.91, lr=0.01)
+    return root
+
+
+def section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n### ", start + 1)
+    return text[start:end if end != -1 else None]
+
+
+def test_report_table_matches_a_hand_computation(runs_root, tmp_path, capsys):
+    out = tmp_path / "report"
+    main(["report", str(runs_root), "--out", str(out)])
+    text = (out / "report.md").read_text()
+    assert f"13 runs under `{runs_root}`: 9 completed, 3 exploded, 1 failed, 0 running." in text
+    assert "| `study/fashion_mnist_small_cnn_bn_bs32_lr0.1_s1_abc123` | failed | bn | 32 |" in text  # listed
+    table = section(text, "### study · fashion_mnist · small_cnn · lr 0.1\n")
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert rows[0] == "| Batch size | bn | gn | gn_plus_gn_first |"
+    # bn bs8: 90, 92 -> 91.00 ± 1.41 (sample std √2); gn bs8: 88, 86 -> 87.00 ± 1.41
+    assert rows[2] == "| 8 | 91.00 ± 1.41 | 87.00 ± 1.41 | – |"  # every gn_plus seed exploded
+    assert rows[3] == "| 32 | 94.00 | 85.00 | 89.00 † |"  # bn seed 1 failed: not counted
+    # Mean over batch sizes; Variance = sample variance: bn (91, 94) -> 4.50, gn (87, 85) -> 2.00
+    assert rows[4] == "| Mean | 92.50 | 86.00 | 89.00 |"
+    assert rows[5] == "| Variance | 4.50 | 2.00 | – |"
+    assert "–: training exploded (every seed)" in table
+    assert "†: batch size 32, gn_plus_gn_first: 1 of 2 seeds exploded" in table
+    other_lr = section(text, "### study · fashion_mnist · small_cnn · lr 0.01\n")
+    assert "| 32 | 91.00 | 80.00 |" in other_lr
+    assert f"normlab: report {out / 'report.md'} (13 runs" in capsys.readouterr().out
+
+
+def test_report_writes_every_figure_it_links(runs_root, tmp_path):
+    out = tmp_path / "report"
+    main(["report", str(runs_root), "--out", str(out)])
+    text = (out / "report.md").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    for heading in ("## λ trajectories", "## Landscape", "## Learning-rate envelope", "## Training curves"):
+        assert heading in text
+    assert "lambda_grid_study.png" in linked
+    assert sum(p.startswith("lambda/") for p in linked) == 4  # one per gn_plus run
+    assert any(p.startswith("landscape_") for p in linked) and any(p.startswith("curves_") for p in linked)
+    assert sum(p.startswith("lr_envelope_") for p in linked) == 1  # only bs 32 has runs at two learning rates
+    for rel in linked:
+        image = matplotlib.image.imread(out / rel)
+        assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert image.shape[0] > 300 and image.shape[1] > 500
+        assert image[..., :3].std() > 0.05  # something was drawn
+
+
+def test_lr_envelope_is_min_and_max_across_runs_at_each_step():
+    def series(steps, values):
+        return Series(np.array(steps), np.zeros(len(steps), dtype=int), np.array(values, dtype=float))
+
+    steps, low, high = envelope([series([0, 10, 20], [3, 2, 1]), series([0, 10, 20], [1, 4, 0.5]),
+                                 series([0, 10], [2, math.inf])])  # the third run exploded at step 10
+    assert steps.tolist() == [0, 10, 20]
+    assert low.tolist() == [1, 2, 0.5] and high.tolist() == [3, 4, 1]
+
+
+def test_read_metrics_splits_sparse_rows_and_keeps_the_latest_of_a_repeated_step(tmp_path):
+    path = tmp_path / "metrics.csv"
+    write_metrics_csv(path, [{"epoch": 0, "step": 0, "train/loss": 2.0}, {"epoch": 0, "step": 9, "val/acc": 0.5},
+                             {"epoch": 0, "step": 2, "train/loss": 1.5},
+                             {"epoch": 0, "step": 2, "train/loss": 1.4}])  # resumed: step 2 again
+    metrics = read_metrics(path)
+    assert metrics["train/loss"].steps.tolist() == [0, 2] and metrics["train/loss"].values.tolist() == [2.0, 1.4]
+    assert metrics["val/acc"].steps.tolist() == [9] and metrics["val/acc"].epochs.tolist() == [0]
+
+
+def test_no_runs_is_one_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(tmp_path)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"normlab: error: no run directories (with summary.json and "
+                                               f"config.yaml) under {tmp_path}")
