@@ -13,12 +13,34 @@ Anything else is kept, on one line.
 from __future__ import annotations
 
 import difflib
+import gzip
 import importlib
 import inspect
+import os
+import pickle
 import re
+import zlib
 from pathlib import Path
 
 import yaml
+
+
+# What reading a damaged file raises before any loader can check it (gzip, zlib, pickle streams).
+CORRUPT_FILE_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, pickle.UnpicklingError)
+
+
+def corrupt_file_message(error: BaseException) -> str:
+    """One line for a CORRUPT_FILE_ERRORS error, naming the file the failing reader had open: the
+    innermost frame of the traceback with a local variable that is a path to an existing file."""
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    culprit = next((str(v) for frame in reversed(frames) for v in frame.f_locals.values()
+                    if isinstance(v, (str, os.PathLike)) and len(str(v)) < 4096 and os.path.isfile(v)), None)
+    where = culprit or "a data file"
+    return f"{where} is truncated or corrupt ({type(error).__name__}: {one_line(error)}); replace it with a good copy"
 
 
 def one_line(text: str) -> str:

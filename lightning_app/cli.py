@@ -39,8 +39,8 @@ from callbacks.rng_state import RNGState
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
-from lightning_app.bad_input import check_yaml_files, explain_parse_error
-from lightning_app.checkpoints import AtomicCheckpointIO, check_checkpoint
+from lightning_app.bad_input import CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message, explain_parse_error
+from lightning_app.checkpoints import AtomicCheckpointIO, check_checkpoint, load_checkpoint_file
 from lightning_app.run_dir import default_experiment, derive_run_name
 from lightning_app.run_metrics import RunMetricsLogger
 from models.classifier import ImageClassifier
@@ -89,6 +89,17 @@ class NormlabCLI(LightningCLI):
             parsers = subcommands._name_parser_map if subcommands is not None else {}
             subparser = next((parsers[a] for a in argv if a in parsers), parser)
             raise ValueError(explain_parse_error(str(error), subparser)) from None
+
+    def _parse_ckpt_path(self) -> None:
+        """An unreadable checkpoint is one clear line. LightningCLI would also replace the model config by
+        the checkpoint's hyper-parameters: kept for evaluating a checkpoint, but `fit` trains what the
+        config says (it names the run directory), and `_check_ckpt_path` refuses a checkpoint that does not fit."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            load_checkpoint_file(path)
+        if subcommand != "fit":
+            super()._parse_ckpt_path()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--experiment", type=str | None, default=None,
@@ -230,9 +241,11 @@ def main(args: list[str] | None = None) -> None:
         return
     try:
         NormlabCLI(args=argv if args is not None else None)
-    except (ValueError, FileNotFoundError, MisconfigurationException) as error:
+    except (ValueError, FileNotFoundError, MisconfigurationException, *CORRUPT_FILE_ERRORS) as error:
         if os.environ.get("NORMLAB_DEBUG"):
             raise
-        message = explain_parse_error(str(error))  # one line, whatever the raiser (or jsonargparse) formatted
+        # one line, whatever the raiser (jsonargparse, a file reader) formatted
+        corrupt = isinstance(error, CORRUPT_FILE_ERRORS)
+        message = corrupt_file_message(error) if corrupt else explain_parse_error(str(error))
         print(f"normlab: error: {message}", file=sys.stderr)
         sys.exit(2)
