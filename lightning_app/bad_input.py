@@ -137,6 +137,8 @@ def explain_parse_error(message: str, parser=None) -> str:
         return unknown_key(m.group(1).lstrip("-").split("=", 1)[0], keys)
     if m := re.search(r"does not accept (?:option|nested key) '([^']+)'", message):
         return unknown_key(m.group(1), keys)
+    if m := re.search(r"Parser key \"config\": File does not exist: '([^']+)'", message):
+        return f"config file {m.group(1)} does not exist"
     parser_key = m.group(1) if (m := re.search(r'Parser key "([^"]+)"', message)) else None
     if m := re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?:\n\s*- |\n\s*Given value|\Z)", message, re.S):
         class_path, reason = m.groups()

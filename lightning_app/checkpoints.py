@@ -1,4 +1,4 @@
-"""Checkpoint files: written atomically, and checked before a run trusts them.
+"""Checkpoint files: when they are written, how (atomically), and the check before a run trusts one.
 
 Writing: Lightning's `TorchCheckpointIO` writes through an fsspec transaction whose temporary file
 lives in the system temp folder, then `shutil.move`s it: when that folder is another file system
@@ -18,10 +18,25 @@ from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 # Model hyper-parameters that decide the tensors' names and shapes: named first when they differ.
 ARCHITECTURE_KEYS = ("backbone", "norm", "norm_groups", "norm_options", "backbone_options", "num_classes",
                      "in_channels", "image_size")
+
+
+class MidEpochCheckpoint(ModelCheckpoint):
+    """`last.ckpt` every `every_n_train_steps` steps, except on an epoch's last batch: a checkpoint taken
+    there resumes as a finished epoch, and Lightning then skips that epoch's validation (its val/acc
+    would never be recorded). The epoch-end checkpoint, after validation, follows a moment later."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int):
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps,
+                         enable_version_counter=False)  # share last.ckpt with the epoch-end checkpoint
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -50,7 +65,7 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:  # zip, pickle, EOF errors: all mean the same thing to a user
-        detail = " ".join(str(error).split())[:200]
+        detail = " ".join(str(error).split()).split(". ")[0][:200]  # its first sentence
         raise ValueError(f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {detail}); "
                          "delete it to start over, or pass another --ckpt_path") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -40,7 +40,7 @@ from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
 from lightning_app.bad_input import CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message, explain_parse_error
-from lightning_app.checkpoints import AtomicCheckpointIO, check_checkpoint, load_checkpoint_file
+from lightning_app.checkpoints import AtomicCheckpointIO, MidEpochCheckpoint, check_checkpoint, load_checkpoint_file
 from lightning_app.run_dir import default_experiment, derive_run_name
 from lightning_app.run_metrics import RunMetricsLogger
 from models.classifier import ImageClassifier
@@ -196,10 +196,10 @@ class NormlabCLI(LightningCLI):
             dirpath = str(self.run_dir / "checkpoints")
             callbacks.append(ModelCheckpoint(
                 dirpath=dirpath, filename="best", save_last=True,
-                monitor="val/acc" if cfg.save_best else None, mode="max", save_top_k=1 if cfg.save_best else 0))
+                monitor="val/acc" if cfg.save_best else None, mode="max", save_top_k=1 if cfg.save_best else 0,
+                enable_version_counter=False))  # one last.ckpt, whichever callback wrote it last
             if cfg.get("checkpoint_every_n_steps"):  # Lightning allows one trigger per ModelCheckpoint
-                callbacks.append(ModelCheckpoint(dirpath=dirpath, save_last=True, save_top_k=0,
-                                                 every_n_train_steps=cfg.checkpoint_every_n_steps))
+                callbacks.append(MidEpochCheckpoint(dirpath, cfg.checkpoint_every_n_steps))
         trainer_cfg.update(kwargs, logger=[csv, *user_loggers])
         trainer = self._instantiate_trainer(trainer_cfg, callbacks)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is left alone

@@ -60,8 +60,7 @@ def write_bad_data(folder: Path, fault: str) -> Path:
         gz.write_bytes(gzip.compress(b"<html>404 Not Found</html>"))
     elif fault == "not_gzip":
         gz.write_bytes(b"<html>404 Not Found</html>")
-    elif fault == "wrong_shape":
-        gz.unlink()
+    elif fault == "wrong_shape":  # a valid IDX file of 32×32 images (CIFAR-sized) where 28×28 belong
         write_idx(stem, np.zeros((256, 32, 32), np.uint8))
     return folder
 
@@ -119,7 +118,7 @@ ROWS = [
      ["unknown config key 'data.init_args.batch_sise'; did you mean 'data.init_args.batch_size'?"]),
     ("bad type", ["--trainer.max_epochs", "x"], ["trainer.max_epochs: got 'x', expected int or null"]),
     ("val_split out of range", ["--data.init_args.val_split", "2.0"], ["data.val_split", "got 2.0"]),
-    ("missing config file", ["--config", "{base}/nowhere.yaml"], ["{base}/nowhere.yaml", "does not exist"]),
+    ("missing config file", ["--config", "{base}/nowhere.yaml"], ["config file {base}/nowhere.yaml does not exist"]),
     ("data dir: missing file", ["--data.init_args.data_dir", "{base}/missing"],
      ["train-images-idx3-ubyte", "{base}/missing"]),
     ("data dir: truncated file", ["--data.init_args.data_dir", "{base}/truncated_raw"],
