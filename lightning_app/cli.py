@@ -22,25 +22,27 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
 from jsonargparse import ArgumentError
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-from pytorch_lightning import Trainer
+from pytorch_lightning import LightningDataModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
-
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from callbacks.rng_state import RNGState
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
-from lightning_app.bad_input import CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message, explain_parse_error
-from lightning_app.checkpoints import AtomicCheckpointIO, MidEpochCheckpoint, check_checkpoint, load_checkpoint_file
+from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message,
+                                     explain_parse_error)
+from lightning_app.checkpoints import (AtomicCheckpointIO, MidEpochCheckpoint, check_checkpoint,
+                                       load_checkpoint_file)
 from lightning_app.run_dir import default_experiment, derive_run_name
 from lightning_app.run_metrics import RunMetricsLogger
 from models.classifier import ImageClassifier
@@ -91,9 +93,9 @@ class NormlabCLI(LightningCLI):
             raise ValueError(explain_parse_error(str(error), subparser)) from None
 
     def _parse_ckpt_path(self) -> None:
-        """An unreadable checkpoint is one clear line. LightningCLI would also replace the model config by
-        the checkpoint's hyper-parameters: kept for evaluating a checkpoint, but `fit` trains what the
-        config says (it names the run directory), and `_check_ckpt_path` refuses a checkpoint that does not fit."""
+        """An unreadable checkpoint is one clear line. LightningCLI also replaces the model config by the
+        checkpoint's hyper-parameters: kept for evaluating a checkpoint, but `fit` trains what the config
+        says (it names the run directory); `_check_ckpt_path` refuses a checkpoint that does not fit."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and Path(path).is_file():
@@ -141,7 +143,8 @@ class NormlabCLI(LightningCLI):
                              "or set --run_name / --experiment to write elsewhere")
         last = self.run_dir / "checkpoints" / "last.ckpt"
         # Auto-resume is decided here but passed to fit only (before_fit): config.yaml keeps ckpt_path null.
-        self._resume_from = str(last) if status not in FINISHED and cfg.ckpt_path is None and last.is_file() else None
+        resumable = status not in FINISHED and cfg.ckpt_path is None and last.is_file()
+        self._resume_from = str(last) if resumable else None
 
     def _get_subcommand_config(self, config):
         return config[self.subcommand] if self.subcommand else config
@@ -150,8 +153,13 @@ class NormlabCLI(LightningCLI):
         cfg = self.config_init[self.subcommand]
         self._check_batch_size()
         if self._resume_from is not None and not cfg.overwrite:
-            print(f"normlab: resuming the interrupted run in {self.run_dir} from {self._resume_from}", file=sys.stderr)
+            print(f"normlab: resuming the interrupted run in {self.run_dir} from {self._resume_from}",
+                  file=sys.stderr)
             cfg.ckpt_path = self._resume_from
+        if type(self.datamodule).state_dict is not LightningDataModule.state_dict:
+            # The data module restores its place in the epoch's batch order itself; Lightning only looks
+            # at the DataLoader and would warn that a mid-epoch resume is unreliable.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
         self._check_ckpt_path(cfg)
         if cfg.overwrite and self.run_dir.is_dir() and cfg.ckpt_path is None:
             shutil.rmtree(self.run_dir)  # only now: every check and instantiation has passed
@@ -179,7 +187,8 @@ class NormlabCLI(LightningCLI):
             raise ValueError(
                 f"data.batch_size={self.datamodule.batch_size} leaves 1 image per device, but "
                 f"model.norm={self.model.hparams.get('norm')!r} normalizes with batch statistics in training; "
-                f"use a batch of >= 2 per device, or a norm without batch statistics: {', '.join(batch_free_norms())}")
+                "use a batch of >= 2 per device, or a norm without batch statistics: "
+                + ", ".join(batch_free_norms()))
 
     # -- trainer -----------------------------------------------------------------------------------
     def instantiate_trainer(self, **kwargs) -> Trainer:
