@@ -25,18 +25,39 @@ ARCHITECTURE_KEYS = ("backbone", "norm", "norm_groups", "norm_options", "backbon
                      "in_channels", "image_size")
 
 
-class MidEpochCheckpoint(ModelCheckpoint):
-    """`last.ckpt` every `every_n_train_steps` steps, except on an epoch's last batch: a checkpoint taken
-    there resumes as a finished epoch, and Lightning then skips that epoch's validation (its val/acc
-    would never be recorded). The epoch-end checkpoint, after validation, follows a moment later."""
+class LastCheckpoint(ModelCheckpoint):
+    """`last.ckpt`, the file a relaunch resumes from: every `every_n_train_steps` steps (0: never
+    mid-epoch), at every epoch end (after validation), and when training stops.
 
-    def __init__(self, dirpath: str, every_n_train_steps: int):
+    pytorch_lightning 2.6.6's `ModelCheckpoint(save_top_k=0, save_last=True)` writes `last.ckpt` at an
+    epoch end only if it also wrote a top-k file at that step, so without top-k files it writes it once,
+    when training ends: a run killed before has nothing to resume from. Here the epoch end always
+    saves. The step trigger skips an epoch's last batch: a checkpoint taken there resumes as a finished
+    epoch and Lightning skips that epoch's validation; the epoch-end save follows a moment later.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 0):
         super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps,
-                         enable_version_counter=False)  # share last.ckpt with the epoch-end checkpoint
+                         enable_version_counter=False)  # a relaunch overwrites last.ckpt, never last-v1.ckpt
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:  # stopped between triggers: max_steps, max_time, ...
+        self._save_last(trainer)
+
+    def _save_last(self, trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

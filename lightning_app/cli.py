@@ -41,7 +41,7 @@ from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
 from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message,
                                      explain_parse_error)
-from lightning_app.checkpoints import (AtomicCheckpointIO, MidEpochCheckpoint, check_checkpoint,
+from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_checkpoint,
                                        load_checkpoint_file)
 from lightning_app.run_dir import default_experiment, derive_run_name
 from lightning_app.run_metrics import RunMetricsLogger
@@ -203,12 +203,10 @@ class NormlabCLI(LightningCLI):
         callbacks += [RunSummary(), RNGState()]
         if trainer_cfg.get("enable_checkpointing", True) is not False:
             dirpath = str(self.run_dir / "checkpoints")
-            callbacks.append(ModelCheckpoint(
-                dirpath=dirpath, filename="best", save_last=True,
-                monitor="val/acc" if cfg.save_best else None, mode="max", save_top_k=1 if cfg.save_best else 0,
-                enable_version_counter=False))  # one last.ckpt, whichever callback wrote it last
-            if cfg.get("checkpoint_every_n_steps"):  # Lightning allows one trigger per ModelCheckpoint
-                callbacks.append(MidEpochCheckpoint(dirpath, cfg.checkpoint_every_n_steps))
+            callbacks.append(LastCheckpoint(dirpath, cfg.get("checkpoint_every_n_steps") or 0))
+            if cfg.save_best:
+                callbacks.append(ModelCheckpoint(dirpath=dirpath, filename="best", monitor="val/acc", mode="max",
+                                                 save_top_k=1, enable_version_counter=False))
         trainer_cfg.update(kwargs, logger=[csv, *user_loggers])
         trainer = self._instantiate_trainer(trainer_cfg, callbacks)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is left alone

@@ -35,7 +35,7 @@ needs_restorable_order = pytest.mark.xfail(
 
 def newest_checkpoint_after(step: int) -> int:
     """The step of the newest last.ckpt once step `step` has run: every 2nd step except an epoch's last
-    batch (MidEpochCheckpoint), and every epoch end (written after the epoch's last step, so only for
+    batch (LastCheckpoint), and every epoch end (written after the epoch's last step, so only for
     epochs before `step`'s); 0 for none."""
     saved = [k for k in range(1, step + 1) if k % 2 == 0 and k % STEPS_PER_EPOCH]
     return max(saved + list(range(STEPS_PER_EPOCH, step, STEPS_PER_EPOCH)), default=0)
