@@ -139,6 +139,7 @@ def test_sigkill_anywhere_then_resume_is_bit_identical(data_dir, reference, tmp_
     assert cells == ref_cells
 
 
+@pytest.mark.slow  # test_reliability_files.py checks the same write in process, in the quick tier
 def test_kill_mid_write_leaves_the_previous_checkpoint_whole(data_dir, tmp_path):
     """Atomic writes: SIGKILL with half of step 4's checkpoint on disk; last.ckpt is still step 2's."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
