@@ -6,7 +6,8 @@ the file in place when a new column appears (a kill truncates it). `RunMetricsLo
 - writes each logged row at once (one small append per logged step, every `log_every_n_steps`);
 - on resume keeps the previous segment's rows up to the step the resumed run starts logging at
   (later rows came after the checkpoint and are logged again), and drops a row a kill cut short;
-- rewrites the file (new column, trimming on resume) through a temporary file and a rename.
+- rewrites the file (new column, trimming on resume), and `hparams.yaml`, through a temporary file
+  and a rename.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import csv
 import io
 import os
 
+from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
@@ -44,6 +46,12 @@ class _ResumableWriter(ExperimentWriter):
             self._record_new_keys()
             self._write_all(kept)
         super().save()
+
+    def log_hparams(self, params: dict) -> None:  # hparams.yaml, rewritten at every (re)start: atomically too
+        self.hparams.update(params)
+        path = os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)
+        save_hparams_to_yaml(f"{path}.tmp", self.hparams)
+        os.replace(f"{path}.tmp", path)
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         with open(self.metrics_file_path, newline="") as file:

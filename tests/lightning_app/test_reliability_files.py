@@ -56,7 +56,9 @@ def test_metrics_csv_keeps_the_first_segment_across_a_resume(tmp_path):
         {"train/loss": "3.0", "step": "3"}, {"train/loss": "40.0", "step": "4"}, {"train/loss": "50.0", "step": "5"},
         {"val/acc": "0.9", "step": "5"},
     ]
-    assert sorted(p.name for p in metrics_file.parent.iterdir()) == ["metrics.csv"]  # rewrites left no temp file
+    second.log_hyperparams({"lr": 0.1})
+    assert (metrics_file.parent / "hparams.yaml").read_text() == "lr: 0.1\n"
+    assert sorted(p.name for p in metrics_file.parent.iterdir()) == ["hparams.yaml", "metrics.csv"]  # no temp files
 
 
 def test_rng_states_come_back_before_the_first_resumed_batch():
