@@ -80,6 +80,8 @@ class RunSummary(Callback):
             self._write(trainer)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if self._started is None:  # failed while setting up (bad data files): leave the run directory as it was
+            return
         if self.summary["status"] == "running":
             self.summary["status"] = "failed"
             self.summary["error"] = f"{type(exception).__name__}: {exception}".splitlines()[0][:500]

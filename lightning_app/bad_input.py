@@ -1,0 +1,160 @@
+"""Bad command-line or YAML input → one line that names the value and what is allowed.
+
+jsonargparse reports a parse error as usage text plus a multi-line message (Union subtypes, class
+reprs, `NestedArg(...)`). The CLI builds its parsers with `exit_on_error=False`, catches the
+`ArgumentError` and turns its message into one line here:
+
+- a YAML syntax error names the file, line and column (`check_yaml_files`, before parsing);
+- an unknown key names the key and suggests the closest valid one (`difflib`);
+- an unknown `class_path` lists the registered data modules;
+- a bad type names the key, the value given and the type expected.
+Anything else is kept, on one line.
+"""
+from __future__ import annotations
+
+import difflib
+import gzip
+import importlib
+import inspect
+import os
+import pickle
+import re
+import zlib
+from pathlib import Path
+
+import yaml
+
+
+# What reading a damaged file raises before any loader can check it (gzip, zlib, pickle streams).
+CORRUPT_FILE_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, pickle.UnpicklingError)
+
+
+def corrupt_file_message(error: BaseException) -> str:
+    """One line for a CORRUPT_FILE_ERRORS error, naming the file the failing reader had open: the
+    innermost frame of the traceback with a local variable that is a path to an existing file."""
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    culprit = next((str(v) for frame in reversed(frames) for v in frame.f_locals.values()
+                    if isinstance(v, (str, os.PathLike)) and len(str(v)) < 4096 and os.path.isfile(v)), None)
+    where = culprit or "a data file"
+    return f"{where} is truncated or corrupt ({type(error).__name__}: {one_line(error)}); replace it with a good copy"
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def check_yaml_files(argv: list[str]) -> None:
+    """Raise ValueError naming file, line and column for the first `--config` file that is not YAML."""
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg in ("--config", "-c") and i + 1 < len(argv) else (
+            arg.split("=", 1)[1] if arg.startswith("--config=") else None)
+        if path is None or not Path(path).is_file():
+            continue  # inline YAML or a missing file: jsonargparse reports those itself
+        try:
+            yaml.safe_load(Path(path).read_text())
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            raise ValueError(f"{path}: YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: "
+                             f"{error.problem}") from None
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {one_line(error)}") from None
+
+
+def valid_keys(parser) -> list[str]:
+    """Every dotted key the (sub)command parser accepts."""
+    return [a.dest for a in parser._actions if a.dest not in ("help", "config", "print_config")
+            and not a.dest.endswith(".help")]
+
+
+def class_options(class_path: str) -> list[str]:
+    """The init arguments a class accepts (following **kwargs up the MRO, as jsonargparse does)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return []
+    options: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        options += [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                    and p.name not in options]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return options
+
+
+def unknown_key(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:  # a typo in the last part only: compare it with the last parts of its siblings
+        prefix, _, leaf = key.rpartition(".")
+        siblings = [c.rpartition(".")[2] for c in candidates if c.rpartition(".")[0] == prefix]
+        close = [f"{prefix}.{m}" if prefix else m for m in difflib.get_close_matches(leaf, siblings, n=1, cutoff=0.5)]
+    hint = f"; did you mean '{close[0]}'?" if close else "; see --help for the accepted keys"
+    return f"unknown config key '{key}'{hint}"
+
+
+def _registered_data_modules() -> str:
+    from datamodules import DATAMODULES
+
+    return ", ".join(f"{cls.__module__.split('.')[0]}.{cls.__name__}" for cls in DATAMODULES.values())
+
+
+def _type_name(text: str) -> str:
+    text = text.strip()
+    literal = re.fullmatch(r"typing\.Literal\[(.*)\]", text)
+    if literal:
+        return f"one of {literal.group(1)}"
+    return re.sub(r"<class '(?:builtins\.)?([\w.]+)'>", r"\1", text).replace("NoneType", "null")
+
+
+def _explain_type(key: str, message: str) -> str | None:
+    given = re.search(r"(?:Given|Got) value:\s*(.*)$", message, re.M)
+    expected = re.findall(r"Expected a (.+?)(?:\. Got value|$)", message, re.M)
+    if not (given and expected):
+        return None
+    types = " or ".join(dict.fromkeys(_type_name(t) for t in expected))
+    return f"{key}: got {given.group(1).strip()!r}, expected {types}"
+
+
+def _union_errors(message: str) -> list[str]:
+    """The per-subtype errors of a 'Does not validate against any of the Union subtypes' message, less
+    the `None` alternative every optional key has."""
+    block = message.split("Errors:", 1)[1].split("Given value type:", 1)[0]
+    errors = [one_line(e) for e in re.split(r"\n\s*- ", "\n" + block) if e.strip()]
+    return [e for e in errors if not re.fullmatch(r"Expected a <class 'NoneType'>", e)]
+
+
+def explain_parse_error(message: str, parser=None) -> str:
+    """One line for a jsonargparse error message; `parser` (the subcommand's) supplies valid keys."""
+    keys = valid_keys(parser) if parser is not None else []
+    if m := re.search(r"unrecognized arguments: (\S+)", message):
+        return unknown_key(m.group(1).lstrip("-").split("=", 1)[0], keys)
+    if m := re.search(r"does not accept (?:option|nested key) '([^']+)'", message):
+        return unknown_key(m.group(1), keys)
+    if m := re.search(r"Parser key \"config\": File does not exist: '([^']+)'", message):
+        return f"config file {m.group(1)} does not exist"
+    parser_key = m.group(1) if (m := re.search(r'Parser key "([^"]+)"', message)) else None
+    if m := re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?:\n\s*- |\n\s*Given value|\Z)", message, re.S):
+        class_path, reason = m.groups()
+        prefix = f"{parser_key}.init_args." if parser_key else ""
+        if option := re.match(r"Option '([^']+)' is not accepted", reason):
+            return unknown_key(prefix + option.group(1), [prefix + o for o in class_options(class_path)])
+        if inner := re.match(r'Parser key "([^"]+)":\s*(.*)', reason, re.S):
+            return _explain_type(prefix + inner.group(1), inner.group(2)) or one_line(reason)
+        allowed = f"; allowed: {_registered_data_modules()}" if parser_key == "data" else ""
+        return f"{parser_key}: cannot use class_path '{class_path}' ({one_line(reason)}){allowed}"
+    if "Does not validate against any of the Union subtypes" in message and "Errors:" in message:
+        errors = _union_errors(message)
+        if parser_key and (typed := _explain_type(parser_key, message)) and all(e.startswith("Expected a") for e in errors):
+            return typed
+        if errors:
+            return (f"{parser_key}: " if parser_key else "") + "; ".join(errors)
+    if parser_key and (typed := _explain_type(parser_key, message)):
+        return typed
+    return one_line(message)

@@ -1,0 +1,192 @@
+"""Every row of the README's bad-input table: one `normlab: error:` line naming the value and what is
+allowed, exit code 2, no traceback, and not one byte changed under the runs root.
+
+Each row runs `lightning fit` in process against the directory of an interrupted run (`victim`:
+summary.json says running and `last.ckpt` exists, as a SIGKILL leaves it), so that a check that
+came too late would show up as a resumed or rewritten run. A completed run of another architecture
+(`finished`, GroupNorm instead of BatchNorm) supplies the completed-run and wrong-checkpoint rows.
+Two rows also run as real subprocesses, where jsonargparse reads sys.argv itself.
+"""
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_app.cli import main
+from tests.fakedata import write_fake_mnist, write_idx
+from tests.lightning_app.test_cli_end_to_end import ROOT, tiny_args
+
+ERROR_PREFIX = "normlab: error: "
+
+
+def fit_args(data_dir, root, run_name="victim", *extra):
+    return tiny_args(data_dir, root, "--data", "datamodules.MNISTDataModule", "--experiment", "exp",
+                     "--run_name", run_name, "--trainer.max_epochs", "1", "--test_after_fit", "false", *extra)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def error_line(capsys, call) -> str:
+    """Run `call`, expect exit 2 and exactly one error line on stderr; return the message."""
+    with pytest.raises(SystemExit) as info:
+        call()
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith(ERROR_PREFIX)]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    return lines[0][len(ERROR_PREFIX):]
+
+
+def write_bad_data(folder: Path, fault: str) -> Path:
+    """MNIST files with one broken training-image file, as a failed download or a disk fault leaves it."""
+    write_fake_mnist(folder, compress=fault != "truncated_raw")
+    stem = folder / "train-images-idx3-ubyte"
+    gz = Path(f"{stem}.gz")
+    if fault == "missing":
+        gz.unlink()
+    elif fault == "truncated_raw":
+        stem.write_bytes(stem.read_bytes()[:-100])
+    elif fault == "truncated_gz":
+        gz.write_bytes(gz.read_bytes()[: len(gz.read_bytes()) // 2])
+    elif fault == "not_idx":
+        gz.write_bytes(gzip.compress(b"<html>404 Not Found</html>"))
+    elif fault == "not_gzip":
+        gz.write_bytes(b"<html>404 Not Found</html>")
+    elif fault == "wrong_shape":  # a valid IDX file of 32×32 images (CIFAR-sized) where 28×28 belong
+        write_idx(stem, np.zeros((256, 32, 32), np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(base, data, root): an interrupted run `victim` (BN) and a completed run `finished` (GN) under root."""
+    base = tmp_path_factory.mktemp("bad_inputs")
+    data = base / "mnist"
+    write_fake_mnist(data)
+    root = base / "runs"
+    main(fit_args(data, root, "finished", "--model.norm", "gn"))
+    main(fit_args(data, root, "victim"))
+    victim = root / "exp" / "victim"
+    summary = json.loads((victim / "summary.json").read_text())
+    (victim / "summary.json").write_text(json.dumps({**summary, "status": "running"}))  # as a SIGKILL leaves it
+    for fault in ("missing", "truncated_raw", "truncated_gz", "not_idx", "not_gzip", "wrong_shape"):
+        write_bad_data(base / fault, fault)
+    (base / "broken.yaml").write_text("model:\n  norm: gn\n  lr: [0.1\n")
+    (base / "typo.yaml").write_text("model:\n  nrom: gn\n")
+    whole = (victim / "checkpoints" / "last.ckpt").read_bytes()
+    (base / "half.ckpt").write_bytes(whole[: len(whole) // 2])
+    return base, data, root
+
+
+# (row id, extra arguments, substrings of the one error line); "{base}" is the fixture's folder.
+ROWS = [
+    ("unknown backbone", ["--model.backbone", "resnet99"], ["unknown backbone 'resnet99'", "allowed:", "small_cnn"]),
+    ("unknown norm", ["--model.norm", "batchnorm"], ["unknown norm 'batchnorm'", "allowed:", "gn"]),
+    ("unknown data set", ["--data", "datamodules.CIFAR11DataModule"],
+     ["'datamodules.CIFAR11DataModule'", "allowed:", "datamodules.MNISTDataModule"]),
+    ("unknown optimizer", ["--model.optimizer", "sgdd"],
+     ["model.optimizer: got 'sgdd', expected one of 'sgd', 'adam', 'adamw'"]),
+    ("groups do not divide channels", ["--model.norm", "gn", "--model.norm_groups", "5"], ["groups=5", "16", "allowed"]),
+    ("batch size 0", ["--data.init_args.batch_size", "0"], ["data.batch_size", "got 0", ">= 1"]),
+    ("batch size < 0", ["--data.init_args.batch_size", "-8"], ["data.batch_size", "got -8", ">= 1"]),
+    ("batch size not an integer", ["--data.init_args.batch_size", "2.5"],
+     ["data.init_args.batch_size: got '2.5', expected int"]),
+    ("batch not divisible by devices", ["--trainer.accelerator", "cpu", "--trainer.devices", "3"],
+     ["data.batch_size=32 is not divisible by the 3 devices", "multiple of 3"]),
+    ("batch 1 with BN", ["--data.init_args.batch_size", "1"],
+     ["data.batch_size=1 leaves 1 image per device", "model.norm='bn'", "gn"]),
+    ("batch 1 with GNPlus (has a BN part)", ["--data.init_args.batch_size", "1", "--model.norm", "gn_plus_parallel"],
+     ["model.norm='gn_plus_parallel'"]),
+    ("lr 0", ["--model.lr", "0"], ["model.lr must be a finite number > 0, got 0"]),
+    ("lr < 0", ["--model.lr", "-0.1"], ["model.lr must be a finite number > 0, got -0.1"]),
+    ("lr NaN (YAML .nan)", ["--model.lr", ".nan"], ["model.lr must be a finite number > 0, got nan"]),
+    ("lr NaN (text)", ["--model.lr", "nan"], ["model.lr: got 'nan', expected float"]),
+    ("YAML syntax error", ["--config", "{base}/broken.yaml"], ["{base}/broken.yaml: YAML syntax error at line 4, column 1"]),
+    ("unknown key in YAML", ["--config", "{base}/typo.yaml"],
+     ["unknown config key 'model.nrom'; did you mean 'model.norm'?"]),
+    ("unknown key on the command line", ["--trainer.max_epohcs", "3"],
+     ["unknown config key 'trainer.max_epohcs'; did you mean 'trainer.max_epochs'?"]),
+    ("unknown data option", ["--data.init_args.batch_sise", "3"],
+     ["unknown config key 'data.init_args.batch_sise'; did you mean 'data.init_args.batch_size'?"]),
+    ("bad type", ["--trainer.max_epochs", "x"], ["trainer.max_epochs: got 'x', expected int or null"]),
+    ("val_split out of range", ["--data.init_args.val_split", "2.0"], ["data.val_split", "got 2.0"]),
+    ("missing config file", ["--config", "{base}/nowhere.yaml"], ["config file {base}/nowhere.yaml does not exist"]),
+    ("data dir: missing file", ["--data.init_args.data_dir", "{base}/missing"],
+     ["train-images-idx3-ubyte", "{base}/missing"]),
+    ("data dir: truncated file", ["--data.init_args.data_dir", "{base}/truncated_raw"],
+     ["{base}/truncated_raw/train-images-idx3-ubyte", "truncated or corrupt"]),
+    ("data dir: truncated .gz", ["--data.init_args.data_dir", "{base}/truncated_gz"],
+     ["{base}/truncated_gz/train-images-idx3-ubyte.gz", "truncated or corrupt"]),
+    ("data dir: not an IDX file", ["--data.init_args.data_dir", "{base}/not_idx"],
+     ["{base}/not_idx/train-images-idx3-ubyte.gz", "not an IDX file"]),
+    ("data dir: .gz that is not gzip", ["--data.init_args.data_dir", "{base}/not_gzip"],
+     ["{base}/not_gzip/train-images-idx3-ubyte.gz", "truncated or corrupt"]),
+    ("data dir: wrong image size", ["--data.init_args.data_dir", "{base}/wrong_shape"],
+     ["{base}/wrong_shape/train-images-idx3-ubyte", "28"]),
+    ("checkpoint does not exist", ["--ckpt_path", "{base}/none.ckpt"], ["checkpoint {base}/none.ckpt does not exist"]),
+    ("truncated checkpoint", ["--ckpt_path", "{base}/half.ckpt"], ["checkpoint {base}/half.ckpt is truncated or corrupt"]),
+    ("checkpoint from another architecture", ["--ckpt_path", "{base}/runs/exp/finished/checkpoints/last.ckpt"],
+     ["finished/checkpoints/last.ckpt was saved from another architecture",
+      "model.norm: checkpoint 'gn', config 'bn'"]),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
+def test_bad_input_row(runs, capsys, row):
+    base, data, root = runs
+    _, extra, expected = row
+    before = snapshot(root)
+    message = error_line(capsys, lambda: main(fit_args(data, root, "victim", *(a.format(base=base) for a in extra))))
+    for part in expected:
+        assert part.format(base=base) in message, message
+    assert snapshot(root) == before
+
+
+def test_completed_run_is_refused_and_untouched(runs, capsys):
+    base, data, root = runs
+    before = snapshot(root)
+    message = error_line(capsys, lambda: main(fit_args(data, root, "finished", "--model.norm", "gn")))
+    assert f"{root / 'exp' / 'finished'} already holds a completed run" in message
+    assert "--overwrite true" in message
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("checkpoints/last.ckpt", "checkpoints/last.ckpt is truncated or corrupt"),
+    ("summary.json", "summary.json is corrupt or truncated"),
+])
+def test_damaged_file_in_the_run_directory_is_named(runs, tmp_path, capsys, damage, expected):
+    base, data, root = runs
+    copy = tmp_path / "runs"
+    shutil.copytree(root / "exp" / "victim", copy / "exp" / "victim")
+    target = copy / "exp" / "victim" / damage
+    target.write_bytes(target.read_bytes()[: len(target.read_bytes()) // 2])
+    before = snapshot(copy)
+    message = error_line(capsys, lambda: main(fit_args(data, copy, "victim")))
+    assert expected in message and str(target) in message
+    assert snapshot(copy) == before
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--model.nrom", "gn"], "unknown config key 'model.nrom'; did you mean 'model.norm'?"),
+    (["--config", "{base}/broken.yaml"],
+     "{base}/broken.yaml: YAML syntax error at line 4, column 1: expected ',' or ']', but got '<stream end>'"),
+])
+def test_bad_input_as_a_real_subprocess(runs, extra, expected):
+    base, data, root = runs
+    before = snapshot(root)
+    env = {**os.environ, "WANDB_MODE": "offline", "NORMLAB_DEBUG": "", "PYTHONPATH": str(ROOT)}
+    args = fit_args(data, root, "victim", *(a.format(base=base) for a in extra))
+    result = subprocess.run([sys.executable, "-m", "lightning_app", *args],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [ERROR_PREFIX + expected.format(base=base)]
+    assert snapshot(root) == before
