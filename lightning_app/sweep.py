@@ -58,8 +58,9 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
     duplicates = 0
     for point in spec.points():
         args = spec.run_args(point, extra)
-        planner = planner or _RunPlanner(args)
-        run_dir = planner.run_dir_of(args, point, where=_describe(point) or "the base config")
+        where = _describe(point) or "the base config"
+        planner = planner or _RunPlanner(args, where)
+        run_dir = planner.run_dir_of(args, point, where)
         if run_dir in seen:
             duplicates += 1
             continue
@@ -80,7 +81,8 @@ class _RunPlanner(NormlabCLI):
     `before_instantiate_classes`, which fills in `experiment` and `run_name` and sets `run_dir`.
     """
 
-    def __init__(self, first_args: list[str]):
+    def __init__(self, first_args: list[str], where: str):
+        self._where = where
         super().__init__(args=first_args, run=False)
 
     def init_parser(self, **kwargs):
@@ -89,7 +91,7 @@ class _RunPlanner(NormlabCLI):
         return parser
 
     def parse_arguments(self, parser, args) -> None:
-        self.config = self._parse(parser, args, "the first run")
+        self.config = self._parse(parser, args, self._where)
 
     def _set_seed(self) -> None:
         pass  # seeding belongs to the training processes
