@@ -124,9 +124,12 @@ class NormlabCLI(LightningCLI):
                      if c is not None]
         callbacks.append(RunSummary())
         if trainer_cfg.get("enable_checkpointing", True) is not False:
+            # Without save_best, last.ckpt is the one kept checkpoint: with save_top_k=0, Lightning would
+            # write `last` only when training ends, leaving an interrupted run nothing to resume from.
             callbacks.append(ModelCheckpoint(
-                dirpath=str(self.run_dir / "checkpoints"), filename="best", save_last=True,
-                monitor="val/acc" if cfg.save_best else None, mode="max", save_top_k=1 if cfg.save_best else 0))
+                dirpath=str(self.run_dir / "checkpoints"), filename="best" if cfg.save_best else "last",
+                save_last=cfg.save_best, monitor="val/acc" if cfg.save_best else None, mode="max", save_top_k=1,
+                enable_version_counter=False))
         trainer_cfg.update(kwargs, logger=[csv, *user_loggers])
         return self._instantiate_trainer(trainer_cfg, callbacks)
 
