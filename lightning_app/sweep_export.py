@@ -14,9 +14,10 @@ exists, printed otherwise.
 
 W&B (`wandb:` section): project, entity, name, method (grid), metric ({name: val/acc, goal:
 maximize}). The command is `python -m lightning_app fit --config <base>... <fixed args> ${args}`, so
-LightningCLI parses the swept values after the configs. A single grid of single keys becomes one W&B
-parameter per key; any other sweep (keys varied together, a union of grids) becomes one parameter
-`config` whose values are per-run override files, applied after the base configs.
+LightningCLI parses the swept values after the configs. A single grid of single keys whose values
+W&B's `--key=value` rendering keeps intact becomes one W&B parameter per key; any other sweep (keys
+varied together, a union of grids, values such as null or 1e-05) becomes one parameter `config`
+whose values are per-run override files, applied after the base configs.
 """
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ from lightning_app.sweep_spec import SweepSpec
 
 SLURM_KEYS = ("gpus", "cpus_per_task", "mem", "time", "partition", "max_parallel", "python", "setup", "sbatch")
 WANDB_KEYS = ("project", "entity", "name", "method", "metric")
-WANDB_SAFE = (str, int, float, bool)  # values W&B's `--key=value` rendering (str()) passes through intact
 
 
 def slurm_script(spec: SweepSpec, runs: list[PlannedRun], log_dir: Path) -> str:
@@ -94,7 +94,7 @@ def wandb_sweep(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path, extra:
     """The W&B sweep configuration (a dict for `wandb sweep FILE`) covering every run of the sweep."""
     settings = _settings(spec.wandb, WANDB_KEYS, "wandb")
     fixed = spec.run_args({}, extra)  # configs, experiment, fixed args, extra: the same for every run
-    per_key = spec.is_cartesian() and all(isinstance(v, WANDB_SAFE) for run in runs for v in run.point.values())
+    per_key = spec.is_cartesian() and all(_survives_wandb(v) for run in runs for v in run.point.values())
     if per_key:
         parameters: dict[str, Any] = {}
         for run in runs:
@@ -130,6 +130,12 @@ def write_wandb_sweep(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path, 
           "<entity>/<project>/<sweep id>   (runs W&B already finished are refused by the CLI: a completed "
           "run directory is never overwritten)")
     return path
+
+
+def _survives_wandb(value: Any) -> bool:
+    """W&B renders a parameter as `--key={value}` with Python's str(): None, 1e-05 or a dict would not
+    read back as themselves (PyYAML, as the CLI reads values, gives 'None', '1e-05', ...)."""
+    return isinstance(value, (str, int, float)) and yaml.safe_load(str(value)) == value
 
 
 def _nested(point: dict[str, Any]) -> dict[str, Any]:

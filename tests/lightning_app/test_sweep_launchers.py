@@ -138,3 +138,11 @@ def test_wandb_override_files_reproduce_every_planned_run(tmp_path):
         assert yaml.safe_load(Path(file).read_text())["model"]["norm"] == run.point["model.norm"]
         # W&B's ${args} renders the parameter as --config=<file>
         assert planner.run_dir_of(fixed + [f"--config={file}"], {}, file) == run.run_dir
+
+
+def test_wandb_falls_back_to_override_files_for_values_its_rendering_would_change(tmp_path):
+    # W&B passes `--model.lr=1e-05` (str()), which YAML reads as the string '1e-05', not a float
+    spec = load_sweep(make_sweep(tmp_path, "  model.lr: [0.001, 1.0e-05]\n"))
+    runs = plan_sweep(spec)
+    config = wandb_sweep(spec, runs, tmp_path / "_sweep", [])
+    assert list(config["parameters"]) == ["config"] and len(config["parameters"]["config"]["values"]) == 2
