@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentError
+
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE
 from lightning_app.cli import FINISHED, NormlabCLI
@@ -101,8 +103,6 @@ class _RunPlanner(NormlabCLI):
 
     @staticmethod
     def _parse(parser, args, where: str):
-        from jsonargparse import ArgumentError
-
         try:
             return parser.parse_args(args)
         except ArgumentError as error:
@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--launcher", choices=("local", "slurm", "wandb"), default="local")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     parser.add_argument("--parallel", type=int, default=1,
-                        help="local launcher: runs at once, each pinned to one visible GPU (default 1)")
+                        help="local launcher: runs at once (default 1), each pinned to its own visible GPU when there are "
+                             "GPUs; without GPUs they share the CPU")
     return parser
 
 

@@ -146,3 +146,35 @@ def test_wandb_falls_back_to_override_files_for_values_its_rendering_would_chang
     runs = plan_sweep(spec)
     config = wandb_sweep(spec, runs, tmp_path / "_sweep", [])
     assert list(config["parameters"]) == ["config"] and len(config["parameters"]["config"]["values"]) == 2
+
+
+class FakeTraining:
+    """Stands in for a `lightning fit` subprocess: records its GPU, writes a completed summary.json."""
+    launched: list = []
+
+    def __init__(self, command, env, stdout, stderr, start_new_session):
+        run_dir = Path(self.run_dirs.pop(0))
+        FakeTraining.launched.append((run_dir, env.get("CUDA_VISIBLE_DEVICES"), Path(stdout.name).name))
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "test_acc": 0.5}))
+        self.returncode = None
+
+    def poll(self):
+        self.returncode = 0
+        return 0
+
+
+def test_parallel_runs_each_get_their_own_gpu_and_log(tmp_path, monkeypatch):
+    from lightning_app import sweep
+
+    runs = plan_sweep(load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first]\n")))
+    FakeTraining.run_dirs = [run.run_dir for run in runs]
+    FakeTraining.launched = []
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeTraining)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert sweep.run_local(runs, parallel=2, log_dir=tmp_path / "logs", poll_seconds=0) == 0
+    assert [(d, gpu) for d, gpu, _ in FakeTraining.launched] == [
+        (runs[0].run_dir, "3"), (runs[1].run_dir, "5"), (runs[2].run_dir, "3")]  # a freed slot's GPU is reused
+    assert [log for _, _, log in FakeTraining.launched] == [f"{run.run_dir.name}.log" for run in runs]
+    with pytest.raises(ValueError, match="--parallel 3 needs 3 GPUs, 2 are visible"):
+        sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs")
