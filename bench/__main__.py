@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import pkgutil
 import sys
 import time
@@ -39,6 +40,7 @@ def print_table(name: str, rows: list[dict]) -> None:
 
 
 def main(names: list[str]) -> None:
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)  # Trainer banners, once per repeat
     RESULTS.mkdir(exist_ok=True)
     available = discover()
     unknown = sorted(set(names) - set(available))

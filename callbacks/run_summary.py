@@ -18,6 +18,21 @@ from callbacks.run_files import write_json
 SUMMARY_FILE = "summary.json"
 
 
+def batch_sizes(trainer: Trainer) -> dict[str, int]:
+    """The global batch, each device's share, and the batch the BN statistics see.
+
+    The GN paper's batch-size axis is the normalization batch: per device without synced BN, the
+    global batch with `sync_batchnorm`. Recorded so runs on different device counts stay comparable.
+    """
+    global_batch = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule is not None else None
+    if not isinstance(global_batch, int):
+        return {}
+    per_device = global_batch // trainer.world_size
+    synced = getattr(trainer.strategy, "_layer_sync", None) is not None
+    return {"global_batch_size": global_batch, "per_device_batch_size": per_device,
+            "norm_batch_size": global_batch if synced else per_device, "world_size": trainer.world_size}
+
+
 class RunSummary(Callback):
     def __init__(self):
         self.summary: dict[str, Any] = {
@@ -40,6 +55,7 @@ class RunSummary(Callback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started = time.perf_counter()
         self.summary["status"] = "running"
+        self.summary.update(batch_sizes(trainer))
         self._write(trainer)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -82,7 +98,8 @@ class RunSummary(Callback):
         return round(self._elapsed_before + running, 3)
 
     def _write(self, trainer: Trainer) -> None:
-        if not trainer.is_global_zero or trainer.log_dir is None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask, only rank 0 writes
+        if not trainer.is_global_zero or log_dir is None:
             return
         self.summary.update(steps=trainer.global_step, wall_seconds=self._wall_seconds())
-        write_json(Path(trainer.log_dir) / SUMMARY_FILE, self.summary)
+        write_json(Path(log_dir) / SUMMARY_FILE, self.summary)

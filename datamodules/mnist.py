@@ -63,22 +63,17 @@ class _IDXDataModule(ImageDataModule):
             return
         import torchvision
 
-        try:
-            getattr(torchvision.datasets, self.torchvision_name)(self.data_dir, train=True, download=True)
-            getattr(torchvision.datasets, self.torchvision_name)(self.data_dir, train=False, download=True)
-        except Exception as error:  # no network, a mirror down, ...: report it with the other sources
-            self._download_error = f"{type(error).__name__}: {error}".splitlines()[0]
+        dataset = getattr(torchvision.datasets, self.torchvision_name)
+        self.try_download(lambda: [dataset(self.data_dir, train=train, download=True)
+                                   for train in (True, False)])
 
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         images_stem, labels_stem = IDX_FILES[train]
         images_path, labels_path = self._find(images_stem), self._find(labels_stem)
         if images_path is None or labels_path is None:
-            tried = getattr(self, "_download_error", None)
-            download = f"torchvision download failed ({tried})" if tried else (
-                "torchvision download (set data.download: true)" if not self.download else "torchvision download")
             raise FileNotFoundError(
                 f"{self.name}: no {images_stem}[.gz] / {labels_stem}[.gz] found; looked in "
-                + ", ".join(str(d) for d in self._candidate_dirs()) + f", then tried {download}"
+                + ", ".join(str(d) for d in self._candidate_dirs()) + f"; {self.download_note()}"
                 + (". On Debian: apt-get install dataset-fashion-mnist" if self.system_dirs else "")
             )
         images, labels = read_idx(images_path), read_idx(labels_path)

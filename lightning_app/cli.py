@@ -28,16 +28,22 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.hessian import HessianTopEigen
+from callbacks.landscape import LandscapeProbe
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
 from datamodules import ImageDataModule
 from lightning_app.run_dir import default_experiment, derive_run_name
 from models.classifier import ImageClassifier
+from models.norms.sync import NormlabSyncBatchNorm
 
 FINISHED = ("completed", "exploded")
 # Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
 # (a list under trainer.callbacks would be replaced, not merged, by a second --config).
-CALLBACK_KEYS: dict[str, type] = {}
+CALLBACK_KEYS: dict[str, type] = {
+    "landscape": LandscapeProbe,
+    "hessian": HessianTopEigen,
+}
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -130,7 +136,12 @@ class NormlabCLI(LightningCLI):
                 dirpath=str(self.run_dir / "checkpoints"), filename="best" if cfg.save_best else "last",
                 save_last=cfg.save_best, monitor="val/acc" if cfg.save_best else None, mode="max", save_top_k=1,
                 enable_version_counter=False))
-        trainer_cfg.update(kwargs, logger=[csv, *user_loggers])
+        if trainer_cfg.get("sync_batchnorm"):  # torch's SyncBatchNorm is CUDA-only; this one also runs on gloo
+            plugins = trainer_cfg.get("plugins") or []
+            trainer_cfg["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), NormlabSyncBatchNorm()]
+        # The Trainer's own root is the run directory, so Lightning's SLURM requeue checkpoints
+        # (hpc_ckpt_*.ckpt) land in, and resume from, this run's directory and no other.
+        trainer_cfg.update(kwargs, logger=[csv, *user_loggers], default_root_dir=str(self.run_dir))
         return self._instantiate_trainer(trainer_cfg, callbacks)
 
     def after_fit(self) -> None:

@@ -18,7 +18,7 @@ SCIENCE_KEYS = ("model", "data", "seed_everything", "trainer.max_epochs", "train
                 "trainer.accumulate_grad_batches", "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
                 "trainer.sync_batchnorm")
 NON_SCIENCE_DATA_KEYS = {"data_dir", "download", "num_workers", "pin_memory", "persistent_workers",
-                         "eval_batch_size"}
+                         "eval_batch_size", "on_device"}  # on_device: the same batches, faster
 UNGROUPED_NORMS = {"none", "bn", "ln", "in"}
 
 

@@ -40,6 +40,9 @@ class ImageClassifier(LightningModule):
         gamma: float = 0.1,
         step_size: int = 30,
         warmup_epochs: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
+        fused_optimizer: bool | None = None,
     ):
         """
         Args:
@@ -58,6 +61,10 @@ class ImageClassifier(LightningModule):
             milestones: epochs at which `multistep` multiplies the LR by `gamma`.
             step_size: every `step_size` epochs `step` multiplies the LR by `gamma`.
             warmup_epochs: linear warm-up length (not used by onecycle, which has its own).
+            channels_last: NHWC memory format for weights and inputs (faster convolutions on GPUs).
+            compile: run the backbone through `torch.compile` (the module and its state dict stay
+                uncompiled, so checkpoints load either way).
+            fused_optimizer: the fused optimizer kernels; None = on when training on CUDA.
         """
         super().__init__()
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
@@ -65,18 +72,29 @@ class ImageClassifier(LightningModule):
         self.save_hyperparameters()
         self.net = build_backbone(backbone, num_classes, in_channels, norm, norm_groups, image_size=image_size,
                                   backbone_options=backbone_options, **(norm_options or {}))
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # Kept out of the module tree (not registered) so state dicts have no `_orig_mod.` keys.
+        self.__dict__["_forward_net"] = torch.compile(self.net) if compile else self.net
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward_net(x)
 
-    def training_step(self, batch, batch_idx):
+    def compute_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a (normalized) batch and the logits: the one definition that
+        `training_step` and the analysis callbacks (landscape, Hessian) evaluate."""
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, y)
+        return F.cross_entropy(logits, y), logits
+
+    def training_step(self, batch, batch_idx):
+        loss, logits = self.compute_loss(batch)
+        self.train_acc(logits, batch[1])
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
@@ -97,7 +115,8 @@ class ImageClassifier(LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = parameter_groups(self.net, hp.weight_decay, hp.norm_weight_decay, hp.lambda_lr_scale, hp.lr)
-        optimizer = build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum, tuple(hp.betas))
+        fused = hp.fused_optimizer if hp.fused_optimizer is not None else self.device.type == "cuda"
+        optimizer = build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum, tuple(hp.betas), fused=fused)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         batches = self.trainer.num_training_batches  # known once estimated_stepping_batches ran
         per_epoch = max(int(batches) // self.trainer.accumulate_grad_batches, 1) if math.isfinite(batches) else total

@@ -1,0 +1,52 @@
+"""VGG-11 (configuration A of Simonyan & Zisserman 2015) in CIFAR form, as in the GN-paper analysis.
+
+"Understanding and Improving Group Normalization" (seed 000) runs its analysis (§3, appendix B.2)
+on this network (the seed repository calls it "VGG16"; its README says it is VGG-11):
+[conv 3×3 (bias) → norm → ReLU] per entry of 64-M-128-M-256-256-M-512-512-M-512-512-M, then a head:
+- `head: linear` (default): 512 → classes, the well-known CIFAR VGG-11 (9,231,114 parameters with bn);
+- `head: mlp`: 512 → 512 → 512 → classes with ReLU between, the seed repository's analysis head.
+The convolutions keep their bias before the norm, as the seed does: it makes the network trainable
+with `norm: none`, which the paper's GN-vs-no-norm comparison needs. Max-pools use ceil mode so
+28×28 inputs reach 1×1 too (28 → 14 → 7 → 4 → 2 → 1; at 32×32 ceil and floor agree), and a global
+average pool before the head lets larger inputs through.
+"""
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+from torch import nn
+
+from models.backbones.init import init_conv_weights
+
+CONFIG_A = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+HEADS = ("linear", "mlp")
+
+
+class VGG11(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int, norm_layer: Callable[[int], nn.Module],
+                 image_size: int = 32, head: Literal["linear", "mlp"] = "linear"):
+        """`image_size` is accepted for the uniform backbone signature; the pooling makes any size work."""
+        super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"vgg11 head must be one of {', '.join(HEADS)}, got {head!r}")
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for entry in CONFIG_A:
+            if entry == "M":
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            else:
+                layers += [nn.Conv2d(channels, entry, 3, padding=1), norm_layer(entry), nn.ReLU(inplace=True)]
+                channels = entry
+        self.features = nn.Sequential(*layers)
+        if head == "linear":
+            self.classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                            nn.Linear(channels, num_classes))
+        else:
+            self.classifier = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 512), nn.ReLU(inplace=True),
+                nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Linear(512, num_classes),
+            )
+        init_conv_weights(self)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
