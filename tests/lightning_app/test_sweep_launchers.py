@@ -178,3 +178,11 @@ def test_parallel_runs_each_get_their_own_gpu_and_log(tmp_path, monkeypatch):
     assert [log for _, _, log in FakeTraining.launched] == [f"{run.run_dir.name}.log" for run in runs]
     with pytest.raises(ValueError, match="--parallel 3 needs 3 GPUs, 2 are visible"):
         sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs")
+
+
+def test_a_trimmed_run_is_not_mistaken_for_the_full_one(tmp_path):
+    """Checking a sweep with `-- --trainer.limit_train_batches N` must not mark the real runs finished."""
+    spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn]\n"))
+    (full,) = plan_sweep(spec)
+    (trimmed,) = plan_sweep(spec, ["--trainer.limit_train_batches", "5"])
+    assert trimmed.run_dir != full.run_dir
