@@ -16,7 +16,7 @@ from typing import Any
 # Config keys (dotted) whose values decide the result of a run, and data keys that do not.
 SCIENCE_KEYS = ("model", "data", "seed_everything", "trainer.max_epochs", "trainer.max_steps", "trainer.precision",
                 "trainer.accumulate_grad_batches", "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
-                "trainer.sync_batchnorm")
+                "trainer.sync_batchnorm", "trainer.limit_train_batches")  # a trimmed run is not the full run
 NON_SCIENCE_DATA_KEYS = {"data_dir", "download", "num_workers", "pin_memory", "persistent_workers",
                          "eval_batch_size", "on_device"}  # on_device: the same batches, faster
 UNGROUPED_NORMS = {"none", "bn", "ln", "in"}

@@ -1,0 +1,158 @@
+"""`lightning sweep --launcher slurm|wandb`: the sweep as a SLURM job array or a W&B sweep file.
+
+SLURM (`slurm:` section of the sweep file; every key optional):
+    gpus: 1            GPUs per run (--gres=gpu:N, and N tasks per node: Lightning's DDP under SLURM
+                       wants one task per device, so runs with N > 1 also need trainer.devices: N)
+    cpus_per_task: 8   mem: 32G   time: "24:00:00"   partition: gpu   max_parallel: 10 (%limit)
+    python: python     the interpreter on the compute nodes (default: the one running the sweep)
+    setup: [...]       shell lines before srun (module load, source .venv/bin/activate, ...)
+    sbatch: [...]      further #SBATCH options, verbatim (e.g. "--account=abc")
+One array task per unfinished run; `--signal=SIGUSR1@90` lets Lightning's SLURM plugin checkpoint and
+requeue a task 90 s before its time limit; each task logs to `_sweep/slurm/<job>_<task>.log`, and
+`_sweep/slurm/tasks.tsv` maps task ids to run directories. The script is submitted when `sbatch`
+exists, printed otherwise.
+
+W&B (`wandb:` section): project, entity, name, method (grid), metric ({name: val/acc, goal:
+maximize}). The command is `python -m lightning_app fit --config <base>... <fixed args> ${args}`, so
+LightningCLI parses the swept values after the configs. A single grid of single keys whose values
+W&B's `--key=value` rendering keeps intact becomes one W&B parameter per key; any other sweep (keys
+varied together, a union of grids, values such as null or 1e-05) becomes one parameter `config`
+whose values are per-run override files, applied after the base configs.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from callbacks.run_files import atomic_write_text
+from lightning_app.sweep import PlannedRun
+from lightning_app.sweep_spec import SweepSpec
+
+SLURM_KEYS = ("gpus", "cpus_per_task", "mem", "time", "partition", "max_parallel", "python", "setup", "sbatch")
+WANDB_KEYS = ("project", "entity", "name", "method", "metric")
+
+
+def slurm_script(spec: SweepSpec, runs: list[PlannedRun], log_dir: Path) -> str:
+    """The sbatch job-array script for the unfinished `runs` (task i runs the i-th of them)."""
+    settings = _settings(spec.slurm, SLURM_KEYS, "slurm")
+    todo = [run for run in runs if run.action != "skip"]
+    gpus = int(settings.get("gpus", 1))
+    array = f"0-{len(todo) - 1}" + (f"%{settings['max_parallel']}" if settings.get("max_parallel") else "")
+    directives = [f"--job-name=normlab-{spec.experiment}", f"--array={array}", "--nodes=1",
+                  f"--ntasks-per-node={max(gpus, 1)}"]
+    directives += [f"--gres=gpu:{gpus}"] if gpus > 0 else []
+    directives += [f"--cpus-per-task={settings.get('cpus_per_task', 8)}", f"--time={settings.get('time', '24:00:00')}"]
+    directives += [f"--mem={settings['mem']}"] if settings.get("mem") else []
+    directives += [f"--partition={settings['partition']}"] if settings.get("partition") else []
+    directives += [f"--output={log_dir}/%A_%a.log", "--open-mode=append", "--signal=SIGUSR1@90", "--requeue",
+                   f"--chdir={Path.cwd()}"]
+    directives += [str(option) for option in settings.get("sbatch", [])]
+    python = settings.get("python", sys.executable)
+    lines = ["#!/bin/bash",
+             f"# normlab sweep '{spec.experiment}' ({spec.path}): one array task per unfinished run.",
+             "# Written by `lightning sweep --launcher slurm`; run that command again to resubmit what is",
+             "# not finished (interrupted runs resume from their last checkpoint)."]
+    lines += [f"#SBATCH {d}" for d in directives]
+    lines += ["set -euo pipefail", *[str(line) for line in settings.get("setup", [])],
+              'case "$SLURM_ARRAY_TASK_ID" in']
+    for task, run in enumerate(todo):
+        lines.append(f"  {task}) ARGS=({' '.join(shlex.quote(a) for a in ['fit', *run.args])}) ;;  # {run.run_dir}")
+    lines += ['  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;', "esac",
+              f'srun {shlex.quote(python)} -m lightning_app "${{ARGS[@]}}"', ""]
+    return "\n".join(lines)
+
+
+def submit_slurm(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path) -> int:
+    todo = [run for run in runs if run.action != "skip"]
+    if not todo:
+        print("sweep: every run is finished; nothing to submit")
+        return 0
+    log_dir = sweep_dir / "slurm"
+    script_path = log_dir / "sweep.sbatch"
+    atomic_write_text(script_path, slurm_script(spec, runs, log_dir))
+    atomic_write_text(log_dir / "tasks.tsv", "".join(f"{task}\t{run.run_dir}\n" for task, run in enumerate(todo)))
+    if shutil.which("sbatch") is None:
+        print(f"sweep: sbatch not found; the job-array script is {script_path} (submit it with: sbatch "
+              f"{script_path}):\n")
+        print(script_path.read_text())
+        return 0
+    result = subprocess.run(["sbatch", str(script_path)], capture_output=True, text=True)
+    print((result.stdout + result.stderr).strip())
+    if result.returncode != 0:
+        raise ValueError(f"sbatch {script_path} failed with exit code {result.returncode}")
+    print(f"sweep: submitted {len(todo)} array tasks; logs in {log_dir}, task -> run in {log_dir / 'tasks.tsv'}")
+    return 0
+
+
+def wandb_sweep(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path, extra: list[str]) -> dict[str, Any]:
+    """The W&B sweep configuration (a dict for `wandb sweep FILE`) covering every run of the sweep."""
+    settings = _settings(spec.wandb, WANDB_KEYS, "wandb")
+    fixed = spec.run_args({}, extra)  # configs, experiment, fixed args, extra: the same for every run
+    per_key = spec.is_cartesian() and all(_survives_wandb(v) for run in runs for v in run.point.values())
+    if per_key:
+        parameters: dict[str, Any] = {}
+        for run in runs:
+            for key, value in run.point.items():
+                values = parameters.setdefault(key, {"values": []})["values"]
+                if value not in values:
+                    values.append(value)
+    else:
+        override_dir = sweep_dir / "wandb_runs"
+        files = []
+        for run in runs:
+            path = override_dir / f"{run.run_dir.name}.yaml"
+            atomic_write_text(path, yaml.safe_dump(_nested(run.point), sort_keys=False))
+            files.append(str(path))
+        parameters = {"config": {"values": files}}
+    config = {"program": "lightning_app/__main__.py", "method": settings.get("method", "grid"),
+              "metric": settings.get("metric", {"name": "val/acc", "goal": "maximize"}),
+              "parameters": parameters,
+              "command": ["${env}", "${interpreter}", "-m", "lightning_app", "fit", *fixed, "${args}"]}
+    for key in ("project", "entity", "name"):
+        if settings.get(key):
+            config[key] = settings[key]
+    config.setdefault("name", spec.experiment)
+    return config
+
+
+def write_wandb_sweep(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path, extra: list[str]) -> Path:
+    path = sweep_dir / "wandb_sweep.yaml"
+    atomic_write_text(path, f"# W&B sweep for normlab sweep '{spec.experiment}' ({spec.path}), written by "
+                            "`lightning sweep --launcher wandb`.\n"
+                      + yaml.safe_dump(wandb_sweep(spec, runs, sweep_dir, extra), sort_keys=False))
+    print(f"sweep: wrote {path}\n  create the sweep: wandb sweep {path}\n  then on each machine: wandb agent "
+          "<entity>/<project>/<sweep id>   (runs W&B already finished are refused by the CLI: a completed "
+          "run directory is never overwritten)")
+    return path
+
+
+def _survives_wandb(value: Any) -> bool:
+    """W&B renders a parameter as `--key={value}` with Python's str(): None, 1e-05 or a dict would not
+    read back as themselves (PyYAML, as the CLI reads values, gives 'None', '1e-05', ...)."""
+    return isinstance(value, (str, int, float)) and yaml.safe_load(str(value)) == value
+
+
+def _nested(point: dict[str, Any]) -> dict[str, Any]:
+    """`{"model.norm": "bn"}` -> `{"model": {"norm": "bn"}}`: a config file the CLI merges."""
+    nested: dict[str, Any] = {}
+    for key, value in point.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _settings(section: dict[str, Any], allowed: tuple[str, ...], name: str) -> dict[str, Any]:
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ValueError(f"sweep '{name}' section: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+    return section
+

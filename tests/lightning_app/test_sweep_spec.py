@@ -1,0 +1,95 @@
+"""The sweep file format: grid expansion (products, keys varied together, unions, seeds), the values'
+trip through the command line (checked against PyYAML, the parser the CLI reads values with), and the
+one-line errors for malformed files."""
+import math
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lightning_app.sweep_spec import format_cli_value, load_sweep
+
+ROOT_CONFIG = "configs/quickstart.yaml"
+
+
+def write_sweep(tmp_path, text: str):
+    path = tmp_path / "my_sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def run_from_repo_root(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # base config paths are relative to the cwd
+
+
+def test_product_zip_union_and_seeds_expand_in_order(tmp_path):
+    spec = load_sweep(write_sweep(tmp_path, f"""
+config: {ROOT_CONFIG}
+args: {{trainer.max_epochs: 2}}
+grid:
+  - model.norm: [bn, gn]
+    data.init_args.batch_size, model.lr: [[16, 0.0125], [128, 0.1]]
+  - model.norm: [gn_plus_gn_first]
+    model.norm_options: [{{lambda_init: 0.5}}]
+seeds: [0, 7]
+"""))
+    expected = []
+    for seed in (0, 7):
+        for norm in ("bn", "gn"):
+            for bs, lr in ((16, 0.0125), (128, 0.1)):
+                expected.append({"model.norm": norm, "data.init_args.batch_size": bs, "model.lr": lr,
+                                 "seed_everything": seed})
+        expected.append({"model.norm": "gn_plus_gn_first", "model.norm_options": {"lambda_init": 0.5},
+                         "seed_everything": seed})
+    assert spec.points() == expected
+    assert spec.experiment == "my_sweep"  # default: the sweep file's name
+    args = spec.run_args(expected[0], ["--trainer.max_epochs", "1"])
+    assert args == ["--config", ROOT_CONFIG, "--experiment", "my_sweep", "--trainer.max_epochs", "2",
+                    "--model.norm", "bn", "--data.init_args.batch_size", "16", "--model.lr", "0.0125",
+                    "--seed_everything", "0", "--trainer.max_epochs", "1"]  # extra arguments come last and win
+    assert not spec.is_cartesian()
+
+
+def test_no_grid_is_one_run_of_the_base_config(tmp_path):
+    spec = load_sweep(write_sweep(tmp_path, f"config: [{ROOT_CONFIG}]\nexperiment: solo\n"))
+    assert spec.points() == [{}] and spec.is_cartesian()
+    assert spec.run_args({}) == ["--config", ROOT_CONFIG, "--experiment", "solo"]
+
+
+@given(st.floats(allow_nan=False, allow_infinity=True, width=64))
+def test_floats_survive_the_command_line(value):
+    assert yaml.safe_load(format_cli_value(value)) == value
+
+
+@pytest.mark.parametrize("value", [
+    1e-05, 5e-4, 0.1 * 8 / 128, 3, -2, True, False, None, "gn_plus_gn_first", "none",
+    {"noise_mean": 1e-3, "noise_std": 1.001, "noise_granularity": "element"},
+    [81, 122], {"nested": {"eps": 1e-5, "flag": None}},
+])
+def test_values_survive_the_command_line(value):
+    assert yaml.safe_load(format_cli_value(value)) == value
+
+
+def test_nan_survives_the_command_line():
+    assert math.isnan(yaml.safe_load(format_cli_value(float("nan"))))
+
+
+@pytest.mark.parametrize("body,message", [
+    (f"config: {ROOT_CONFIG}\ngrids: {{}}\n", "unknown sweep key(s) ['grids']"),
+    ("grid: {model.norm: [bn]}\n", "'config' must name a base config file"),
+    ("config: configs/nope.yaml\n", "base config configs/nope.yaml does not exist"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{model.norm: bn}}\n", "'model.norm' must have a non-empty list of values"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, c.d': [[1, 2], [3]]}}\n", "so each value must be a list of 2; got [3]"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, a.b': [[1, 2]]}}\n", "repeats a key"),
+    (f"config: {ROOT_CONFIG}\nseeds: [0]\ngrid: {{seed_everything: [1]}}\n", "not both"),
+    (f"config: {ROOT_CONFIG}\nseeds: 3\n", "'seeds' must be a non-empty list of integers"),
+    (f"config: {ROOT_CONFIG}\nexperiment: a/b\n", "'experiment' must be a plain name"),
+])
+def test_malformed_sweep_files_fail_with_one_clear_line(tmp_path, body, message):
+    with pytest.raises((ValueError, FileNotFoundError)) as info:
+        load_sweep(write_sweep(tmp_path, body))
+    assert message in str(info.value) and "\n" not in str(info.value)
