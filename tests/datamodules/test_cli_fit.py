@@ -36,6 +36,6 @@ def test_fit_trains_on_the_module(tmp_path, name, on_device):
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
           "--trainer.log_every_n_steps", "1"])
     (run_dir,) = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
-    assert run_dir.name.startswith(f"{name}_small_cnn_bn_bs16_")
+    assert run_dir.name.startswith(f"{name}_small_cnn_gn_plus_gn_first_g4_bs16_")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 2 and 0 <= summary["test_acc"] <= 1
