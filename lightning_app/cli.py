@@ -153,10 +153,14 @@ class NormlabCLI(LightningCLI):
         if status in FINISHED and not cfg.overwrite:
             raise ValueError(f"{self.run_dir} already holds a {status} run; pass --overwrite true to replace it, "
                              "or set --run_name / --experiment to write elsewhere")
-        last = self.run_dir / "checkpoints" / "last.ckpt"
+        # The newest of last.ckpt and Lightning's SLURM requeue checkpoints (saved on SIGUSR1 in the run
+        # directory, the Trainer's root): a requeued job continues from the moment it was signalled.
+        candidates = [p for p in (self.run_dir / "checkpoints" / "last.ckpt", *self.run_dir.glob("hpc_ckpt_*.ckpt"))
+                      if p.is_file()]
+        newest = max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
         # Auto-resume is decided here but passed to fit only (before_fit): config.yaml keeps ckpt_path null.
-        resumable = status not in FINISHED and cfg.ckpt_path is None and last.is_file()
-        self._resume_from = str(last) if resumable else None
+        resumable = status not in FINISHED and cfg.ckpt_path is None and newest is not None
+        self._resume_from = str(newest) if resumable else None
 
     def _dumped_config(self, cfg) -> dict:
         return yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False, skip_validation=True))

@@ -81,3 +81,24 @@ def test_bad_values_fail_with_one_clear_line(fake_mnist_dir, tmp_path, override,
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not run_dirs(tmp_path)  # nothing written
+
+
+def test_relaunch_prefers_a_newer_slurm_requeue_checkpoint(fake_mnist_dir, tmp_path, capsys):
+    """A SLURM requeue leaves hpc_ckpt_N.ckpt (saved on SIGUSR1) beside an older last.ckpt."""
+    import shutil
+
+    args = tiny_args(fake_mnist_dir, tmp_path, "--trainer.max_epochs", "1")
+    main(args)
+    (run_dir,) = run_dirs(tmp_path)
+
+    def relaunch_as_if_killed() -> str:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        (run_dir / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+        capsys.readouterr()
+        main(args)
+        return capsys.readouterr().err
+
+    shutil.copy(run_dir / "checkpoints/last.ckpt", run_dir / "hpc_ckpt_1.ckpt")
+    assert f"from {run_dir / 'hpc_ckpt_1.ckpt'}" in relaunch_as_if_killed()
+    os.utime(run_dir / "checkpoints/last.ckpt", ns=(2**62, 2**62))  # now last.ckpt is the newer one
+    assert f"from {run_dir / 'checkpoints/last.ckpt'}" in relaunch_as_if_killed()
