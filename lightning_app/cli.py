@@ -206,7 +206,7 @@ class NormlabCLI(LightningCLI):
             raise ValueError(
                 f"data.batch_size={self.datamodule.batch_size} leaves 1 image per device, but "
                 f"model.norm={self.model.hparams.get('norm')!r} normalizes with batch statistics in training; "
-                "use a batch of >= 2 per device, or a norm without batch statistics: "
+                "use a batch of >= 2 per device, or a norm that trains on one image: "
                 + ", ".join(batch_free_norms()))
 
     # -- trainer -----------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ ERROR_PREFIX = "normlab: error: "
 
 
 def fit_args(data_dir, root, run_name="victim", *extra):
-    return tiny_args(data_dir, root, "--data", "datamodules.MNISTDataModule", "--experiment", "exp",
-                     "--run_name", run_name, "--trainer.max_epochs", "1", "--test_after_fit", "false", *extra)
+    return tiny_args(data_dir, root, "--data", "datamodules.MNISTDataModule", "--model.norm", "bn",
+                     "--experiment", "exp", "--run_name", run_name, "--trainer.max_epochs", "1", "--test_after_fit", "false", *extra)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -23,10 +23,11 @@ from tests.lightning_app.test_cli_end_to_end import ROOT
 # The README's messages for the invalid corners of this grid.
 DOCUMENTED_ERRORS = {
     "groups do not divide channels":
-        r"norm '\w+': groups=\d+ does not divide num_channels=\d+; allowed group counts for \d+ channels: \[[\d, ]+\]",
+        r"norm '\w+': groups=\d+ does not divide num_channels=\d+; allowed group counts for \d+ channels: \[[\d, ]+\] "
+        r"\(or set model\.backbone_options\.norm_groups_policy: clamp\)",
     "batch 1 with a BN-type norm":
         r"data\.batch_size=1 leaves 1 image per device, but model\.norm='\w+' normalizes with batch statistics in "
-        r"training; use a batch of >= 2 per device, or a norm without batch statistics: [\w, ]+",
+        r"training; use a batch of >= 2 per device, or a norm that trains on one image: [\w, ]+",
 }
 IDX_DATA_MODULES = ["datamodules.MNISTDataModule", "datamodules.FashionMNISTDataModule"]
 
