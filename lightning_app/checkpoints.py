@@ -13,12 +13,13 @@ checkpoint) or saved from another architecture (names the differing hyper-parame
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+from callbacks.run_files import atomic_open
 
 # Model hyper-parameters that decide the tensors' names and shapes: named first when they differ.
 ARCHITECTURE_KEYS = ("backbone", "norm", "norm_groups", "norm_options", "backbone_options", "num_classes",
@@ -64,18 +65,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict:
