@@ -35,10 +35,10 @@ def fit_command(data_dir, root, norm, devices, sync=False, entry=("lightning_app
     return args
 
 
-def run(args, expected_returncode=0):
+def run(args, succeeds=True):
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == expected_returncode, result.stderr[-3000:]
+    assert (result.returncode == 0) == succeeds, result.stderr[-3000:]
     return result
 
 
@@ -79,7 +79,9 @@ def test_ddp_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(data_dir,
     command = fit_command(data_dir, tmp_path / "killed", "gn_plus_gn_first", devices=2, sync=True)
     command += ["--checkpoint_every_n_steps", "1"]
     killer = command[:2] + ["tests.lightning_app.kill_during_fit", "after_step", "3"] + command[3:]
-    run(killer, expected_returncode=-9)
+    # Both ranks SIGKILL themselves after step 3's checkpoint; whichever dies first, the launcher fails
+    # (killed, or its peer's death breaks a collective).
+    run(killer, succeeds=False)
     (run_dir,) = [p for p in (tmp_path / "killed").glob("*/*") if p.is_dir()]
     assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=False)["global_step"] == 3
     assert "resuming the interrupted run" in run(command).stderr
