@@ -18,21 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules import ImageDataModule
 from lightning_app.cli import main
-from pytorch_lightning import LightningDataModule
 from tests.fakedata import write_fake_mnist
 from tests.lightning_app.test_cli_end_to_end import ROOT, run_dirs, tiny_args
 
 # 192 training images / batch 32 = 6 steps per epoch, 2 epochs; last.ckpt every 2 steps and at epoch ends.
 STEPS_PER_EPOCH, EPOCHS = 6, 2
-# Exact mid-epoch resume needs the data module to restore its batch order (its state_dict/load_state_dict).
-ORDER_NOT_RESTORABLE = ImageDataModule.state_dict is LightningDataModule.state_dict
-needs_restorable_order = pytest.mark.xfail(
-    ORDER_NOT_RESTORABLE, strict=True,
-    reason="ImageDataModule does not checkpoint its batch order yet (the data-module branch adds it)")
-
-
 def newest_checkpoint_after(step: int) -> int:
     """The step of the newest last.ckpt once step `step` has run: every 2nd step except an epoch's last
     batch (LastCheckpoint), and every epoch end (written after the epoch's last step, so only for
@@ -100,7 +91,6 @@ def reference(data_dir, tmp_path_factory):
     return final_state(root)
 
 
-@needs_restorable_order
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(data_dir, reference, tmp_path, capsys):
     left = kill_then_resume(data_dir, tmp_path, "after_step", 9)
     assert left["global_step"] == newest_checkpoint_after(9) == 8  # mid-epoch: epoch 1, batch 2 of 6
@@ -126,8 +116,7 @@ def yaml_ckpt_path(run_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode,step", [
     ("after_step", 1),  # before the first checkpoint: the relaunch starts over
-    *(pytest.param(mode, step, marks=needs_restorable_order)
-      for mode, step in [("after_step", 6), ("after_step", 7), ("after_step", 11), ("mid_write", 8), ("mid_write", 6)]),
+    ("after_step", 6), ("after_step", 7), ("after_step", 11), ("mid_write", 8), ("mid_write", 6),
 ])
 def test_sigkill_anywhere_then_resume_is_bit_identical(data_dir, reference, tmp_path, mode, step):
     left = kill_then_resume(data_dir, tmp_path, mode, step)
