@@ -57,7 +57,8 @@ from callbacks.run_files import write_json
 from callbacks.run_summary import RunSummary
 from models.norms import GNPlus
 
-TRIGGERS = ("nan_loss", "inf_grad", "spike", "vanish")
+TRIGGERS = ("nan_loss", "inf_grad", "spike", "vanish", "nonfinite_weights")
+NON_FINITE = ("nan_loss", "inf_grad", "nonfinite_weights")  # handled by `action`; the others by `spike_action`
 ACTIONS = ("stop", "skip_step", "warn")
 EXPLOSION_FILE = "explosion.json"
 TOP_PARAMETERS = 10
@@ -66,30 +67,37 @@ SUMMARY_FIELDS = ("step", "epoch", "trigger", "value", "action", "events", "skip
 
 
 class ExplosionDetector(Callback):
-    def __init__(self, action: str = "stop", spike_factor: float = 10.0, window: int = 100,
-                 warmup_steps: int = 1, vanish_threshold: float | None = 1e-8, vanish_patience: int = 100,
+    def __init__(self, action: str = "stop", spike_action: str = "warn", spike_factor: float = 10.0,
+                 window: int = 100, warmup_steps: int = 1, spike_patience: int = 1,
+                 vanish_threshold: float | None = 1e-8, vanish_patience: int = 100,
                  sync_every: int = 1, max_skips: int = 10, grad_norm_every_n_steps: int | None = None):
         """
         Args:
-            action: stop | skip_step | warn (see the module docstring).
+            action: what a non-finite loss, gradient or final weight does: stop | skip_step | warn
+                (see the module docstring).
+            spike_action: what a `spike` or `vanish` event does: warn (default) | stop | skip_step.
             spike_factor: a spike is `grad/norm` above this multiple of the running median (> 1).
             window: steps in the running median.
             warmup_steps: steps observed before spikes are checked. Default 1: the quickstart's first
                 norms move < 1.3x step to step, while lr 1e4 jumps 3e8x at step 1, which a
                 longer warm-up would let through (the median then holds exploded values).
+            spike_patience: consecutive steps above `spike_factor` × median that make one `spike` event.
             vanish_threshold: `grad/norm` below this counts towards `vanish`; None turns the check off.
             vanish_patience: consecutive steps below `vanish_threshold` that make a `vanish` event.
             sync_every: read the device-side flags every this many steps (1: act before the bad update).
             max_skips: with skip_step, updates skipped before the next event stops the run.
             grad_norm_every_n_steps: also log every module's gradient norm every n steps (None: never).
         """
-        if action not in ACTIONS:
-            raise ValueError(f"explosion.action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        for name, value in (("action", action), ("spike_action", spike_action)):
+            if value not in ACTIONS:
+                raise ValueError(f"explosion.{name} must be one of {', '.join(ACTIONS)}, got {value!r}")
         checks = [
             ("spike_factor", spike_factor, spike_factor > 1, "a number > 1"),
             ("window", window, isinstance(window, int) and window >= 1, "an integer >= 1"),
             ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0,
              "an integer >= 0"),
+            ("spike_patience", spike_patience, isinstance(spike_patience, int) and spike_patience >= 1,
+             "an integer >= 1"),
             ("vanish_threshold", vanish_threshold, vanish_threshold is None or vanish_threshold >= 0,
              "a number >= 0 or null"),
             ("vanish_patience", vanish_patience, isinstance(vanish_patience, int) and vanish_patience >= 1,
@@ -104,11 +112,12 @@ class ExplosionDetector(Callback):
         for name, value, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"explosion.{name} must be {allowed}, got {value!r}")
-        if action == "skip_step" and sync_every != 1:
-            raise ValueError(f"explosion.action=skip_step needs sync_every=1 (a step can only be skipped if "
-                             f"its flags are read before its update), got sync_every={sync_every}")
-        self.action, self.spike_factor, self.window = action, float(spike_factor), window
-        self.warmup_steps, self.vanish_patience = warmup_steps, vanish_patience
+        for name, value in (("action", action), ("spike_action", spike_action)):
+            if value == "skip_step" and sync_every != 1:
+                raise ValueError(f"explosion.{name}=skip_step needs sync_every=1 (a step can only be skipped if "
+                                 f"its flags are read before its update), got sync_every={sync_every}")
+        self.action, self.spike_action, self.spike_factor, self.window = action, spike_action, float(spike_factor), window
+        self.warmup_steps, self.spike_patience, self.vanish_patience = warmup_steps, spike_patience, vanish_patience
         self.vanish_threshold = vanish_threshold
         self.sync_every, self.max_skips = sync_every, max_skips
         self.grad_norm_every_n_steps = grad_norm_every_n_steps
@@ -122,13 +131,16 @@ class ExplosionDetector(Callback):
         self._named_parameters = [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad]
         self._history = torch.full((self.window,), math.nan, device=device)  # NaN = empty slot
         self._low_run = torch.zeros((), dtype=torch.int64, device=device)
+        self._high_run = torch.zeros((), dtype=torch.int64, device=device)
         self._event = torch.zeros(4, device=device)  # first unread event: kind (0: none), value, median, slot
         self._pending: list[tuple[int, int, int]] = []  # (global step, epoch, batch index) of unread steps
         self._seen = 0
         self._loss: torch.Tensor | None = None
+        self._last_loss: torch.Tensor | None = None  # of the last step, for the final check
         self._param_norms: torch.Tensor | None = None
         # The forward pass of a bad step already moved the BN running statistics: keep a copy to undo it.
-        self._buffers = [b for b in pl_module.buffers()] if self.action != "warn" else []
+        undoes = self.action != "warn" or self.spike_action != "warn"
+        self._buffers = [b for b in pl_module.buffers()] if undoes else []
         self._buffer_copies = [b.clone() for b in self._buffers]
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any,
@@ -154,17 +166,21 @@ class ExplosionDetector(Callback):
             self._log_module_norms(trainer)
 
         loss, self._loss = (self._loss if self._loss is not None else total.new_zeros(())), None
+        self._last_loss = loss
         median = torch.nanmedian(self._history)
         nan_loss, inf_grad = ~torch.isfinite(loss), ~torch.isfinite(total)
         no_flag = torch.zeros_like(inf_grad)
-        spike = total > self.spike_factor * median if self._seen >= self.warmup_steps else no_flag
+        high = total > self.spike_factor * median if self._seen >= self.warmup_steps else no_flag
+        self._high_run = torch.where(high, self._high_run + 1, 0)
+        spike = self._high_run >= self.spike_patience
+        self._high_run = torch.where(spike, 0, self._high_run)  # the next event needs a new run
         if self.vanish_threshold is not None:
             self._low_run = torch.where(total < self.vanish_threshold, self._low_run + 1, 0)
             vanish = self._low_run >= self.vanish_patience
             self._low_run = torch.where(vanish, 0, self._low_run)  # warn: the next event needs a new run
         else:
             vanish = no_flag
-        flags = torch.stack([nan_loss, inf_grad, spike, vanish])
+        flags = torch.stack([nan_loss, inf_grad, spike, vanish, no_flag])
         kind = torch.where(flags.any(), flags.int().argmax() + 1, 0)  # argmax: the first true flag
         value = torch.where(nan_loss, loss.float(), total)
         self._pending.append((step, trainer.current_epoch, self._batch_idx))
@@ -179,6 +195,25 @@ class ExplosionDetector(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._pending:  # events of the last, unread steps (sync_every > 1)
             self._read(trainer, pl_module, None)
+        if self.record is None or not self.record["stopped"]:
+            self._check_final_state(trainer, pl_module)
+
+    def _check_final_state(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Before a run may end `completed`: every weight and buffer finite, and the last loss too.
+
+        A `warn`-only detector, unread steps or an update that overflowed a finite gradient into an
+        infinite weight all end here; such a run is `exploded`, never `completed` with a chance-level
+        accuracy."""
+        state = [t for t in pl_module.state_dict().values() if t.is_floating_point()]
+        weights_finite = bool(torch.stack([torch.isfinite(t).all() for t in state]).all()) if state else True
+        loss = self._last_loss
+        if weights_finite and (loss is None or bool(torch.isfinite(loss))):
+            return
+        kind = TRIGGERS.index("nonfinite_weights" if not weights_finite else "nan_loss") + 1
+        value = math.nan if loss is None else float(loss)
+        self._pending = [(trainer.global_step, trainer.current_epoch, getattr(self, "_batch_idx", 0))]
+        self._event = torch.tensor([kind, value, math.nan, 0.0])
+        self._read(trainer, pl_module, None, final=True)
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run must not forget: the first event and the skip budget already used."""
@@ -188,7 +223,8 @@ class ExplosionDetector(Callback):
         self.record, self.events, self.skipped = state_dict["record"], state_dict["events"], state_dict["skipped"]
 
     # -- host side: read the flags, act --------------------------------------------------------------
-    def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+    def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer, final: bool = False) -> None:
+        """Act on the first unread event; `final` (the end-of-training check) always ends `exploded`."""
         kind, value, median, slot = self._event.tolist()  # the one host-device sync
         pending, self._pending = self._pending, []
         if kind == 0:
@@ -198,7 +234,7 @@ class ExplosionDetector(Callback):
         before_update = optimizer is not None and int(slot) == len(pending) - 1
         self.events += 1
         trigger = TRIGGERS[int(kind) - 1]
-        act = self.action
+        act = "stop" if final else self.action if trigger in NON_FINITE else self.spike_action
         if act == "skip_step" and self.skipped >= self.max_skips:
             act = "stop"
         if act in ("stop", "skip_step") and optimizer is not None:
@@ -248,15 +284,15 @@ class ExplosionDetector(Callback):
     def _describe(self, trainer: Trainer, pl_module: LightningModule, trigger: str, value: float,
                   median: float, step: int, epoch: int, batch_idx: int, grads_of_step: int,
                   checkpoint: str | None) -> dict:
-        norms = self._param_norms.tolist()
+        norms = self._param_norms.tolist() if self._param_norms is not None else []
         # Non-finite norms first (they name where the explosion is), then the largest.
-        top = sorted(zip(self._param_names, norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
+        top = sorted(zip(getattr(self, "_param_names", []), norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
         groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
         return {
             "step": step, "epoch": epoch, "batch_idx": batch_idx, "trigger": trigger,
             "value": json_number(value),
             "running_median": None if math.isnan(median) else median,  # NaN: no history yet
-            "action": self.action,
+            "action": self.action if trigger in NON_FINITE else self.spike_action,
             "top_grad_norms": [{"parameter": name, "grad_norm": json_number(norm)}
                                for name, norm in top[:TOP_PARAMETERS]],
             "grad_norms_of_step": grads_of_step,

@@ -122,7 +122,7 @@ def test_planted_spike_is_detected_at_its_step_with_torch_norm_and_median(tmp_pa
     k, window = 12, 9
     module = Planted({k: "spike"}, optimizer="sgd", lr=0.01)
     summary, explosion, rows = fit(tmp_path, module, max_steps=30, window=window, warmup_steps=5,
-                                   grad_norm_every_n_steps=5)
+                                   grad_norm_every_n_steps=5, spike_action="stop")
     assert summary["status"] == "exploded" and explosion["trigger"] == "spike" and explosion["step"] == k
     assert explosion["events"] == 1  # no false alarm before k
     assert explosion["value"] == pytest.approx(module.norms[k], rel=1e-5)
