@@ -245,9 +245,12 @@ class ExplosionDetector(Callback):
                     p.grad = None  # the optimizer now leaves every parameter and its state alone
             self.skipped += act == "skip_step"
         checkpoint = self._save_finite_checkpoint(trainer, pl_module) if act == "stop" else None
-        if self.record is None:
+        if self.record is None or act == "stop":  # the first event, unless a later one ends the run
+            first = self.record
             self.record = self._describe(trainer, pl_module, trigger, value, median, step, epoch, batch_idx,
                                          grads_of_step=trainer.global_step, checkpoint=checkpoint)
+            if first is not None:
+                self.record["first_event"] = {k: first[k] for k in ("step", "trigger", "value", "action")}
         self.record.update(events=self.events, skipped=self.skipped, stopped=act == "stop")
         for logger in trainer.loggers:
             logger.log_metrics({"explosion/step": step, "explosion/kind": int(kind)}, step=step)

@@ -47,3 +47,18 @@ def test_quickstart_trains_hundreds_of_steps_without_a_false_alarm(fake_mnist_di
     rows = csv.DictReader(open(Path(run_dir) / "metrics.csv"))
     norms = [float(r["grad/norm"]) for r in rows if r.get("grad/norm")]
     assert len(norms) == 200 and all(math.isfinite(n) and n > 0 for n in norms)
+
+
+def test_quickstart_sgd_lr_50_without_a_preset_ends_exploded(fake_mnist_dir, tmp_path, capsys):
+    """The issue's case: no preset composed in, plain SGD at lr 50 diverges; the default detector stops it
+    at its first non-finite step, keeps a finite checkpoint, and the run is not tested."""
+    main(tiny_args(fake_mnist_dir, tmp_path, "--model.optimizer", "sgd", "--model.lr", "50"))
+    (run_dir,) = run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    explosion = json.loads((run_dir / "explosion.json").read_text())
+    assert summary["status"] == "exploded" and summary["test_acc"] is None
+    assert explosion["trigger"] in ("nan_loss", "inf_grad") and explosion["action"] == "stop"
+    assert explosion["checkpoint"].endswith("last.ckpt")
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
+    assert "normlab: exploded" in capsys.readouterr().out
