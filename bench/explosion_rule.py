@@ -50,9 +50,10 @@ class Case(NamedTuple):
 
 HEALTHY = [
     *[Case(f"small_cnn {norm} b{batch}", "small_cnn", norm, batch, steps, "adam", 0.003)
-      for norm in ("bn", "gn") for batch, steps in ((2, 1500), (8, 800), (32, 400), (128, 200))],
-    *[Case(f"vgg11 {norm} b{batch}", "vgg11", norm, batch, steps, "sgd", 0.02)
-      for norm in ("bn", "gn") for batch, steps in ((2, 400), (8, 250), (32, 120))],
+      for norm in ("bn", "gn") for batch, steps in ((2, 20000), (8, 6000), (32, 2000), (128, 800))],
+    # SGD at 0.1·batch/128 (the GN paper's rule, Appendix B.1) at batch 2 and 8; 0.02 at batch 32.
+    *[Case(f"vgg11 {norm} b{batch}", "vgg11", norm, batch, steps, "sgd", lr)
+      for norm in ("bn", "gn") for batch, steps, lr in ((2, 400, 0.0016), (8, 250, 0.00625), (32, 120, 0.02))],
 ]
 DIVERGING = [
     Case("small_cnn gn+ sgd lr50 b128", "small_cnn", "gn_plus_gn_first", 128, 60, "sgd", 50.0, "constant"),
@@ -100,7 +101,7 @@ def record_case(case: Case, train: tuple, test: tuple) -> dict:
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         norm_value = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         norms.append(norm_value)
         if not (math.isfinite(losses[-1]) and math.isfinite(norm_value)):
             break  # a divergence's trace ends at its first non-finite value: the detector stops there

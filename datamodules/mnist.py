@@ -72,13 +72,15 @@ class _IDXDataModule(ImageDataModule):
                                    for train in (True, False)])
 
     def _missing_message(self) -> str:
+        root, layout, *system = self._candidate_dirs()
+        looked = [root, *([layout] if layout.is_dir() else []), *system]  # torchvision's layout only if there
         places = "; ".join(f"{d} lacks " + ", ".join(f"{stem}[.gz]" for stem, p in self._files_in(d).items()
                                                        if p is None)
-                           for d in self._candidate_dirs())
-        rule = ("" if self.default_data_dir else
-                f"; an explicit data_dir must hold every file (the system copy is used only with the default "
-                f"data_dir '{DEFAULT_DATA_DIR}')")
-        debian = ". On Debian: apt-get install dataset-fashion-mnist" if self.system_dirs else ""
+                           for d in looked)
+        rule = "" if self.default_data_dir else "; an explicit data_dir must hold every file" + (
+            f" (the system copy is used only with the default data_dir '{DEFAULT_DATA_DIR}')"
+            if self.system_dirs else "")
+        debian = ". On Debian: apt-get install dataset-fashion-mnist" if rule == "" and self.system_dirs else ""
         return f"{self.name}: {places}{rule}; {self.download_note()}{debian}"
 
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -71,6 +71,7 @@ def test_no_source_names_all_three(tmp_path, monkeypatch):
     system copy, and the download."""
     monkeypatch.setattr(FashionMNISTDataModule, "system_dirs", (str(tmp_path / "no_system_copy"),))
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "FashionMNIST" / "raw").mkdir(parents=True)
     dm = FashionMNISTDataModule(download=False)
     with pytest.raises(FileNotFoundError) as info:
         dm.setup("fit")
