@@ -44,7 +44,11 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
+QUICK = ("max_epochs 0", "val_split leaves fewer images than a batch", "last batch of one, bn")  # the rest: slow
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, marks=() if r[0] in QUICK else pytest.mark.slow) for r in ROWS],
+                         ids=[r[0] for r in ROWS])
 def test_refused_before_training(fake_mnist_dir, tmp_path, capsys, row):
     _, extra, expected = row
     root = tmp_path / "runs"
@@ -54,6 +58,7 @@ def test_refused_before_training(fake_mnist_dir, tmp_path, capsys, row):
     assert snapshot(root) == {}
 
 
+@pytest.mark.slow
 def test_last_batch_of_one_is_fine_for_a_norm_without_batch_statistics(fake_mnist_dir, tmp_path):
     """The same split with `gn` trains: the refusal depends on the norm, as it should."""
     main(tiny_args(fake_mnist_dir, tmp_path, "--model.norm", "gn", "--data.init_args.val_split", "63",
