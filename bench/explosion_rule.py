@@ -176,6 +176,16 @@ RULES = {
 }
 
 
+def reference_ratios(norms: list[float]) -> list[float]:
+    """Each step's norm over the default reference (the lower 0.9 quantile of the last 100 norms), from
+    step 1 on: how far healthy runs stay below the factor 10, and how far divergences go above it."""
+    ratios = []
+    for t in range(1, len(norms)):
+        history = sorted(norms[max(0, t - 100):t])
+        ratios.append(norms[t] / history[int(0.9 * (len(history) - 1))])
+    return ratios
+
+
 def onset(losses: list[float], norms: list[float], jump_at: int | None) -> int:
     """A divergence's first bad step: the first non-finite value or loss above twice chance level
     (2·ln 10) at or after the LR change."""
@@ -194,6 +204,7 @@ def run() -> list[dict]:
     for name, t in traces["healthy"].items():
         row = {"case": name, "kind": "healthy", "steps": len(t["losses"]), "test_acc": round(t["test_acc"], 3)}
         row.update({rule: len(fires(t["grad_norms"])) for rule, fires in RULES.items()})
+        row["max norm / q0.9"] = round(max(reference_ratios(t["grad_norms"]), default=0.0), 2)
         rows.append(row)
     jumps = {case.name: case.jump_at for case in DIVERGING}
     for name, t in traces["diverging"].items():
@@ -206,6 +217,8 @@ def run() -> list[dict]:
             hits = [s for s in fires(t["grad_norms"]) if s >= (jumps.get(name) or 0)]
             detected = min([*hits, *([first_nonfinite] if first_nonfinite is not None else [])], default=None)
             row[rule] = "missed" if detected is None else f"{detected - bad:+d}"
+        ratios = reference_ratios(t["grad_norms"])
+        row["max norm / q0.9"] = f"{ratios[bad - 1]:.3g} at onset" if bad <= len(ratios) else "n/a"
         rows.append(row)
     return rows
 
