@@ -8,7 +8,8 @@ A probe here (`LandscapeProbe`, `HessianTopEigen`):
   it after backward (after the AMP unscale) and before gradient clipping and the optimizer step,
   so the parameters are θ_t and `.grad` is the raw gradient. The batch is the one
   `on_train_batch_start` saw, i.e. after the data module's `on_after_batch_transfer`
-  (normalized and augmented exactly as `training_step` got it);
+  (normalized and augmented exactly as `training_step` got it); with gradient accumulation, the
+  window's last batch (a probe that needs g then computes that batch's own, see `LandscapeProbe`);
 - evaluates `pl_module.compute_loss(batch)` in training mode with autocast off (bf16 would round
   small steps away) and grad enabled (the hook runs inside `optimizer.step`, which disables it);
   every forward starts from the RNG state the training step's forward started from, so dropout
