@@ -71,11 +71,9 @@ def test_groups_and_first_step_by_hand(norm, norm_weight_decay):
             assert torch.allclose(recorder.after[n].double(), hand, rtol=1e-6, atol=1e-7), n
             assert not torch.equal(recorder.after[n], recorder.before[n]), n
 
-
-def test_lambda_lr_is_scaled_at_every_step_of_the_schedule():
-    _, recorder = fit("gn_plus_gn_first", False)
     assert len(recorder.lrs) == 2 * BATCHES
     assert len({round(step["decay"], 12) for step in recorder.lrs}) == 2 * BATCHES  # the schedule moves
-    for step in recorder.lrs:
+    for step in recorder.lrs:  # every group follows the schedule; λ's at lambda_lr_scale times the rest
         assert step["norm"] == step["decay"]
-        assert step["lambda"] == pytest.approx(LAMBDA_LR_SCALE * step["decay"], rel=1e-12)
+        if lambdas:
+            assert step["lambda"] == pytest.approx(LAMBDA_LR_SCALE * step["decay"], rel=1e-12)
