@@ -2,7 +2,7 @@
 
 A benchmark is a module `bench/<name>.py` with `run() -> list[dict]`; each row is a dict of plain
 values (e.g. case, time_ms, ratio_to_bn, images_per_s, peak_rss_mb). The table prints each row's
-keys as columns.
+keys as columns. `explosion_rule` (an hour of training on a CPU) runs only when named.
 """
 from __future__ import annotations
 
