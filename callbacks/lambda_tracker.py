@@ -54,6 +54,12 @@ class LambdaTracker(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.global_step == 0:
             self._log(trainer)  # the initial value, so every trajectory starts at σ(λ_init)
+        elif trainer.global_step == self._last_logged_step:
+            # Resumed from a checkpoint of a step this tracker had logged: the metrics file keeps the
+            # earlier rows only up to the resumed run's first row, so that row is logged again (the same
+            # values: λ comes back from the checkpoint) instead of being lost.
+            self._last_logged_step = -1
+            self._log(trainer)
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         if self.log_grad_norm and self._layers and trainer.is_global_zero:
@@ -99,7 +105,8 @@ class LambdaTracker(Callback):
         metrics["epoch"] = trainer.current_epoch  # as Lightning's own rows carry it
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
-        self.history.append((step, values[0]))
+        if not self.history or self.history[-1][0] != step:  # a resume logs its first step again
+            self.history.append((step, values[0]))
         self._last_logged_step = step
 
     def _record_summary(self, trainer: Trainer) -> None:

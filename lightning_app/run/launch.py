@@ -25,9 +25,10 @@ import yaml
 
 from lightning_app.run.identity import derive_run_name, science_difference
 from lightning_app.run.lock import RunLock, RunLocked, holder_of, is_launching_process
-from lightning_app.run.paths import (CONFIG_FILE, check_name, check_overwritable, check_writable, clear_run_dir,
+from lightning_app.run.paths import (CONFIG_FILE, METRICS_FILE, check_name, check_overwritable, check_writable, clear_run_dir,
                                      resume_checkpoint, run_of_checkpoint, run_path)
 from lightning_app.run.status import FINISHED, read_status
+from lightning_app.run_metrics import read_previous_rows
 
 
 def read_config(run_dir: Path) -> dict | None:
@@ -87,6 +88,8 @@ def check_fit_target(run_dir: Path, overwrite: bool, ckpt_path: str | None) -> N
         holder = holder_of(run_dir)
         if holder is not None:
             raise RunLocked(run_dir, holder)
+    if not overwrite and (run_dir / METRICS_FILE).is_file():
+        read_previous_rows(run_dir / METRICS_FILE)  # the resumed run appends to it: it must be one
     if overwrite:
         check_overwritable(run_dir)
         if ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve()):
