@@ -48,8 +48,8 @@ from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check
 from lightning_app.run.evaluation import new_eval_dir, write_eval_summary, write_predictions
 from lightning_app.run.identity import derive_run_name
 from lightning_app.run.interrupt import RunInterrupted, interruption, recording
-from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, eval_run_dir, fit_resume_checkpoint,
-                                      resolve_run_name, take_run_dir)
+from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, check_run_identity, eval_run_dir,
+                                      fit_resume_checkpoint, resolve_run_name, take_run_dir)
 from lightning_app.run.lock import RunLock
 from lightning_app.run.paths import CHECKPOINT_DIR, check_name, default_experiment, resume_checkpoint, run_path
 from lightning_app.run_metrics import RunMetricsLogger
@@ -154,16 +154,10 @@ class NormlabCLI(LightningCLI):
             cfg.run_name = cfg.run_name or derive_run_name(launched)
             self.run_dir = eval_run_dir(root, cfg.experiment, cfg.run_name, cfg.get("ckpt_path"))
             return
-        cfg.run_name = resolve_run_name(root, cfg.experiment, cfg.run_name, launched, cfg.overwrite)
+        cfg.run_name = resolve_run_name(root, cfg.experiment, cfg.run_name, launched)
         self.run_dir = run_path(root, cfg.experiment, cfg.run_name)
-        self._check_fit_target(cfg, launched)
-
-    def _check_fit_target(self, cfg, launched: dict) -> None:
-        """Bad input about the run directory and the checkpoint, refused before anything is created."""
         if cfg.ckpt_path == "last":
             cfg.ckpt_path = self._newest_checkpoint(self.run_dir)
-        check_checkpoint_origin(cfg.ckpt_path, launched)
-        check_fit_target(self.run_dir, cfg.overwrite, cfg.ckpt_path)
 
     @staticmethod
     def _newest_checkpoint(run_dir: Path) -> str:
@@ -196,16 +190,27 @@ class NormlabCLI(LightningCLI):
         cfg = self.config_init[self.subcommand]
         self._check_batch_size()
         self._check_ckpt_path(cfg)
+        if isinstance(self.datamodule, ImageDataModule):
+            self.datamodule.setup("fit")  # bad data files are refused before the run directory is taken (fit's
+            # own setup call then finds the splits loaded)
+        launched = self._dumped_config(self._get_subcommand_config(self.config))
+        check_checkpoint_origin(cfg.ckpt_path, launched)
+        check_run_identity(self.run_dir, launched, cfg.overwrite)
+        check_fit_target(self.run_dir, cfg.overwrite, cfg.ckpt_path)
         if type(self.datamodule).state_dict is not LightningDataModule.state_dict:
             # The data module restores its place in the epoch's batch order itself; Lightning only looks
             # at the DataLoader and would warn that a mid-epoch resume is unreliable.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+        checked = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path)
+        if checked is not None:
+            check_checkpoint(checked, self.model)
         self.run_lock = take_run_dir(self.run_dir, cfg.overwrite)  # every check has passed: now it is ours
-        resume = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path)
+        resume = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path)  # again, under the lock
         if resume is not None:
+            if resume != checked:
+                check_checkpoint(resume, self.model)
             print(f"normlab: resuming the interrupted run in {self.run_dir} from {resume}", file=sys.stderr)
             cfg.ckpt_path = str(resume)  # passed to fit only: config.yaml keeps ckpt_path null
-            check_checkpoint(resume, self.model)
 
     def before_validate(self) -> None:
         self._check_ckpt_path(self.config_init[self.subcommand])

@@ -111,9 +111,6 @@ class _RunPlanner(NormlabCLI):
     def instantiate_classes(self) -> None:
         pass
 
-    def _check_fit_target(self, cfg, launched: dict) -> None:
-        pass  # the plan shows each run's state; `fit` itself refuses what it must
-
     @staticmethod
     def _parse(parser, args, where: str):
         try:

@@ -1,9 +1,10 @@
 """Bringing a run directory into use: the checks `fit` makes before anything is created, then the lock.
 
-Order, so that bad input never changes a byte on disk: names and paths (`paths.py`), the run's
-identity (`resolve_run_name`, `check_checkpoint_origin`), what is on disk (`check_fit_target`); only
-after every check, and after the model, data and trainer are built, `take_run_dir` locks the
-directory, looks again under the lock and, for --overwrite, empties it.
+Order, so that bad input never changes a byte on disk: names and the run name (`paths.py`,
+`resolve_run_name`, before the model is built); after the model, data and trainer are built and
+their values checked, the run's identity (`check_checkpoint_origin`, `check_run_identity`) and what
+is on disk (`check_fit_target`); only then `take_run_dir` locks the directory, looks again under the
+lock and, for --overwrite, empties it.
 
 A run is what its directory says it is:
 - the run name ends in a hash of the science (`identity.py`); a relaunch whose science differs from
@@ -44,24 +45,30 @@ def read_config(run_dir: Path) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
-def resolve_run_name(root: Path, experiment: str, given: str | None, launched: dict, overwrite: bool) -> str:
-    """The run name for the launched config: derived from its science, or the one given if the run
-    on disk under that name has the same science (or is to be overwritten)."""
+def resolve_run_name(root: Path, experiment: str, given: str | None, launched: dict) -> str:
+    """The run name for the launched config: derived from its science when none is given, or when the
+    one given is the derived name of a run of other science (the saved config relaunched with a changed
+    value); else the one given (`check_run_identity` refuses it later if its science differs)."""
     derived = derive_run_name(launched)
     if not given:
         return derived
     on_disk = read_config(run_path(root, experiment, check_name("run_name", given)))
     difference = science_difference(on_disk, launched) if on_disk is not None else None
-    if difference is None:
-        return given
-    if given == derive_run_name(on_disk):  # the saved name was derived: the new science gets its own
+    if difference is not None and given == derive_run_name(on_disk):
         print(f"normlab: the config differs from the run {given} ({difference}); this is a new run: {derived}",
               file=sys.stderr)
         return derived
-    if overwrite:
-        return given
-    raise ValueError(f"run_name={given!r} names a run of other science ({difference}); resuming it with these "
-                     "values would mix two runs. Use another --run_name, or --overwrite true to replace it")
+    return given
+
+
+def check_run_identity(run_dir: Path, launched: dict, overwrite: bool) -> None:
+    """Refuse to continue a run (named by hand) under other science; --overwrite replaces it instead."""
+    on_disk = read_config(run_dir)
+    difference = science_difference(on_disk, launched) if on_disk is not None else None
+    if difference is not None and not overwrite:
+        raise ValueError(f"run_name={run_dir.name!r} names a run of other science ({difference}); resuming it "
+                         "with these values would mix two runs. Use another --run_name, or --overwrite true to "
+                         "replace it")
 
 
 def check_checkpoint_origin(ckpt_path: str | None, launched: dict) -> None:
