@@ -214,6 +214,8 @@ class NormlabCLI(LightningCLI):
 
     def before_validate(self) -> None:
         self._check_ckpt_path(self.config_init[self.subcommand])
+        # An evaluation leaves the fit's callbacks (summary, RNG, last.ckpt) out on purpose.
+        warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create")
 
     before_test = before_predict = before_validate
 
