@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 _received: list[int] = []  # the signals seen since `recording()` began (signals are process-wide)
+_deferring = [0, False]  # depth of `signals_deferred` blocks, and whether a stop waits for the outermost end
 
 
 class RunInterrupted(Exception):
@@ -30,11 +31,28 @@ class RunInterrupted(Exception):
 
 def _on_signal(signum: int, frame) -> None:
     _received.append(signum)
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt  # Python's own behaviour; Lightning stops gracefully on it
-    if signal.getsignal(signal.SIGTERM) is _on_signal:
-        # Nobody else handles it (no Lightning loop runs): stop here. Inside a loop, Lightning's handler
-        # called this one after flagging the trainer, which stops at the next batch boundary.
+    # SIGINT: Python's own behaviour, KeyboardInterrupt (Lightning stops gracefully on it). SIGTERM: only
+    # when nobody else handles it (no Lightning loop runs); inside a loop, Lightning's handler called this
+    # one after flagging the trainer, which stops at the next batch boundary.
+    if signum == signal.SIGINT or signal.getsignal(signal.SIGTERM) is _on_signal:
+        if _deferring[0]:
+            _deferring[1] = True
+        else:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A stop asked for inside the block is raised when it ends. For `torch.save`: interrupted inside its
+    Python write callback, its C++ writer is left to write to a closed file later and aborts the
+    interpreter (exit -6, no summary)."""
+    _deferring[0] += 1
+    try:
+        yield
+    finally:
+        _deferring[0] -= 1
+    if not _deferring[0] and _deferring[1]:
+        _deferring[1] = False
         raise KeyboardInterrupt
 
 

@@ -230,3 +230,22 @@ def test_the_sweep_plan_skips_a_run_locked_elsewhere_and_resumes_a_requeued_one(
     assert runs[0].state.startswith(f"running elsewhere: pid {pid} on host ")
     print_plan(spec, runs)
     assert [run.action for run in plan_sweep(spec)] == ["start", "resume"]  # the holder is gone
+
+
+def test_ctrl_c_during_a_checkpoint_write_stops_once_the_file_is_whole(tmp_path, monkeypatch):
+    """Interrupted inside torch.save's write callback, torch's C++ writer later aborted the interpreter."""
+    from lightning_app.checkpoints import load_checkpoint_file
+    from lightning_app.run.interrupt import interruption, recording
+
+    real_save = torch.save
+
+    def interrupted_save(obj, f, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the checkpoint is being written
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    path = tmp_path / "last.ckpt"
+    with recording(), pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 7}, path)
+    assert interruption(None).exit_code == 130
+    assert load_checkpoint_file(path)["global_step"] == 7
