@@ -116,3 +116,33 @@ def test_overwrite_starts_a_fresh_record(finished, tmp_path):
         steps = [(row["step"], tuple(k for k, v in row.items() if v)) for row in csv.DictReader(f)]
     assert len(steps) == len(set(steps))  # every row once: the old rows are gone, not spliced in front
     assert not (copy / "eval").exists()
+
+
+def test_overwrite_refuses_a_directory_that_holds_no_run(finished, capsys):
+    data, root, run_dir = finished
+    thesis = run_dir.parent / "thesis"
+    thesis.mkdir()
+    (thesis / "notes.txt").write_text("years of work")
+    message = error_line(capsys, tiny_args(data, root, "--run_name", "thesis", "--overwrite", "true"))
+    assert f"--overwrite: {thesis} holds no normlab run" in message
+    assert [p.name for p in thesis.iterdir()] == ["notes.txt"]
+
+
+def test_a_metrics_file_that_is_not_one_is_named_before_training(finished, tmp_path, capsys):
+    data, root, run_dir = finished
+    copy = tmp_path / "runs" / run_dir.parent.name / run_dir.name
+    shutil.copytree(run_dir, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    (copy / "metrics.csv").write_bytes(b"\x00\xff garbage\nno,step,column\n1,2,3\n")
+    before = record_hashes(copy)
+    message = error_line(capsys, tiny_args(data, tmp_path / "runs", "--trainer.max_epochs", "1"))
+    assert f"{copy / 'metrics.csv'} is not a metrics file of a run" in message
+    assert record_hashes(copy) == before
+
+
+def test_ckpt_path_last_without_a_checkpoint_is_one_line(finished, tmp_path, capsys):
+    data, root, run_dir = finished
+    message = error_line(capsys, tiny_args(data, tmp_path, "--ckpt_path", "last"))
+    assert "--ckpt_path last:" in message and "holds no checkpoint" in message
+    assert not any(tmp_path.iterdir())
