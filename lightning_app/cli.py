@@ -6,11 +6,13 @@
 
 What it adds to LightningCLI:
 - the data module's `num_classes`, `in_channels`, `image_size` are linked into the model;
-- every run gets its own directory `<default_root_dir>/<experiment>/<run_name>/` (`run_dir.py`) with
-  `config.yaml` (the resolved config), `metrics.csv` (CSV logger, always on), `checkpoints/last.ckpt`
-  and `summary.json`; a completed run is never overwritten without `--overwrite true`, and an
-  interrupted one resumes from its `last.ckpt` when relaunched (saved every `checkpoint_every_n_steps`
-  steps and at every epoch end, written atomically: `checkpoints.py`);
+- every run gets its own directory `<default_root_dir>/<experiment>/<run_name>/` with `config.yaml`
+  (the resolved config), `metrics.csv` (CSV logger, always on), `checkpoints/last.ckpt` and
+  `summary.json`; the contract (names, identity, lock, status, eval layout, interruptions) lives in
+  `lightning_app/run/`, this file only calls it. A completed run is never overwritten without
+  `--overwrite true`, and an interrupted one resumes from its newest checkpoint when relaunched (saved
+  every `checkpoint_every_n_steps` steps and at every epoch end, written atomically: `checkpoints.py`);
+- `validate`/`test`/`predict` write into `<run>/eval/...`, never into the fit's files;
 - `fit` ends with a test on the official test split (`--test_after_fit false` to skip) and one line
   with the run directory and the test accuracy;
 - bad input is one line on stderr and exit code 2 (`NORMLAB_DEBUG=1` shows the traceback): parse
@@ -327,25 +329,14 @@ def batch_free_norms() -> list[str]:
 
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
-    if argv and argv[0] in ("sweep", "report"):
-        import importlib
-
-        importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
-        return
-    with recording():
-        run_cli(argv if args is not None else None)
-
-
-def run_cli(args: list[str] | None) -> None:
-    """NormlabCLI with its endings made one line: bad input exit 2, an interruption 128 + the signal."""
     try:
-        NormlabCLI(args=args)
-    except (KeyboardInterrupt, SystemExit, RunInterrupted) as stop:
-        interrupted = stop if isinstance(stop, RunInterrupted) else interruption(None)
-        if interrupted is None:
-            raise
-        print(f"normlab: {interrupted}", file=sys.stderr)
-        sys.exit(interrupted.exit_code)
+        if argv and argv[0] in ("sweep", "report"):
+            import importlib
+
+            importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
+            return
+        with recording():
+            run_cli(argv if args is not None else None)
     except (ValueError, FileNotFoundError, MisconfigurationException, *CORRUPT_FILE_ERRORS) as error:
         if os.environ.get("NORMLAB_DEBUG"):
             raise
@@ -354,3 +345,15 @@ def run_cli(args: list[str] | None) -> None:
         message = corrupt_file_message(error) if corrupt else explain_parse_error(str(error))
         print(f"normlab: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_cli(args: list[str] | None) -> None:
+    """NormlabCLI, with SIGTERM/SIGINT turned into one line and exit 128 + the signal."""
+    try:
+        NormlabCLI(args=args)
+    except (KeyboardInterrupt, SystemExit, RunInterrupted) as stop:
+        interrupted = stop if isinstance(stop, RunInterrupted) else interruption(None)
+        if interrupted is None:
+            raise
+        print(f"normlab: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)
