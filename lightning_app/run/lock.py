@@ -103,7 +103,12 @@ class RunLock:
         self._created = missing
         while True:
             self.run_dir.mkdir(parents=True, exist_ok=True)  # again after a release that removed it
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # 0o666: the umask decides, as for any file
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # 0o666: the umask decides, as for any file
+            except PermissionError:
+                self._remove_created()
+                raise ValueError(f"cannot lock {self.path} (permission denied: another user's run?); set "
+                                 "--run_name / --experiment to write elsewhere") from None
             if not _try_flock(fd, fcntl.LOCK_EX):
                 os.close(fd)
                 self._remove_created()
