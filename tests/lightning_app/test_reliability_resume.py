@@ -149,6 +149,6 @@ def test_kill_mid_write_leaves_the_previous_checkpoint_whole(data_dir, tmp_path)
         torch.load(partial, map_location="cpu", weights_only=False)
     with open(run_dir / "metrics.csv", newline="") as f:  # rows logged before the kill are on disk
         steps = {int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")}
-    # log_every_n_steps=2: step 2's row (0-based 1) was written at once; step 4's row comes after its
-    # checkpoint, which the kill interrupted.
-    assert steps == {1}
+    # log_every_n_steps=1: the rows of steps 1-3 (0-based 0-2) were written at once; step 4's row comes
+    # after its checkpoint, which the kill interrupted.
+    assert steps == {0, 1, 2}
