@@ -42,6 +42,7 @@ from callbacks.landscape import LandscapeProbe
 from callbacks.rng_state import RNGState
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE, RunSummary
+from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
 from datamodules import ImageDataModule
 from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message,
                                      explain_parse_error)
@@ -219,7 +220,7 @@ class NormlabCLI(LightningCLI):
         csv = RunMetricsLogger(save_dir=str(self.run_dir.parent.parent), name=cfg.experiment, version=cfg.run_name)
         callbacks = [c for c in (self._get(self.config_init, k) for k in self._parser(self.subcommand).callback_keys)
                      if c is not None]
-        callbacks += [RunSummary(), RNGState()]
+        callbacks += [RunSummary(), RNGState(), SlurmRequeueAtBatchEnd()]
         if trainer_cfg.get("enable_checkpointing", True) is not False:
             dirpath = str(self.run_dir / "checkpoints")
             callbacks.append(LastCheckpoint(dirpath, cfg.get("checkpoint_every_n_steps") or 0))
