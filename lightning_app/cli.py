@@ -49,6 +49,7 @@ from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corr
 from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_checkpoint,
                                        load_checkpoint_file)
 from lightning_app.run_dir import default_experiment, derive_run_name
+from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
@@ -268,8 +269,26 @@ def batch_free_norms() -> list[str]:
     return names
 
 
+COMMANDS_HELP = """usage: lightning {fit,validate,test,predict,sweep,report} ...
+
+normlab: image classifiers with swappable normalization layers, one directory per run.
+
+commands (`lightning COMMAND --help` shows each one's options):
+  fit        train a run into its own directory (an interrupted one resumes), then test it
+  validate   evaluate a model or checkpoint on the validation split
+  test       evaluate a model or checkpoint on the test split
+  predict    predict with a model or checkpoint
+  sweep      expand a sweep file into runs; run the unfinished ones here, on SLURM or as a W&B sweep
+  report     tables and figures from a folder of finished runs
+"""
+
+
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
+    quiet_unactionable_output()
+    if argv[:1] in (["-h"], ["--help"]):
+        print(COMMANDS_HELP, end="")
+        return
     try:
         if argv and argv[0] in ("sweep", "report"):
             import importlib

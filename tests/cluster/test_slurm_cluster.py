@@ -37,15 +37,16 @@ def cluster_is_up():
                     "or make test-cluster, which runs it first")
 
 
-def sweep_command(sweep_file: Path) -> subprocess.CompletedProcess:
-    """`lightning sweep --launcher slurm`, as a user types it in the repository root."""
+def sweep_command(sweep_file: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`lightning sweep --launcher slurm [-- extra]`, as a user types it in the repository root."""
     return subprocess.run([sys.executable, "-m", "lightning_app", "sweep", "--config", str(sweep_file),
-                           "--launcher", "slurm"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           "--launcher", "slurm", *(["--", *extra] if extra else [])],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def submit(sweep_file: Path) -> tuple[str, Path]:
+def submit(sweep_file: Path, *extra: str) -> tuple[str, Path]:
     """Submits the sweep; returns the job id and the job-array script."""
-    result = sweep_command(sweep_file)
+    result = sweep_command(sweep_file, *extra)
     job = re.search(r"Submitted batch job (\d+)", result.stdout)
     assert result.returncode == 0 and job, result.stdout[-3000:] + result.stderr[-3000:]
     (script,) = sweep_file.parent.glob("runs/*/_sweep/slurm/sweep.sbatch")
@@ -116,16 +117,17 @@ def test_a_signalled_task_is_requeued_and_resumes_into_its_run_directory(fake_mn
 
 
 def test_two_devices_on_the_cpu_run_as_a_two_task_ddp_job(fake_mnist_dir, tmp_path):
-    sweep_file = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn]\n  trainer.accelerator: [cpu]\n"
-                                                      "  trainer.devices: [2]\n  trainer.strategy: [ddp]\n")
-    (run,) = plan_sweep(load_sweep(sweep_file))
-    job, script = submit(sweep_file)
+    sweep_file = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn]\n")
+    ddp = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    (run,) = plan_sweep(load_sweep(sweep_file), list(ddp))
+    job, script = submit(sweep_file, *ddp)
     assert {"--ntasks-per-node=2", f"--cpus-per-task={max(query_cluster().cpus // 2, 1)}"} <= sbatch_directives(script)
     wait_for(job, timeout=600)
     assert (run.run_dir / "summary.json").is_file(), task_logs(script)
     finished = summary(run.run_dir)
     assert finished["status"] == "completed" and finished["world_size"] == 2, task_logs(script)
-    assert finished["steps"] == STEPS_PER_EPOCH // 2  # each of the 2 ranks takes half of every epoch
+    # the global batch of 32 is split 16 per rank: the same steps per epoch as on one device
+    assert finished["per_device_batch_size"] == 16 and finished["steps"] == STEPS_PER_EPOCH
 
 
 @pytest.mark.parametrize("sweep_file", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
