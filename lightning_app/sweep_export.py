@@ -11,7 +11,7 @@ run's config (trainer.accelerator, trainer.devices): GPUs only for runs that can
 that has them (a GPU run on a cluster without GPUs is refused), one task per device (Lightning's DDP
 under SLURM wants `--ntasks-per-node` = devices, on CPU too), and each task its share of a node's
 CPUs (per GPU for GPU runs); OMP_NUM_THREADS follows the CPUs given. Without `sinfo` (the script is
-printed for another machine) a run may use GPUs gets one per device, and 8 CPUs per task.
+printed for another machine) a run that may use GPUs gets one per device, and 8 CPUs per task.
 One array task per unfinished run; `--signal=SIGUSR1@90` lets Lightning's SLURM plugin checkpoint and
 requeue a task 90 s before its time limit; each task logs to `_sweep/slurm/<job>_<task>.log`, and
 `_sweep/slurm/tasks.tsv` maps task ids to run directories. The script is submitted when `sbatch`
