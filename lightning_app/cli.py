@@ -48,8 +48,8 @@ from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corr
                                      explain_parse_error)
 from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_checkpoint,
                                        load_checkpoint_file)
-from lightning_app.run_dir import default_experiment, derive_run_name
 from lightning_app.quiet import quiet_unactionable_output
+from lightning_app.run_dir import default_experiment, derive_run_name
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
