@@ -42,6 +42,7 @@ from callbacks.lambda_tracker import LambdaTracker
 from callbacks.landscape import LandscapeProbe
 from callbacks.rng_state import RNGState
 from callbacks.run_summary import RunSummary
+from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
 from datamodules import ImageDataModule
 from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message,
                                      explain_parse_error)
@@ -54,6 +55,7 @@ from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target,
                                       fit_resume_checkpoint, resolve_run_name, take_run_dir)
 from lightning_app.run.lock import RunLock
 from lightning_app.run.paths import CHECKPOINT_DIR, check_name, default_experiment, resume_checkpoint, run_path
+from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
@@ -266,7 +268,7 @@ class NormlabCLI(LightningCLI):
 
     def _fit_loggers_and_callbacks(self, cfg, trainer_cfg: dict, callbacks: list) -> tuple[list, list, Path]:
         csv = RunMetricsLogger(save_dir=str(self.run_dir.parent.parent), name=cfg.experiment, version=cfg.run_name)
-        callbacks = [*callbacks, RunSummary(), RNGState()]
+        callbacks = [*callbacks, RunSummary(), RNGState(), SlurmRequeueAtBatchEnd()]
         if trainer_cfg.get("enable_checkpointing", True) is not False:
             dirpath = str(self.run_dir / CHECKPOINT_DIR)
             callbacks.append(LastCheckpoint(dirpath, cfg.get("checkpoint_every_n_steps") or 0))
@@ -327,8 +329,26 @@ def batch_free_norms() -> list[str]:
     return names
 
 
+COMMANDS_HELP = """usage: lightning {fit,validate,test,predict,sweep,report} ...
+
+normlab: image classifiers with swappable normalization layers, one directory per run.
+
+commands (`lightning COMMAND --help` shows each one's options):
+  fit        train a run into its own directory (an interrupted one resumes), then test it
+  validate   evaluate a model or checkpoint on the validation split
+  test       evaluate a model or checkpoint on the test split
+  predict    predict with a model or checkpoint
+  sweep      expand a sweep file into runs; run the unfinished ones here, on SLURM or as a W&B sweep
+  report     tables and figures from a folder of finished runs
+"""
+
+
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
+    quiet_unactionable_output()
+    if argv[:1] in (["-h"], ["--help"]):
+        print(COMMANDS_HELP, end="")
+        return
     try:
         if argv and argv[0] in ("sweep", "report"):
             import importlib

@@ -12,9 +12,12 @@ requeue's `hpc_ckpt_*.ckpt`) when one exists. Arguments
 after `--` are appended to every run (they change the run names where they change the science).
 
 `--launcher local` runs each run as its own `python -m lightning_app fit ...` subprocess (a crash
-does not end the sweep): one after another, or `--parallel N` at once, one visible GPU each. Ctrl-C
-(or SIGTERM) passes one SIGINT to the running trainings, which stop the way Lightning stops on
-Ctrl-C; their last checkpoints stay, and the same command resumes them. `--launcher slurm|wandb`
+does not end the sweep): one after another, or `--parallel N` at once, one visible GPU each, or
+without GPUs each its share of the CPU cores (OMP_NUM_THREADS = cores // N). Ctrl-C (or SIGTERM)
+passes one SIGINT to the running trainings, which stop the way Lightning stops on Ctrl-C; their last
+checkpoints stay, and the same command resumes them. A training cannot outlive the sweep: should the
+sweep die without that chance (SIGKILL), the kernel sends each training SIGTERM (parent-death
+signal), so a relaunch never finds a second writer in the run directory. `--launcher slurm|wandb`
 write a job-array script or a W&B sweep file instead (`sweep_export.py`).
 """
 from __future__ import annotations
@@ -37,6 +40,7 @@ from lightning_app.cli import NormlabCLI
 from lightning_app.run.lock import describe_holder, holder_of
 from lightning_app.run.paths import resume_checkpoint
 from lightning_app.run.status import FINISHED, read_status
+from lightning_app.parent_death import die_with_parent
 from lightning_app.sweep_spec import SweepSpec, format_cli_value, load_sweep
 
 SWEEP_DIR = "_sweep"  # beside the run directories: logs, the slurm script, the W&B sweep file
@@ -50,6 +54,8 @@ class PlannedRun:
     run_dir: Path
     status: str | None  # summary.json's status, None when the run never started
     holder: dict | None = None  # the process holding the run's lock (running elsewhere), None when free
+    accelerator: str = "auto"  # trainer.accelerator and trainer.devices: what a launcher must provide
+    devices: Any = 1
 
     @property
     def action(self) -> str:
@@ -79,7 +85,8 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
             duplicates += 1
             continue
         seen.add(run_dir)
-        runs.append(PlannedRun(len(runs), point, args, run_dir, read_status(run_dir), holder_of(run_dir)))
+        runs.append(PlannedRun(len(runs), point, args, run_dir, read_status(run_dir), holder_of(run_dir),
+                                *planner.devices_of()))
     if duplicates:
         print(f"normlab: {duplicates} grid point(s) name a run directory already planned (they differ only in "
               "values that do not change the run); each directory is run once", file=sys.stderr)
@@ -130,6 +137,10 @@ class _RunPlanner(NormlabCLI):
                 raise ValueError(f"sweep run ({where}): {key} was given {value!r} but the CLI parsed {parsed!r}")
         self.before_instantiate_classes()
         return self.run_dir
+
+    def devices_of(self) -> tuple[str, Any]:
+        """The last parsed run's trainer.accelerator and trainer.devices."""
+        return str(self.config.get("trainer.accelerator") or "auto"), self.config.get("trainer.devices")
 
 
 def _describe(point: dict[str, Any]) -> str:
@@ -186,7 +197,8 @@ def run_local(runs: list[PlannedRun], parallel: int, log_dir: Path, poll_seconds
             for slot in range(parallel):
                 if slot not in running and todo:
                     run = todo.pop(0)
-                    running[slot] = _start(run, gpus[slot] if gpus else None, log_dir if parallel > 1 else None)
+                    running[slot] = _start(run, gpus[slot] if gpus else None, log_dir if parallel > 1 else None,
+                                           None if gpus else cpu_threads(parallel))
                     started += 1
                     print(f"sweep: [{started}/{total}] {run.action} "
                           f"{run.run_dir}" + (f" (GPU {gpus[slot]})" if gpus else ""), flush=True)
@@ -212,14 +224,25 @@ def run_local(runs: list[PlannedRun], parallel: int, log_dir: Path, poll_seconds
     return 0
 
 
-def _start(run: PlannedRun, gpu: str | None, log_dir: Path | None):
+def cpu_threads(parallel: int) -> int | None:
+    """Threads per run when `parallel` runs share the CPU: its share of the cores (None: all, torch's
+    default, for a single run; or the user's own OMP_NUM_THREADS)."""
+    if parallel == 1 or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // parallel)
+
+
+def _start(run: PlannedRun, gpu: str | None, log_dir: Path | None, threads: int | None = None):
     env = dict(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     log = open(log_dir / f"{run.run_dir.name}.log", "a") if log_dir else None
     # Its own session: a terminal's Ctrl-C reaches only the sweep, which passes exactly one SIGINT on.
     process = subprocess.Popen([sys.executable, "-m", "lightning_app", "fit", *run.args], env=env,
-                               stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True,
+                               preexec_fn=die_with_parent())
     return process, run, log
 
 
