@@ -1,7 +1,7 @@
 """`RunSummary`: keeps `summary.json` of the run directory up to date (always on).
 
 `{"status": "running"|"completed"|"exploded"|"failed"|"interrupted", "best_val_acc", "final_val_acc",
-"test_acc", "epochs", "steps", "wall_seconds", "explosion": null|{...}}`. A sweep reads `status`
+"test_acc", "epochs", "steps", "wall_seconds", "explosion": null|{...}, "data_source"}`. A sweep reads `status`
 to skip finished runs (`lightning_app/run/status.py` says which are); the report reads the
 accuracies. `interrupted`: stopped by SIGTERM/SIGINT (a scheduler, `timeout`, Ctrl-C), resumable;
 `failed`: an error. Wall time and the best accuracy survive a resume through the callback's
@@ -65,6 +65,7 @@ class RunSummary(Callback):
         self._started = time.perf_counter()
         self.summary["status"] = RUNNING
         self.summary.update(batch_sizes(trainer))
+        self.summary["data_source"] = getattr(trainer.datamodule, "data_source", None)  # the folder read
         self._write(trainer)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

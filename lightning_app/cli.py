@@ -234,6 +234,8 @@ class NormlabCLI(LightningCLI):
             return
         self.datamodule.trainer = self.trainer  # what fit does first; the data module splits the batch by it
         per_device = self.datamodule.per_device_batch_size  # refuses a batch the devices do not divide
+        norm = self.model.hparams.get("norm")
+        self.datamodule.expect_norm(norm, norm not in batch_free_norms())  # its setup refuses a last batch of 1
         if per_device == 1 and any(isinstance(m, _BatchNorm) for m in self.model.modules()):
             raise ValueError(
                 f"data.batch_size={self.datamodule.batch_size} leaves 1 image per device, but "
@@ -268,6 +270,8 @@ class NormlabCLI(LightningCLI):
 
     def _fit_loggers_and_callbacks(self, cfg, trainer_cfg: dict, callbacks: list) -> tuple[list, list, Path]:
         csv = RunMetricsLogger(save_dir=str(self.run_dir.parent.parent), name=cfg.experiment, version=cfg.run_name)
+        if not any(isinstance(c, ExplosionDetector) for c in callbacks):
+            callbacks = [ExplosionDetector(), *callbacks]  # always on: no run ends `completed` with NaN weights
         callbacks = [*callbacks, RunSummary(), RNGState(), SlurmRequeueAtBatchEnd()]
         if trainer_cfg.get("enable_checkpointing", True) is not False:
             dirpath = str(self.run_dir / CHECKPOINT_DIR)
