@@ -33,7 +33,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from callbacks.explosion import ExplosionDetector
 from callbacks.hessian import HessianTopEigen
@@ -51,7 +50,6 @@ from lightning_app.run_dir import default_experiment, derive_run_name
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
-from models.norms import make_norm, norm_names
 from models.norms.sync import NormlabSyncBatchNorm
 
 FINISHED = ("completed", "exploded")
@@ -202,12 +200,7 @@ class NormlabCLI(LightningCLI):
             return
         self.datamodule.trainer = self.trainer  # what fit does first; the data module splits the batch by it
         per_device = self.datamodule.per_device_batch_size  # refuses a batch the devices do not divide
-        if per_device == 1 and any(isinstance(m, _BatchNorm) for m in self.model.modules()):
-            raise ValueError(
-                f"data.batch_size={self.datamodule.batch_size} leaves 1 image per device, but "
-                f"model.norm={self.model.hparams.get('norm')!r} normalizes with batch statistics in training; "
-                "use a batch of >= 2 per device, or a norm that trains on one image: "
-                + ", ".join(batch_free_norms()))
+        self.model.check_batch_size(per_device, f"data.batch_size={self.datamodule.batch_size}")
 
     # -- trainer -----------------------------------------------------------------------------------
     def instantiate_trainer(self, **kwargs) -> Trainer:
@@ -252,19 +245,6 @@ class NormlabCLI(LightningCLI):
                   f"best val/acc {s['best_val_acc'] if s['best_val_acc'] is None else round(s['best_val_acc'], 4)} | "
                   f"{s['wall_seconds']:.0f} s")
         finish_wandb(self.trainer, summary.summary if summary is not None else None)
-
-
-def batch_free_norms() -> list[str]:
-    """The registered norms whose layers hold no BatchNorm (so a batch of one is fine in training)."""
-    names = []
-    for name in norm_names():
-        try:
-            layer = make_norm(name, 4, groups=1)
-        except (ValueError, TypeError):
-            continue
-        if not any(isinstance(m, _BatchNorm) for m in layer.modules()):
-            names.append(name)
-    return names
 
 
 def main(args: list[str] | None = None) -> None:
