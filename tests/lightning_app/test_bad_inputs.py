@@ -187,7 +187,8 @@ def test_bad_input_row(runs, capsys, row):
 
 def test_every_readme_row_is_what_a_test_prints():
     """Every row of the README table is checked against the code's message by a test of this file."""
-    checked = set(README_ROWS.values()) | {"run directory holds a completed run", "corrupt `summary.json` in the run directory"}
+    checked = set(README_ROWS.values()) | {"run directory holds a completed run",
+                                           "corrupt `summary.json` in the run directory"}
     assert set(bad_input_table()) == checked
 
 
