@@ -141,7 +141,7 @@ def norm_input_maps(backbone: str, norm: str, size: int) -> list[tuple[int, int]
     maps = []
     for layer in made:
         layer.register_forward_pre_hook(lambda m, args: maps.append(tuple(args[0].shape[-2:])))
-    net.eval()(torch.randn(1, 3, size, size))
+    net.eval()(torch.randn(2, 3, size, size))
     return maps
 
 
