@@ -288,6 +288,9 @@ class ImageDataModule(LightningDataModule):
     def test_dataloader(self):
         return self._eval_loader("test")
 
+    def predict_dataloader(self):  # `lightning predict`: the official test split, in order
+        return self._eval_loader("test")
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 batch → augmented (training batches only) and normalized float batch, on its device."""
         if isinstance(batch, TrainingBatch):

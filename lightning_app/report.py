@@ -16,12 +16,11 @@ from pathlib import Path
 from lightning_app.report_figures import (plot_lambda, plot_lambda_grid, plot_landscape, plot_lr_envelope,
                                           plot_training_curves, study_order)
 from lightning_app.report_tables import accuracy_table, table_markdown
+from lightning_app.run.status import FINISHED, STATUSES
 from lightning_app.runs import RunRecord, load_runs
 
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
-STATUSES = ("completed", "exploded", "failed", "running")
-FINISHED = ("completed", "exploded")
 
 
 def grouped(runs: list[RunRecord], *varying: str) -> list[list[RunRecord]]:

@@ -19,7 +19,7 @@ import yaml
 
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.run_dir import data_name, science_config
+from lightning_app.run.identity import data_name, get_dotted, science_config
 
 # The axes a study varies, and where each lives in a resolved config.
 AXES = {"norm": ("model", "norm"), "batch_size": ("data", "init_args", "batch_size"), "lr": ("model", "lr"),
@@ -58,14 +58,6 @@ def read_metrics(path: Path) -> dict[str, Series]:
     return series
 
 
-def _get(config: dict, path: tuple[str, ...]):
-    for part in path:
-        if not isinstance(config, dict):
-            return None
-        config = config.get(part)
-    return config
-
-
 @dataclass
 class RunRecord:
     path: Path
@@ -94,11 +86,11 @@ class RunRecord:
 
     @property
     def backbone(self) -> str:
-        return str(_get(self.config, ("model", "backbone")))
+        return str(get_dotted(self.config, ("model", "backbone")))
 
     def axis(self, name: str):
         """The value of a study axis (`norm`, `batch_size`, `lr`, `seed`)."""
-        return _get(self.config, AXES[name])
+        return get_dotted(self.config, AXES[name])
 
     def accuracy(self, metric: str) -> float | None:
         value = self.summary.get(metric)
@@ -106,15 +98,11 @@ class RunRecord:
 
     def context(self, *varying: str) -> str:
         """A key shared by exactly the runs that differ only along `varying` axes: the experiment and a
-        hash of the science config (run_dir.science_config) without those axes and without the
-        measuring callbacks (a probe restores the training state; it does not change the run)."""
-        science = science_config(self.config)
-        science = {k: v for k, v in science.items() if not (isinstance(v, dict) and "class_path" in v)
-                   or k in ("model", "data")}
-        science = json.loads(json.dumps(science, default=str))  # a copy the axes can be removed from
+        hash of the science config (run/identity.py: what the run name's hash covers) without those axes."""
+        science = science_config(self.config)  # a fresh copy: the axes can be removed from it
         for axis in varying:
             *parents, leaf = AXES[axis]
-            holder = _get(science, tuple(parents)) if parents else science
+            holder = get_dotted(science, tuple(parents)) if parents else science
             if isinstance(holder, dict):
                 holder.pop(leaf, None)
         digest = hashlib.sha1(json.dumps(science, sort_keys=True, default=str).encode()).hexdigest()[:8]

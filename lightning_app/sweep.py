@@ -5,8 +5,10 @@
 
 Each run's directory is computed by the CLI's own code (NormlabCLI's parser and
 `before_instantiate_classes`, without building any model), so the plan names exactly the directories
-`lightning fit` will write. A run whose `summary.json` says completed or exploded is skipped; any
-other is launched, and the CLI resumes it from its `checkpoints/last.ckpt` when one exists. Arguments
+`lightning fit` will write. A run whose `summary.json` says completed or exploded is skipped, and so
+is a run another process holds (its lock, `lightning_app/run/lock.py`: shown as running elsewhere);
+any other is launched, and the CLI resumes it from its newest checkpoint (`last.ckpt` or a SLURM
+requeue's `hpc_ckpt_*.ckpt`) when one exists. Arguments
 after `--` are appended to every run (they change the run names where they change the science).
 
 `--launcher local` runs each run as its own `python -m lightning_app fit ...` subprocess (a crash
@@ -31,7 +33,10 @@ from jsonargparse import ArgumentError
 
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.cli import FINISHED, NormlabCLI
+from lightning_app.cli import NormlabCLI
+from lightning_app.run.lock import describe_holder, holder_of
+from lightning_app.run.paths import resume_checkpoint
+from lightning_app.run.status import FINISHED, read_status
 from lightning_app.sweep_spec import SweepSpec, format_cli_value, load_sweep
 
 SWEEP_DIR = "_sweep"  # beside the run directories: logs, the slurm script, the W&B sweep file
@@ -44,12 +49,19 @@ class PlannedRun:
     args: list[str]  # the `fit` arguments
     run_dir: Path
     status: str | None  # summary.json's status, None when the run never started
+    holder: dict | None = None  # the process holding the run's lock (running elsewhere), None when free
 
     @property
     def action(self) -> str:
-        if self.status in FINISHED:
+        if self.status in FINISHED or self.holder is not None:
             return "skip"
-        return "resume" if (self.run_dir / "checkpoints" / "last.ckpt").is_file() else "start"
+        return "resume" if resume_checkpoint(self.run_dir) is not None else "start"
+
+    @property
+    def state(self) -> str:
+        if self.holder is not None:
+            return f"running elsewhere: {describe_holder(self.holder)}"
+        return self.status or ""
 
 
 def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
@@ -67,9 +79,7 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
             duplicates += 1
             continue
         seen.add(run_dir)
-        summary = run_dir / SUMMARY_FILE
-        status = read_json(summary).get("status") if summary.is_file() else None
-        runs.append(PlannedRun(len(runs), point, args, run_dir, status))
+        runs.append(PlannedRun(len(runs), point, args, run_dir, read_status(run_dir), holder_of(run_dir)))
     if duplicates:
         print(f"normlab: {duplicates} grid point(s) name a run directory already planned (they differ only in "
               "values that do not change the run); each directory is run once", file=sys.stderr)
@@ -133,11 +143,13 @@ def sweep_dir(runs: list[PlannedRun]) -> Path:
 
 def print_plan(spec: SweepSpec, runs: list[PlannedRun]) -> None:
     counts = {action: sum(r.action == action for r in runs) for action in ("skip", "resume", "start")}
+    elsewhere = sum(r.holder is not None for r in runs)
     where = runs[0].run_dir.parent if runs else "-"
-    print(f"sweep {spec.experiment}: {len(runs)} runs in {where} ({counts['skip']} finished, "
-          f"{counts['resume']} to resume, {counts['start']} to start)")
+    print(f"sweep {spec.experiment}: {len(runs)} runs in {where} ({counts['skip'] - elsewhere} finished, "
+          + (f"{elsewhere} running elsewhere, " if elsewhere else "")
+          + f"{counts['resume']} to resume, {counts['start']} to start)")
     for run in runs:
-        state = f" [{run.status}]" if run.status else ""
+        state = f" [{run.state}]" if run.state else ""
         print(f"  {run.index:>3}  {run.action:<6} {run.run_dir.name}{state}  {_describe(run.point)}")
 
 

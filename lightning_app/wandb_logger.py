@@ -28,7 +28,7 @@ from typing import Literal
 from pytorch_lightning import Trainer
 from pytorch_lightning.loggers import WandbLogger
 
-from lightning_app.run_dir import data_name, derive_run_name
+from lightning_app.run.identity import data_name, derive_run_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
