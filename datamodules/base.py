@@ -173,6 +173,8 @@ class ImageDataModule(LightningDataModule):
             raise ValueError(f"data.val_split must be a count >= 0 or a fraction in [0, 1), got {val_split!r}")
         if crop_padding is not None and (not isinstance(crop_padding, int) or crop_padding < 0):
             raise ValueError(f"data.crop_padding must be an integer >= 0, got {crop_padding!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
         self.data_dir, self.batch_size, self.val_split, self.split_seed = data_dir, batch_size, val_split, split_seed
         self.eval_batch_size = eval_batch_size or batch_size
         self.download, self.drop_last, self.on_device, self.seed = download, drop_last, on_device, seed

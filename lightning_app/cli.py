@@ -34,7 +34,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from callbacks.explosion import ExplosionDetector
 from callbacks.hessian import HessianTopEigen
@@ -59,7 +58,7 @@ from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
-from models.norms import make_norm, norm_names
+from models.norms import uses_batch_statistics
 from models.norms.sync import NormlabSyncBatchNorm
 
 # Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
@@ -235,13 +234,8 @@ class NormlabCLI(LightningCLI):
         self.datamodule.trainer = self.trainer  # what fit does first; the data module splits the batch by it
         per_device = self.datamodule.per_device_batch_size  # refuses a batch the devices do not divide
         norm = self.model.hparams.get("norm")
-        self.datamodule.expect_norm(norm, norm not in batch_free_norms())  # its setup refuses a last batch of 1
-        if per_device == 1 and any(isinstance(m, _BatchNorm) for m in self.model.modules()):
-            raise ValueError(
-                f"data.batch_size={self.datamodule.batch_size} leaves 1 image per device, but "
-                f"model.norm={self.model.hparams.get('norm')!r} normalizes with batch statistics in training; "
-                "use a batch of >= 2 per device, or a norm that trains on one image: "
-                + ", ".join(batch_free_norms()))
+        self.datamodule.expect_norm(norm, uses_batch_statistics(norm, self.model.hparams.get("norm_options")))
+        self.model.check_batch_size(per_device, f"data.batch_size={self.datamodule.batch_size}")
 
     # -- trainer -----------------------------------------------------------------------------------
     def instantiate_trainer(self, **kwargs) -> Trainer:
@@ -318,19 +312,6 @@ class NormlabCLI(LightningCLI):
 
 
 _STAGE = {"validate": "val", "test": "test", "predict": "predict"}
-
-
-def batch_free_norms() -> list[str]:
-    """The registered norms whose layers hold no BatchNorm (so a batch of one is fine in training)."""
-    names = []
-    for name in norm_names():
-        try:
-            layer = make_norm(name, 4, groups=1)
-        except (ValueError, TypeError):
-            continue
-        if not any(isinstance(m, _BatchNorm) for m in layer.modules()):
-            names.append(name)
-    return names
 
 
 COMMANDS_HELP = """usage: lightning {fit,validate,test,predict,sweep,report} ...

@@ -13,7 +13,10 @@ import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 from torchmetrics.classification import MulticlassAccuracy
 
-from models.backbones import build_backbone
+from models.backbones import backbone_norm_shapes, build_backbone
+from models.norms import norm_names, uses_batch_statistics
+from models.norms.statistics import check_norm_inputs
+from models.option_ranges import check_model_options
 from models.optim import (OptimizerName, ScheduleName, build_optimizer, check_lambda_max_step, limit_lambda_step,
                           lr_multiplier, parameter_groups)
 
@@ -70,8 +73,10 @@ class ImageClassifier(LightningModule):
             fused_optimizer: the fused optimizer kernels; None = on when training on CUDA.
         """
         super().__init__()
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"model.lr must be a finite number > 0, got {lr!r}")
+        check_model_options(lr=lr, momentum=momentum, betas=betas, weight_decay=weight_decay,
+                            lambda_lr_scale=lambda_lr_scale, gamma=gamma, step_size=step_size, milestones=milestones,
+                            warmup_epochs=warmup_epochs, norm_groups=norm_groups, num_classes=num_classes,
+                            in_channels=in_channels, image_size=image_size)
         check_lambda_max_step(lambda_max_step)
         self.save_hyperparameters()
         self.net = build_backbone(backbone, num_classes, in_channels, norm, norm_groups, image_size=image_size,
@@ -83,6 +88,18 @@ class ImageClassifier(LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def check_batch_size(self, per_device: int, source: str) -> None:
+        """Refuse, before training, a per-device batch of `per_device` images that the norm layers cannot
+        normalize in training; `source` names the setting it comes from (e.g. "data.batch_size=8")."""
+        hp = self.hparams
+        if per_device == 1 and uses_batch_statistics(hp.norm, hp.norm_options):
+            one_image = ", ".join(n for n in norm_names() if not uses_batch_statistics(n))
+            raise ValueError(f"{source} leaves 1 image per device, but model.norm={hp.norm!r} normalizes with "
+                             "batch statistics in training; use a batch of >= 2 per device, or a norm that "
+                             f"trains on one image: {one_image}")
+        shapes = backbone_norm_shapes(hp.backbone, hp.in_channels, hp.image_size, per_device, hp.backbone_options)
+        check_norm_inputs(self.net, hp.norm, shapes, source)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:

@@ -26,7 +26,9 @@ from models.backbones.densenet import DenseNet121
 from models.backbones.resnet import ResNet18, ResNet50
 from models.backbones.small_cnn import SmallCNN
 from models.backbones.vgg import VGG11
-from models.norms import make_norm
+from models.backbones.shapes import norm_input_shapes
+from models.norms import check_norm_options, make_norm
+from models.norms.statistics import check_norm_inputs
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
@@ -68,17 +70,37 @@ def norm_layer_factory(norm: str, norm_groups: int, policy: str = "strict",
 
 def build_backbone(name: str, num_classes: int, in_channels: int, norm: str, norm_groups: int = 32,
                    image_size: int = 32, backbone_options: dict | None = None, **norm_options) -> nn.Module:
-    """Build backbone `name` with every normalization layer made by `make_norm(norm, C, norm_groups)`."""
+    """Build backbone `name` with every normalization layer made by `make_norm(norm, C, norm_groups)`.
+
+    The options are checked before anything is built, and the norm layers against the backbone's
+    shapes at `image_size` (`models.norms.statistics`) after: a layer that cannot normalize its
+    input in training is an error here, naming the layer, not a constant output later."""
+    check_norm_options(norm, norm_options)
+    options = _backbone_options(name, backbone_options)
+    policy = options.pop("norm_groups_policy", "strict")
+    norm_layer = norm_layer_factory(norm, norm_groups, policy, **norm_options)
+    net = BACKBONES[name](num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer,
+                         image_size=image_size, **options)
+    check_norm_inputs(net, norm, backbone_norm_shapes(name, in_channels, image_size, None, backbone_options))
+    return net
+
+
+def backbone_norm_shapes(name: str, in_channels: int, image_size: int, batch_size: int | None,
+                         backbone_options: dict | None = None) -> dict[str, tuple]:
+    """{path of each norm layer of backbone `name`: its input shape (batch_size, C, H, W)}."""
+    options = _backbone_options(name, backbone_options)
+    options.pop("norm_groups_policy", None)
+    return norm_input_shapes(BACKBONES[name], in_channels, image_size, batch_size, **options)
+
+
+def _backbone_options(name: str, backbone_options: dict | None) -> dict:
+    """A copy of `backbone_options`, after refusing an unknown backbone or option."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; allowed: {', '.join(BACKBONES)}")
     options = dict(backbone_options or {})
-    policy = options.pop("norm_groups_policy", "strict")
-    norm_layer = norm_layer_factory(norm, norm_groups, policy, **norm_options)
-    backbone = BACKBONES[name]
-    own = set(inspect.signature(backbone).parameters) - set(BUILDER_ARGUMENTS)
+    own = set(inspect.signature(BACKBONES[name]).parameters) - set(BUILDER_ARGUMENTS)
     allowed = sorted(own) + ["norm_groups_policy"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"backbone {name!r} got unknown option(s) {unknown}; allowed: {allowed}")
-    return backbone(num_classes=num_classes, in_channels=in_channels, norm_layer=norm_layer,
-                    image_size=image_size, **options)
+    return options

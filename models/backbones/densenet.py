@@ -1,6 +1,6 @@
 """DenseNet-121 (Huang et al. 2017, "Densely Connected Convolutional Networks") in CIFAR form.
 
-The GN paper (seed 000, Figs 2-4) compares GN, BN and no norm on DenseNet-121. This is the
+The GN paper (Gunawan, Yin & Zhang 2022, Figs 2-4) compares GN, BN and no norm on DenseNet-121. This is the
 kuangliu/pytorch-cifar form (6,956,298 parameters with bn and 10 classes): a 3×3 stem conv to
 2·growth channels without max-pool; four dense blocks of [6, 12, 24, 16] bottleneck layers, each
 norm → ReLU → 1×1 conv (4·growth) → norm → ReLU → 3×3 conv (growth) whose output is concatenated to

@@ -1,11 +1,11 @@
 """ResNet-18 and ResNet-50 (He et al. 2016) in CIFAR form, as the GN paper's training script builds them.
 
-"Understanding and Improving Group Normalization" (seed 000) trains the kuangliu/pytorch-cifar ResNet
-(Tables 2-4: ResNet-50; SVHN: ResNet-18): a 3×3 stride-1 stem conv → norm → ReLU without max-pool,
-four stages of 64/128/256/512 planes with strides 1/2/2/2, a norm after every conv and in every
-projection shortcut (1×1 conv + norm, used when the stride or the width changes), global average
-pool, linear head. ResNet-18 = BasicBlock [2,2,2,2] (11,173,962 parameters with bn and 10 classes),
-ResNet-50 = Bottleneck [3,4,6,3] (23,520,842).
+"Understanding and Improving Group Normalization" (Gunawan, Yin & Zhang 2022) trains the
+kuangliu/pytorch-cifar ResNet (Tables 2-4: ResNet-50; SVHN: ResNet-18): a 3×3 stride-1 stem conv →
+norm → ReLU without max-pool, four stages of 64/128/256/512 planes with strides 1/2/2/2, a norm after
+every conv and in every projection shortcut (1×1 conv + norm, used when the stride or the width
+changes), global average pool, linear head. ResNet-18 = BasicBlock [2,2,2,2] (11,173,962 parameters
+with bn and 10 classes), ResNet-50 = Bottleneck [3,4,6,3] (23,520,842).
 
 `zero_init_residual` (Goyal et al. 2017, "Accurate, Large Minibatch SGD") starts every block as the
 identity: the affine weight γ of the block's last norm is zeroed, whatever the norm type; with

@@ -1,6 +1,7 @@
-"""The course report's small CNN (seed 004, "A Comparison of Batch Normalization and Group
-Normalization", §III): conv 16 3×3 → norm → ReLU → max-pool 2 → conv 32 3×3 → norm → ReLU →
-max-pool 2 → FC 256 → ReLU → FC classes. Convolutions are 'same'-padded so any input size works.
+"""The course report's small CNN (Sridhar, Azim & Talegaonkar 2018, "A Comparison of Batch
+Normalization and Group Normalization", §III): conv 16 3×3 → norm → ReLU → max-pool 2 → conv 32
+3×3 → norm → ReLU → max-pool 2 → FC 256 → ReLU → FC classes. Convolutions are 'same'-padded so any
+input size works.
 """
 from __future__ import annotations
 

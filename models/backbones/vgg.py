@@ -1,7 +1,7 @@
 """VGG-11 (configuration A of Simonyan & Zisserman 2015) in CIFAR form, as in the GN-paper analysis.
 
-"Understanding and Improving Group Normalization" (seed 000) runs its analysis (§3, appendix B.2)
-on this network (the seed repository calls it "VGG16"; its README says it is VGG-11):
+"Understanding and Improving Group Normalization" (Gunawan, Yin & Zhang 2022) runs its analysis
+(§3, appendix B.2) on this network (its published code calls it "VGG16"; its README says VGG-11):
 [conv 3×3 (bias) → norm → ReLU] per entry of 64-M-128-M-256-256-M-512-512-M-512-512-M, then a head:
 - `head: linear` (default): 512 → classes, the well-known CIFAR VGG-11 (9,231,114 parameters with bn);
 - `head: mlp`: 512 → 512 → 512 → classes with ReLU between, the seed repository's analysis head.

@@ -4,7 +4,7 @@ one-group (LayerNorm-like) and one-channel-per-group (InstanceNorm) cases.
 x̂ = (x − μ)/√(σ² + ε) with the biased σ², then y = γ_c·x̂ + β_c:
 - `bn`: μ, σ² per channel over (N, H, W); running estimates (momentum 0.1) are used in eval.
 - `gn`: μ, σ² per sample over groups of C/G channels × (H, W); the same in train and eval.
-  `reference_arithmetic=True` gives the GN seed repository's variant (see seed_arithmetic.py).
+  `reference_arithmetic=True` gives the GN paper's published code's variant (reference_arithmetic.py).
 - `ln`: `gn` with one group (statistics over C, H, W); `in`: `gn` with C groups, with γ, β.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from functools import partial
 
 from torch import nn
 
-from models.norms.factory import check_batch_values, check_groups, register_norm
-from models.norms.seed_arithmetic import SeedGroupNorm
+from models.norms.checks import check_batch_values, check_groups
+from models.norms.reference_arithmetic import ReferenceGroupNorm
 
 
 def batch_norm_2d(num_channels: int, layer: str = "bn", **options) -> nn.BatchNorm2d:
@@ -31,29 +31,24 @@ def _check_batch(layer: str, module: nn.Module, inputs: tuple) -> None:
         check_batch_values(layer, x, x.numel() // max(x.shape[1], 1), "(N, H, W) per channel")
 
 
-@register_norm("none")
 def none(num_channels: int, groups: int) -> nn.Module:
     return nn.Identity()
 
 
-@register_norm("bn")
 def batch_norm(num_channels: int, groups: int, eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
     return batch_norm_2d(num_channels, eps=eps, momentum=momentum)
 
 
-@register_norm("gn")
 def group_norm(num_channels: int, groups: int, eps: float = 1e-5, reference_arithmetic: bool = False) -> nn.Module:
     if reference_arithmetic:
-        return SeedGroupNorm(num_channels, groups, eps=eps)
+        return ReferenceGroupNorm(num_channels, groups, eps=eps)
     check_groups("gn", num_channels, groups)
     return nn.GroupNorm(groups, num_channels, eps=eps)
 
 
-@register_norm("ln")
 def layer_norm(num_channels: int, groups: int, eps: float = 1e-5) -> nn.Module:
     return nn.GroupNorm(1, num_channels, eps=eps)
 
 
-@register_norm("in")
 def instance_norm(num_channels: int, groups: int, eps: float = 1e-5) -> nn.Module:
     return nn.GroupNorm(num_channels, num_channels, eps=eps)

@@ -1,7 +1,7 @@
 """The GN/BN combinations the GN paper's appendix A.5 compared before proposing GNPlus.
 
-"Understanding and Improving Group Normalization" (seed 000, A.5) reports that these three fail
-(gradients vanish) at lr 1e-3, batch 4 on VGG-11 / CIFAR-10, where GNPlus trains:
+Gunawan, Yin & Zhang 2022 ("Understanding and Improving Group Normalization", appendix A.5) report
+that these three fail (gradients vanish) at lr 1e-3, batch 4 on VGG-11 / CIFAR-10, where GNPlus trains:
 - `gn_then_bn`: BN stacked after GN, each with its own affine parameters: y = BN(GN(x)).
 - `bgn`: Batch Group Normalization (Zhou et al. 2020): the C·H·W axis is merged and split into G
   groups; each group is normalized with statistics over the batch and the group's elements.
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from models.norms.basic import batch_norm_2d
-from models.norms.factory import check_batch_values, check_groups, register_norm
+from models.norms.checks import check_batch_values, check_groups, check_options
 from models.norms.moments import MomentAffine, mean_of_first_axis, mean_of_last_axis, update_running_statistics
 
 
@@ -58,9 +58,7 @@ class BatchGroupNorm(nn.Module):
     def __init__(self, num_channels: int, groups: int, examples_per_group: int | None = None, eps: float = 1e-5,
                  momentum: float | None = 0.1, name: str = "bgn"):
         super().__init__()
-        if examples_per_group is not None and examples_per_group < 1:
-            raise ValueError(f"norm {name!r}: examples_per_group={examples_per_group} must be >= 1 (or null: "
-                             "the whole batch)")
+        check_options(name, {"examples_per_group": examples_per_group, "eps": eps, "momentum": momentum})
         self.name, self.num_channels, self.groups, self.eps, self.momentum = name, num_channels, groups, eps, momentum
         self.examples_per_group = examples_per_group
         self.weight = nn.Parameter(torch.ones(num_channels))
@@ -133,17 +131,14 @@ class BatchGroupNorm(nn.Module):
                 f"eps={self.eps}, momentum={self.momentum}")
 
 
-@register_norm("gn_then_bn", GNThenBN)
 def gn_then_bn(num_channels: int, groups: int, eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
     return GNThenBN(num_channels, groups, eps=eps, momentum=momentum)
 
 
-@register_norm("bgn", BatchGroupNorm)
 def batch_group_norm(num_channels: int, groups: int, eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
     return BatchGroupNorm(num_channels, groups, eps=eps, momentum=momentum, name="bgn")
 
 
-@register_norm("gbgn")
 def general_batch_group_norm(num_channels: int, groups: int, examples_per_group: int | None = None,
                              eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
     check_groups("gbgn", num_channels, groups)

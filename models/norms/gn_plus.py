@@ -1,8 +1,8 @@
 """GNPlus: GroupNorm and BatchNorm mixed by a learnable weight (the GN paper, §4).
 
-"Understanding and Improving Group Normalization" (seed 000) proposes three ways to combine a
-GN part and a BN part, both without affine parameters, with s = σ(λ), one scalar λ per layer
-(initialised to 1, so s ≈ 0.73 favours GN), followed by one per-channel γ, β:
+Gunawan, Yin & Zhang 2022 ("Understanding and Improving Group Normalization", §4, Fig. 1) propose
+three ways to combine a GN part and a BN part, both without affine parameters, with s = σ(λ), one
+scalar λ per layer (initialised to 1, so s ≈ 0.73 favours GN), followed by one per-channel γ, β:
 
 - `gn_plus_parallel`:  y = γ⊙[s·GN(x) + (1−s)·BN(x)] + β
 - `gn_plus_gn_first`:  z = GN(x);  y = γ⊙[s·z + (1−s)·BN(z)] + β
@@ -20,7 +20,7 @@ Three arithmetic paths, one formula each:
   `nn.BatchNorm2d` would update them (momentum, unbiased running variance);
 - the BN part replaced by another module (e.g. `nn.SyncBatchNorm` in multi-GPU runs): the plain
   composition `mix` with that module, so statistics span the global batch;
-- `reference_arithmetic=True`: the seed repository's formulas (`seed_arithmetic`), also via `mix`.
+- `reference_arithmetic=True`: the paper's published code's formulas (`reference_arithmetic`), also via `mix`.
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.norms.factory import check_batch_values, check_groups, register_norm
+from models.norms.checks import check_batch_values, check_groups
 from models.norms.moments import (MomentAffine, batch_statistics, compute_dtype, group_statistics,
                                   update_running_statistics)
-from models.norms.seed_arithmetic import seed_batch_norm, seed_group_norm
+from models.norms.reference_arithmetic import reference_batch_norm, reference_group_norm
 
 
 class GNPlus(nn.Module):
@@ -52,7 +52,7 @@ class GNPlus(nn.Module):
         check_groups(self.name, num_channels, groups)
         self.num_channels, self.groups, self.eps = num_channels, groups, eps
         self.reference_arithmetic = reference_arithmetic
-        # The seed's BN part has no running statistics, so in that mode there is no BatchNorm module.
+        # The reference code's BN part has no running statistics, so in that mode there is no BatchNorm module.
         self.bn = None if reference_arithmetic else nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum,
                                                                    affine=False)
         self.lambda_ = nn.Parameter(torch.tensor(float(lambda_init)))
@@ -66,9 +66,9 @@ class GNPlus(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reference_arithmetic:
-            group_norm = partial(seed_group_norm, groups=self.groups, eps=self.eps)
+            group_norm = partial(reference_group_norm, groups=self.groups, eps=self.eps)
             return self._affine(self.mix(x, torch.sigmoid(self.lambda_), group_norm,
-                                         partial(seed_batch_norm, eps=self.eps, layer=self.name)))
+                                         partial(reference_batch_norm, eps=self.eps, layer=self.name)))
         if self.bn.training or self.bn.running_mean is None:
             check_batch_values(self.name, x, x.numel() // max(x.shape[1], 1), "(N, H, W) per channel")
         if type(self.bn) is not nn.BatchNorm2d:
@@ -162,14 +162,3 @@ class GNPlusBNFirst(GNPlus):
         k = s * gn_scale + (1 - s)
         return a * k, b * k + s * gn_shift, record
 
-
-def _register(cls: type[GNPlus]) -> None:
-    @register_norm(cls.name, cls)
-    def build(num_channels: int, groups: int, lambda_init: float = 1.0, eps: float = 1e-5,
-              momentum: float | None = 0.1, reference_arithmetic: bool = False) -> nn.Module:
-        return cls(num_channels, groups, lambda_init=lambda_init, eps=eps, momentum=momentum,
-                   reference_arithmetic=reference_arithmetic)
-
-
-for _cls in (GNPlusParallel, GNPlusGNFirst, GNPlusBNFirst):
-    _register(_cls)

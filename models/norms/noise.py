@@ -1,10 +1,11 @@
 """Gaussian noise on a normalization layer's output, in training only (the GN paper, §3.2.1).
 
-"Understanding and Improving Group Normalization" distorts each norm layer's output with
-N(μ = 1e-3, σ = 1.001) noise and finds GN collapses where BN and GNPlusGNFirst survive. The seed code
-(`GaussianNoise` in src/models/vgg.py; docs/seed_spec.md §A) adds the noise after γ, β and before the
-ReLU, drawing one value per (sample, group of C/G channels) shared by the group's elements
-(`granularity="group"`); `granularity="element"` draws one value per output element.
+Gunawan, Yin & Zhang 2022 ("Understanding and Improving Group Normalization", §3.2.1, Fig. 5)
+distort each norm layer's output with N(μ = 1e-3, σ = 1.001) noise and find GN collapses where BN and
+GNPlusGNFirst survive. Their published code (`GaussianNoise` in src/models/vgg.py of
+github.com/agusgun/UnderstandingGroupNorm) adds the noise after γ, β and before the ReLU, drawing one
+value per (sample, group of C/G channels) shared by the group's elements (`granularity="group"`);
+`granularity="element"` draws one value per output element.
 
 `make_norm` wraps any layer in `OutputNoise` when noise options are given, so every layer type gets
 the same noise. The wrapped layer stays a child module (callbacks find it by type; sync-BN conversion
@@ -17,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.norms.factory import check_groups
+from models.norms.checks import check_groups, check_options
 
 Granularity = Literal["element", "group"]
 
@@ -26,10 +27,7 @@ class OutputNoise(nn.Module):
     def __init__(self, layer: nn.Module, name: str, num_channels: int, groups: int, mean: float, std: float,
                  granularity: Granularity = "element"):
         super().__init__()
-        if granularity not in ("element", "group"):
-            raise ValueError(f"norm {name!r}: noise_granularity={granularity!r}; allowed: element, group")
-        if not std >= 0:
-            raise ValueError(f"norm {name!r}: noise_std={std!r} must be >= 0")
+        check_options(name, {"noise_mean": mean, "noise_std": std, "noise_granularity": granularity})
         if granularity == "group":
             check_groups(name, num_channels, groups)
         self.layer, self.groups, self.mean, self.std, self.granularity = layer, groups, mean, std, granularity

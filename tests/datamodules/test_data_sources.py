@@ -16,6 +16,7 @@ import pytest
 from datamodules import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
 from lightning_app.cli import main
 from tests.fakedata import write_fake_cifar, write_fake_mnist
+from tests.lightning_app.readme_table import assert_documented
 from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
 
 SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
@@ -41,6 +42,7 @@ def test_explicit_data_dir_with_only_the_training_files_lists_the_missing_ones(t
     assert "train-images" not in message.split("lacks", 1)[1].split(";")[0]  # only what is missing
     assert "an explicit data_dir must hold every file" in message and str(SYSTEM_COPY) not in message
     assert "download not tried" in message and dm.data_source is None
+    assert_documented("data dir holds only some files", message)
 
 
 def test_explicit_data_dir_that_does_not_exist_does_not_fall_back(tmp_path):
@@ -114,4 +116,5 @@ def test_negative_label_through_the_cli_is_one_line_before_any_run_directory(fak
     lines = [line for line in err.splitlines() if line.startswith(ERROR_PREFIX)]
     assert lines == [f"{ERROR_PREFIX}{fake_mnist_dir / 'train-labels-idx1-ubyte.gz'} holds label -3 (index 5); "
                      "expected labels 0..9"]
+    assert_documented("label out of range (either end)", lines[0][len(ERROR_PREFIX):])
     assert not any(p.is_file() for p in (tmp_path / "runs").rglob("*"))

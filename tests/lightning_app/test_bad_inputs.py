@@ -20,6 +20,7 @@ import pytest
 
 from lightning_app.cli import main
 from tests.fakedata import write_fake_mnist, write_idx
+from tests.lightning_app.readme_table import assert_documented, bad_input_table
 from tests.lightning_app.test_cli_end_to_end import ROOT, tiny_args
 
 ERROR_PREFIX = "normlab: error: "
@@ -142,18 +143,74 @@ ROWS = [
       "model.lr: 0.003 -> 0.01"]),
     ("run named by hand holds other science", ["--model.lr", "0.01"],
      ["run_name='victim' names a run of other science (model.lr: 0.003 -> 0.01)"]),
+    ("norm option out of range", ["--model.norm", "gn_plus_parallel", "--model.norm_options", '{{"eps": -1}}'],
+     ["norm 'gn_plus_parallel': eps=-1", "> 0"]),
+    ("norm momentum out of range", ["--model.norm_options", '{{"momentum": 2}}'], ["norm 'bn': momentum=2", "[0, 1]"]),
+    ("model option out of range", ["--model.momentum", "1.5"], ["model.momentum must be a number in [0, 1), got 1.5"]),
+    ("data option out of range", ["--data.init_args.num_workers", "-1"], ["data.num_workers", "got -1", ">= 0"]),
+    ("bgn groups do not divide C·H·W", ["--model.norm", "bgn", "--model.norm_groups", "3"],
+     ["norm 'bgn' at features.1: norm_groups=3 does not divide", "16·28·28", "allowed group counts"]),
 ]
+
+
+# The README table's row each of these inputs is the example of (the others are variants of a row).
+README_ROWS = {
+    "unknown backbone": "unknown backbone", "unknown norm": "unknown norm", "unknown data set": "unknown data set",
+    "unknown optimizer": "unknown optimizer", "groups do not divide channels": "groups do not divide channels",
+    "batch size < 0": "batch size 0 / < 0", "batch size not an integer": "batch size not an integer",
+    "batch not divisible by devices": "batch not divisible by the devices",
+    "batch 1 with BN": "batch of 1 with a BN-type norm (bn, gn_plus_*, gn_then_bn, bgn, gbgn)",
+    "lr < 0": "lr ≤ 0", "lr NaN (YAML .nan)": "lr NaN", "lr NaN (text)": "lr NaN",
+    "YAML syntax error": "YAML syntax error", "unknown key in YAML": "unknown key in a YAML file",
+    "unknown key on the command line": "unknown key on the command line",
+    "unknown data option": "unknown data option", "bad type": "value of the wrong type",
+    "val_split out of range": "val_split out of range", "missing config file": "missing config file",
+    "data dir: missing file": "data dir: missing file", "data dir: truncated file": "data dir: truncated file",
+    "data dir: truncated .gz": "data dir: truncated `.gz`", "data dir: not an IDX file": "data dir: not an IDX file",
+    "data dir: .gz that is not gzip": "data dir: `.gz` that is not gzip",
+    "data dir: wrong image size": "data dir: wrong image size",
+    "checkpoint does not exist": "checkpoint does not exist",
+    "truncated checkpoint": "truncated checkpoint (argument or the run's `last.ckpt`)",
+    "checkpoint from another architecture": "checkpoint from another architecture",
+    "norm option out of range": "norm option out of range (eps, momentum, ...)",
+    "model option out of range": "model option out of range",
+    "bgn groups do not divide C·H·W": "bgn groups do not divide a layer's C·H·W",
+    "run named by hand holds other science": "a run named by hand holds other science",
+}
+# README rows whose messages the run-directory tests (test_run_contract.py, test_run_records.py,
+# test_run_processes.py) check by substring only, not yet against the README's text.
+CHECKED_BY_SUBSTRING_ELSEWHERE = {
+    "a name that is not one directory name", "`--overwrite` of a directory without run files",
+    "`--overwrite` would delete the given checkpoint", "the run is being trained by another process",
+    "checkpoint of a run of other science", "`--ckpt_path last` without a checkpoint",
+    "root, experiment, run or `checkpoints` path is a file", "root not writable", "`metrics.csv` of the run is not one",
+}
+# README rows whose messages other test files hold to the README's text with `assert_documented`
+# (test_nothing_trains_on_nothing.py, tests/datamodules/test_data_sources.py).
+CHECKED_AGAINST_README_ELSEWHERE = {
+    "zero training steps", "batch larger than the training split (also: a val_split leaving less than a batch)",
+    "last batch of one with a BN-type norm", "data dir holds only some files", "label out of range (either end)",
+}
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
 def test_bad_input_row(runs, capsys, row):
     base, data, root = runs
-    _, extra, expected = row
+    name, extra, expected = row
     before = snapshot(root)
     message = error_line(capsys, lambda: main(fit_args(data, root, "victim", *(a.format(base=base) for a in extra))))
     for part in expected:
         assert part.format(base=base) in message, message
+    if name in README_ROWS:
+        assert_documented(README_ROWS[name], message)
     assert snapshot(root) == before
+
+
+def test_every_readme_row_is_what_a_test_prints():
+    """Every row of the README table is checked against the code's message by a test of this file."""
+    checked = set(README_ROWS.values()) | {"run directory holds a completed run",
+                                           "corrupt `summary.json` in the run directory"}
+    assert set(bad_input_table()) == checked | CHECKED_BY_SUBSTRING_ELSEWHERE | CHECKED_AGAINST_README_ELSEWHERE
 
 
 def test_completed_run_is_refused_and_untouched(runs, capsys):
@@ -162,6 +219,7 @@ def test_completed_run_is_refused_and_untouched(runs, capsys):
     message = error_line(capsys, lambda: main(fit_args(data, root, "finished", "--model.norm", "gn")))
     assert f"{root / 'exp' / 'finished'} already holds a completed run" in message
     assert "--overwrite true" in message
+    assert_documented("run directory holds a completed run", message)
     assert snapshot(root) == before
 
 
@@ -178,6 +236,8 @@ def test_damaged_file_in_the_run_directory_is_named(runs, tmp_path, capsys, dama
     before = snapshot(copy)
     message = error_line(capsys, lambda: main(fit_args(data, copy, "victim")))
     assert expected in message and str(target) in message
+    if damage == "summary.json":
+        assert_documented("corrupt `summary.json` in the run directory", message)
     assert snapshot(copy) == before
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from lightning_app.cli import main
+from tests.lightning_app.readme_table import assert_documented
 from tests.lightning_app.test_bad_inputs import error_line, snapshot
 from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
 
@@ -44,17 +45,25 @@ ROWS = [
 ]
 
 
-QUICK = ("max_epochs 0", "val_split leaves fewer images than a batch", "last batch of one, bn")  # the rest: slow
+# The README's bad-input rows, each documented with the message of one of these cases.
+README_ROW = {
+    "max_epochs 0": "zero training steps",
+    "batch larger than the split (drop_last)": "batch larger than the training split (also: a val_split leaving less than a batch)",
+    "last batch of one, bn": "last batch of one with a BN-type norm",
+}
+QUICK = ("max_epochs 0", "batch larger than the split (drop_last)", "last batch of one, bn")  # the rest: slow
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, marks=() if r[0] in QUICK else pytest.mark.slow) for r in ROWS],
                          ids=[r[0] for r in ROWS])
 def test_refused_before_training(fake_mnist_dir, tmp_path, capsys, row):
-    _, extra, expected = row
+    name, extra, expected = row
     root = tmp_path / "runs"
     root.mkdir()
     message = error_line(capsys, lambda: main(tiny_args(fake_mnist_dir, root, *extra)))
     assert expected in message, message
+    if name in README_ROW:
+        assert_documented(README_ROW[name], message)
     assert snapshot(root) == {}
 
 

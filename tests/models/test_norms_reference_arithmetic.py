@@ -1,4 +1,5 @@
-"""reference_arithmetic=True against a numpy re-derivation of the seed code (docs/seed_spec.md §A):
+"""reference_arithmetic=True against a numpy re-derivation of the published code of Gunawan, Yin & Zhang
+2022 (github.com/agusgun/UnderstandingGroupNorm, `GroupNorm2d` and the GNPlus layers):
 GN over (C/G·H·W) per sample with the unbiased std and ε added to the std; the "BN" part over the
 batch axis only, per (C, H, W) position, unbiased std + ε, batch statistics also in eval."""
 import numpy as np
@@ -11,7 +12,7 @@ from tests.models.layer_gradcheck import layer_gradcheck
 G, EPS = 2, 1e-5
 
 
-def seed_gn(x):
+def reference_gn(x):
     n, c, h, w = x.shape
     out = np.empty_like(x)
     for i in range(n):
@@ -21,7 +22,7 @@ def seed_gn(x):
     return out
 
 
-def seed_bn(x):
+def reference_bn(x):
     return (x - x.mean(axis=0)) / (x.std(axis=0, ddof=1) + EPS)
 
 
@@ -38,7 +39,7 @@ def test_gn_reference_arithmetic(training):
     layer = make_norm("gn", 4, groups=G, reference_arithmetic=True).double().train(training)
     weight, bias = _affine(layer)
     x = np.random.default_rng(0).normal(1.0, 2.0, (3, 4, 3, 2))
-    np.testing.assert_allclose(layer(torch.from_numpy(x)).detach().numpy(), seed_gn(x) * weight + bias, rtol=1e-10)
+    np.testing.assert_allclose(layer(torch.from_numpy(x)).detach().numpy(), reference_gn(x) * weight + bias, rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["gn_plus_parallel", "gn_plus_gn_first", "gn_plus_bn_first"])
@@ -49,17 +50,17 @@ def test_gn_plus_reference_arithmetic(name, training):
     s = 1 / (1 + np.exp(-layer.lambda_.item()))  # λ = 0.7 as stored (a float32 parameter before .double())
     x = np.random.default_rng(1).normal(-1.0, 3.0, (5, 4, 2, 3))
     if name == "gn_plus_parallel":
-        mixed = s * seed_gn(x) + (1 - s) * seed_bn(x)
+        mixed = s * reference_gn(x) + (1 - s) * reference_bn(x)
     elif name == "gn_plus_gn_first":
-        mixed = s * seed_gn(x) + (1 - s) * seed_bn(seed_gn(x))
+        mixed = s * reference_gn(x) + (1 - s) * reference_bn(reference_gn(x))
     else:
-        mixed = s * seed_gn(seed_bn(x)) + (1 - s) * seed_bn(x)
+        mixed = s * reference_gn(reference_bn(x)) + (1 - s) * reference_bn(x)
     np.testing.assert_allclose(layer(torch.from_numpy(x)).detach().numpy(), mixed * weight + bias, rtol=1e-10,
                                atol=1e-12)
 
 
 def test_reference_gn_plus_refuses_a_batch_of_one_even_in_eval():
-    # the seed's unbiased std over one sample is NaN (seed_spec.md, defects): refuse instead
+    # the code's unbiased std over one sample is NaN (division by n − 1 = 0): refuse instead
     layer = make_norm("gn_plus_gn_first", 4, groups=G, reference_arithmetic=True).eval()
     with pytest.raises(ValueError, match=r"'gn_plus_gn_first'.*\(1, 4, 2, 2\)"):
         layer(torch.randn(1, 4, 2, 2))
