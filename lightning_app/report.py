@@ -69,41 +69,10 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
 
     table_groups = grouped(runs, "norm", "batch_size", "seed")
     table_titles = unique_titles(table_groups, "lr")
-    lines += [f"## Accuracy ({METRICS[metric]}, %)", "",
-              "Layout of the GN paper's Tables 2–4: rows batch size, columns norm; Mean and Variance over batch "
-              "sizes (sample variance, as the paper). A table holds runs that differ only in norm, seed and batch "
-              "size, and in the values tied to the batch size, which it names.", ""]
-    figures: list[tuple[str, Path | None]] = []
-    for i, (title, group) in enumerate(zip(table_titles, table_groups)):
-        table = accuracy_table(group.runs, metric)
-        if table.empty:
-            lines += [f"### {title}", "", _no_table_sentence(group, metric), ""]
-            continue
-        lines += [f"### {title}", "", *_tied_lines(group), table_markdown(table), ""]
-        if len(table.batch_sizes) > 1:
-            path = plot_accuracy_vs_batch(table, out / f"accuracy_vs_batch_{i:02d}.png", title, f"{METRICS[metric]} (%)")
-            lines += _figure_lines(title, path, out)
-            figures.append((title, path))
-
-    lambda_lines = []
-    for i, (title, group) in enumerate(zip(table_titles, table_groups)):
-        tables = final_lambda_tables(group.runs)
-        section = [line for norm, table in tables.items()
-                   for line in (f"**{norm}**", "", table_markdown(table, "Batch size \\ layer", summary_rows=False,
-                                                                   digits=3), "")]
-        if section:
-            section[:0] = ["Final σ(λ) (weight on the GN output) per GNPlus layer, input → output (summary.json "
-                           "`lambdas`; completed runs).", ""]
-        for name, plot in (("final_lambda", plot_final_lambda_vs_batch), ("lambda", plot_lambda_trajectories)):
-            path = plot(group.runs, out / f"{name}_{i:02d}.png", title)
-            section += _figure_lines(title, path, out)
-            figures.append((title, path))
-        if section:
-            lambda_lines += [f"### {title}", "", *section]
-    if lambda_lines:
-        lines += ["## σ(λ) of the GNPlus layers", "", "GN paper §4: s = σ(λ) weighs the GN part, 1 − s the BN part; "
-                  "λ is logged by `callbacks.lambda_tracker.LambdaTracker`. Every λ panel shares the y axis [0, 1].",
-                  "", *lambda_lines]
+    accuracy_lines, figures = _accuracy_section(table_groups, table_titles, metric, out)
+    lambda_lines, lambda_figures = _lambda_section(table_groups, table_titles, out)
+    lines += accuracy_lines + lambda_lines
+    figures += lambda_figures
 
     curves = [(t, plot_training_curves(g.runs, out / f"curves_{i:02d}.png", t))
               for i, (t, g) in enumerate(zip(table_titles, table_groups))]
@@ -133,6 +102,51 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
     atomic_write_text(report, "\n".join(lines))
     written = [p for _, p in figures + curves + landscapes + envelopes if p is not None]
     return report, written
+
+
+def _accuracy_section(groups: list[Group], titles: list[str], metric: str,
+                      out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """One table per group in the paper's layout, its tied rule, and accuracy against batch size."""
+    lines = [f"## Accuracy ({METRICS[metric]}, %)", "",
+             "Layout of the GN paper's Tables 2–4: rows batch size, columns norm; Mean and Variance over batch "
+             "sizes (sample variance, as the paper). A table holds runs that differ only in norm, seed and batch "
+             "size, and in the values tied to the batch size, which it names.", ""]
+    figures = []
+    for i, (title, group) in enumerate(zip(titles, groups)):
+        table = accuracy_table(group.runs, metric)
+        if table.empty:
+            lines += [f"### {title}", "", _no_table_sentence(group, metric), ""]
+            continue
+        lines += [f"### {title}", "", *_tied_lines(group), table_markdown(table), ""]
+        if len(table.batch_sizes) > 1:
+            path = plot_accuracy_vs_batch(table, out / f"accuracy_vs_batch_{i:02d}.png", title,
+                                          f"{METRICS[metric]} (%)")
+            lines += _figure_lines(title, path, out)
+            figures.append((title, path))
+    return lines, figures
+
+
+def _lambda_section(groups: list[Group], titles: list[str], out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """Per group with GNPlus runs: the final σ(λ) tables, σ(λ) against batch size and the trajectories."""
+    lines, figures = [], []
+    for i, (title, group) in enumerate(zip(titles, groups)):
+        section = [line for norm, table in final_lambda_tables(group.runs).items()
+                   for line in (f"**{norm}**", "", table_markdown(table, "Batch size \\ layer", summary_rows=False,
+                                                                   digits=3), "")]
+        if section:
+            section[:0] = ["Final σ(λ) (weight on the GN output) per GNPlus layer, input → output (summary.json "
+                           "`lambdas`; completed runs).", ""]
+        for name, plot in (("final_lambda", plot_final_lambda_vs_batch), ("lambda", plot_lambda_trajectories)):
+            path = plot(group.runs, out / f"{name}_{i:02d}.png", title)
+            section += _figure_lines(title, path, out)
+            figures.append((title, path))
+        if section:
+            lines += [f"### {title}", "", *section]
+    if lines:
+        lines[:0] = ["## σ(λ) of the GNPlus layers", "", "GN paper §4: s = σ(λ) weighs the GN part, 1 − s the BN "
+                     "part; λ is logged by `callbacks.lambda_tracker.LambdaTracker`. Every λ panel shares the y axis "
+                     "[0, 1].", ""]
+    return lines, figures
 
 
 def _tied_lines(group: Group) -> list[str]:

@@ -36,12 +36,15 @@ def write_run(root: Path, norm: str, batch_size: int, seed: int, status: str, fi
                        "init_args": {"batch_size": batch_size, "data_dir": "data"}}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     exploded = status == "exploded"
+    if rows is None:
+        rows = _generated_rows(norm, seed, lr, exploded, landscape, final_val_acc)
+    lambdas = {key.removeprefix("lambda/"): value for row in rows for key, value in row.items()
+               if key.startswith("lambda/")}  # the last logged σ(λ) per layer, as the run summary holds it
     (run_dir / "summary.json").write_text(json.dumps({
         "status": status, "best_val_acc": final_val_acc, "final_val_acc": final_val_acc, "test_acc": final_val_acc,
         "epochs": 1 if exploded else EPOCHS, "steps": 10, "wall_seconds": 12.5, "explosion": None,
-        "global_batch_size": batch_size, **(summary or {})}))
-    write_metrics_csv(run_dir / "metrics.csv", rows if rows is not None else
-                      _generated_rows(norm, seed, lr, exploded, landscape, final_val_acc))
+        "global_batch_size": batch_size, **({"lambdas": lambdas} if lambdas else {}), **(summary or {})}))
+    write_metrics_csv(run_dir / "metrics.csv", rows)
     return run_dir
 
 
