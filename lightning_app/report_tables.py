@@ -65,9 +65,9 @@ class AccuracyTable:
 
 
 def ordered_norms(names) -> list[str]:
-    """Norms in the registry's order (none, bn, gn, ...), unknown names after them."""
+    """Norms in the registry's order (none, bn, gn, ...), unknown names (or None: no norm key) after them."""
     known = norm_names()
-    return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
+    return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), str(n)))
 
 
 def accuracy_table(runs: list[RunRecord], metric: str) -> AccuracyTable:
