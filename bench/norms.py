@@ -5,6 +5,9 @@ show where GNPlus would be without the fused arithmetic (models/norms/moments.py
 `gn_plus_gn_first[seed]` (reference_arithmetic=True, the seed repository's formulas) and
 `gn_plus_gn_first[torch GN+BN]` (the plain composition of torch's GroupNorm and BatchNorm kernels).
 CPU in float32; on a GPU also bfloat16. All layers of one shape are timed interleaved in one run.
+
+Two upstream gradients: `dense` (random, contiguous, as a conv's backward hands a layer) and `expanded`
+(one value at stride 0, as `y.sum().backward()` gives): a layer that needs dense rows would copy it.
 """
 from __future__ import annotations
 
@@ -58,18 +61,23 @@ def _cases() -> list[tuple[str, torch.dtype]]:
     return cases
 
 
+def _gradients(shape, device, dtype, gen) -> dict[str, torch.Tensor]:
+    return {"dense": torch.randn(shape, generator=gen).to(device, dtype),
+            "expanded": torch.ones((), device=device, dtype=dtype).expand(shape)}
+
+
 def run() -> list[dict]:
     rows = []
     for device, dtype in _cases():
         for shape in SHAPES:
             gen = torch.Generator().manual_seed(0)
             x = torch.randn(shape, generator=gen).to(device, dtype).requires_grad_()
-            grad = torch.randn(shape, generator=gen).to(device, dtype)
             layers = {name: layer.to(device, dtype) for name, layer in _layers(shape[1]).items()}
-            medians = interleaved_medians({name: _forward_backward(layer, x, grad) for name, layer in layers.items()},
-                                          repeats=7, warmup=2, device=device)
-            for name, ratio in ratios(medians, "bn(torch)").items():
-                rows.append({"device": device, "dtype": str(dtype).removeprefix("torch."),
-                             "shape": "x".join(map(str, shape)), "layer": name,
-                             "fwd_bwd_ms": round(medians[name] * 1e3, 2), "ratio_to_bn": round(ratio, 2)})
+            for grad_kind, grad in _gradients(shape, device, dtype, gen).items():
+                medians = interleaved_medians({name: _forward_backward(layer, x, grad)
+                                               for name, layer in layers.items()}, repeats=7, warmup=2, device=device)
+                for name, ratio in ratios(medians, "bn(torch)").items():
+                    rows.append({"device": device, "dtype": str(dtype).removeprefix("torch."),
+                                 "shape": "x".join(map(str, shape)), "grad": grad_kind, "layer": name,
+                                 "fwd_bwd_ms": round(medians[name] * 1e3, 2), "ratio_to_bn": round(ratio, 2)})
     return rows

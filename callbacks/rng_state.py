@@ -5,6 +5,9 @@ else that draws random numbers during training (dropout, a stochastic layer) rea
 generators. Their states (Python, NumPy, torch CPU and every CUDA device) are saved with each
 checkpoint and put back just before the first training batch after a resume, so the resumed run
 draws the same numbers the uninterrupted one would have.
+
+`rng_states` / `set_rng_states` are the project's one capture and restore of the global generators
+(the step probes replay a training step's state with them too).
 """
 from __future__ import annotations
 

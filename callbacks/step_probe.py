@@ -8,7 +8,8 @@ A probe here (`LandscapeProbe`, `HessianTopEigen`):
   it after backward (after the AMP unscale) and before gradient clipping and the optimizer step,
   so the parameters are θ_t and `.grad` is the raw gradient. The batch is the one
   `on_train_batch_start` saw, i.e. after the data module's `on_after_batch_transfer`
-  (normalized and augmented exactly as `training_step` got it);
+  (normalized and augmented exactly as `training_step` got it); with gradient accumulation, the
+  window's last batch (a probe that needs g then computes that batch's own, see `LandscapeProbe`);
 - evaluates `pl_module.compute_loss(batch)` in training mode with autocast off (bf16 would round
   small steps away) and grad enabled (the hook runs inside `optimizer.step`, which disables it);
   every forward starts from the RNG state the training step's forward started from, so dropout
@@ -27,28 +28,13 @@ A probe here (`LandscapeProbe`, `HessianTopEigen`):
 from __future__ import annotations
 
 import copy
-import random
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-
-def capture_rng() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+from callbacks.rng_state import rng_states, set_rng_states
 
 
 class TrainingSnapshot:
@@ -58,7 +44,7 @@ class TrainingSnapshot:
         self.parameters = {p: p.detach().clone() for p in module.parameters()}
         self.grads = {p: p.grad for p in module.parameters()}
         self.buffers = [(b, b.detach().clone()) for b in module.buffers()]
-        self.rng = capture_rng()
+        self.rng = rng_states()
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -67,7 +53,7 @@ class TrainingSnapshot:
             p.grad = self.grads[p]
         for b, saved in self.buffers:
             b.copy_(saved)
-        restore_rng(self.rng)
+        set_rng_states(self.rng)
 
 
 class OptimizerSnapshot:
@@ -108,7 +94,7 @@ def probe_mode(module: torch.nn.Module) -> Iterator[None]:
 
 def probe_loss(pl_module: LightningModule, batch, rng: dict[str, Any]) -> torch.Tensor:
     """The training loss of `batch`, every call from the RNG state `rng` (one dropout mask)."""
-    restore_rng(rng)
+    set_rng_states(rng)
     return pl_module.compute_loss(batch)[0]
 
 
@@ -149,7 +135,7 @@ class StepProbe(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch,
                              batch_idx: int) -> None:
         due = self._due(trainer)
-        self._batch, self._batch_rng = (batch, capture_rng()) if due else (None, None)
+        self._batch, self._batch_rng = (batch, rng_states()) if due else (None, None)
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:

@@ -127,7 +127,8 @@ class ImageClassifier(LightningModule):
         optimizer = build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum, tuple(hp.betas), fused=fused)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         batches = self.trainer.num_training_batches  # known once estimated_stepping_batches ran
-        per_epoch = max(int(batches) // self.trainer.accumulate_grad_batches, 1) if math.isfinite(batches) else total
+        # An epoch's last batch steps the optimizer even when its accumulation window is short.
+        per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches) if math.isfinite(batches) else total
         factor = lr_multiplier(hp.schedule, total, per_epoch, list(hp.milestones or []), hp.gamma, hp.step_size,
                                int(hp.warmup_epochs * per_epoch))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

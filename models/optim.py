@@ -90,6 +90,12 @@ def lr_multiplier(schedule: ScheduleName, total_steps: int, steps_per_epoch: int
 
     `milestones` and `step_size` are in epochs, as the papers state them; the schedule is applied per
     step so that step and epoch boundaries agree however many batches an epoch has.
+
+    Each equals torch's scheduler stepped per batch (tests/models/test_optim_schedules.py): `StepLR`,
+    `MultiStepLR`, `CosineAnnealingLR`, the warm-up `LinearLR` multiplied in (`ChainedScheduler`), and
+    `OneCycleLR` with a linear rise and a cosine fall. One closed form in a `LambdaLR` rather than those
+    objects: torch's one-cycle anneals both phases alike, and a checkpoint keeps no horizon (T, the
+    milestones), so a resumed run with more epochs follows the new one.
     """
     if schedule not in ("constant", "step", "multistep", "cosine", "onecycle"):
         raise ValueError(f"unknown schedule {schedule!r}; allowed: constant, step, multistep, cosine, onecycle")

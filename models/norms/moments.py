@@ -119,12 +119,8 @@ class MomentAffine(torch.autograd.Function):
         wanted = ctx.needs_input_grad[2:]
         if torch.is_grad_enabled():
             return _recomputed_grads(ctx.coefficients, x, tensors, grad_y, ctx.needs_input_grad)
-        n, c = mean.shape
         count = x[0, 0].numel()
-        g_rows = grad_y.to(mean.dtype).reshape(n * c, -1)
-        x_rows = x.to(mean.dtype).reshape(n * c, -1)
-        grad_scale = torch.einsum("rm,rm->r", g_rows, x_rows).view(n, c)
-        grad_shift = (g_rows @ g_rows.new_ones(count)).view(n, c)
+        grad_scale, grad_shift = _position_sums(grad_y, x, mean)
         with small_tensor_threads(x), torch.enable_grad():
             leaves = [mean.detach().requires_grad_(), var.detach().requires_grad_()] + [
                 t.detach().requires_grad_(w) for t, w in zip(tensors, wanted)]
@@ -176,6 +172,35 @@ def _zero_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor
 
 def _broadcast(per_sample_channel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return per_sample_channel.view(*per_sample_channel.shape, *(1,) * (x.dim() - 2))
+
+
+def _position_sums(grad_y: torch.Tensor, x: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ g·x and Σ g over each (n, c)'s positions, shape (N, C) in mean's dtype, reading g as it is laid out.
+
+    The products with BLAS (a matrix-vector product, a batched dot) need g as dense rows; reshaping
+    an expanded gradient (stride 0, as `y.sum().backward()` gives) or a non-contiguous one into rows
+    would copy it at full size, or hand BLAS a stride-0 matrix (measured: 7× the dense product's
+    time). So: along every spatial axis where g is expanded it is constant, and x is summed there
+    instead (Σ g·x = Σ g·Σx; over all of them that sum is M·mean, no pass at all); a gradient that
+    is still not dense rows is multiplied and reduced in its own layout.
+    """
+    n, c = mean.shape
+    spatial = list(range(2, x.dim()))
+    expanded = [d for d in spatial if grad_y.stride(d) == 0 and grad_y.shape[d] > 1]
+    repeats = 1
+    for d in expanded:
+        repeats *= grad_y.shape[d]
+        grad_y = grad_y.narrow(d, 0, 1)
+    g = grad_y.to(mean.dtype)
+    if len(expanded) == len(spatial):
+        g = g.reshape(n, c)  # at most N·C values
+        return g * mean * repeats, g * repeats
+    x = x.sum(expanded, keepdim=True, dtype=mean.dtype) if expanded else x.to(mean.dtype)
+    if not (g.is_contiguous() and x.is_contiguous()):
+        return (g * x).sum(spatial), g.sum(spatial) * repeats
+    g_rows, x_rows = g.view(n * c, -1), x.view(n * c, -1)
+    grad_shift = g_rows @ g_rows.new_ones(g_rows.shape[1]) * repeats
+    return torch.einsum("rm,rm->r", g_rows, x_rows).view(n, c), grad_shift.view(n, c)
 
 
 def _recomputed_grads(coefficients: Coefficients, x: torch.Tensor, tensors: list[torch.Tensor],

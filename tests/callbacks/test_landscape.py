@@ -3,6 +3,7 @@
 - quadratic L(θ) = ½θᵀAθ: L(θ−ηg), ‖∇L(θ−ηg) − g‖ = η‖Ag‖, β_eff = ‖Ag‖/‖g‖, in closed form;
 - linear softmax (with BatchNorm1d, dropout): a direct computation with `torch.func.functional_call`
   on a copy; the `update` direction from a fresh torch optimizer loaded with the recorded state;
+- bf16 autocast and `accumulate_grad_batches: 2`: g is still the probed batch's own fp32 gradient;
 - the probe leaves parameters, grads, buffers, optimizer state and RNG bit-identical.
 """
 import re
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from callbacks.landscape import LandscapeProbe
+from callbacks.step_probe import probe_mode
 from tests.callbacks.probe_models import (STEP_SIZES, LinearSoftmax, QuadraticModel, StateRecorder,
                                           assert_same_state, classification_loader, fit, reference_values)
 
@@ -73,33 +75,48 @@ def test_linear_softmax_matches_functional_call(direction, exclude_norm, batch_n
     assert sorted(logged) == [0, 3, 6]
     for step, row in logged.items():
         assert_same_state(before.states[step], after.states[step])
-        losses, preds, betas = reference_values(model, before.states[step], direction, exclude_norm, lr)
-        for eta, loss_k, pred in zip(STEP_SIZES, losses[1:], preds):
-            assert row[f"landscape/loss@{eta:g}"] == pytest.approx(loss_k, rel=1e-5)
-            assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(pred, rel=1e-5)
-        assert row["landscape/loss_min"] == pytest.approx(min(losses), rel=1e-5)
-        assert row["landscape/loss_max"] == pytest.approx(max(losses), rel=1e-5)
-        assert row["landscape/grad_pred_min"] == pytest.approx(min(preds), rel=1e-5)
-        assert row["landscape/grad_pred_max"] == pytest.approx(max(preds), rel=1e-5)
-        assert row["landscape/beta_eff"] == pytest.approx(max(betas), rel=1e-5)
+        assert_matches_reference(row, model, before.states[step], direction, exclude_norm, lr)
     assert capture.hyperparams["landscape/exclude_norm_params"] is exclude_norm
 
 
-def test_mixed_precision_training_is_probed_in_fp32():
-    """Under bf16 autocast the training gradient is rounded; the probe recomputes g with autocast off."""
+def assert_matches_reference(row, model, state, direction, exclude_norm, lr):
+    losses, preds, betas = reference_values(model, state, direction, exclude_norm, lr)
+    for eta, loss_k, pred in zip(STEP_SIZES, losses[1:], preds):
+        assert row[f"landscape/loss@{eta:g}"] == pytest.approx(loss_k, rel=1e-5)
+        assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(pred, rel=1e-5)
+    assert row["landscape/loss_min"] == pytest.approx(min(losses), rel=1e-5)
+    assert row["landscape/loss_max"] == pytest.approx(max(losses), rel=1e-5)
+    assert row["landscape/grad_pred_min"] == pytest.approx(min(preds), rel=1e-5)
+    assert row["landscape/grad_pred_max"] == pytest.approx(max(preds), rel=1e-5)
+    assert row["landscape/beta_eff"] == pytest.approx(max(betas), rel=1e-5)
+
+
+@pytest.mark.parametrize("precision,accumulate", [("bf16-mixed", 1), ("32-true", 2), ("bf16-mixed", 2)])
+def test_mixed_precision_and_accumulation_probe_the_batch_own_fp32_gradient(precision, accumulate):
+    """Under bf16 autocast `.grad` is rounded, and with `accumulate_grad_batches: 2` it is the mean over
+    two batches: g must still be ∇L(θ;B) in fp32 of the probed batch B (the window's last, the one
+    the recorder saw last), as the functional_call reference computes it."""
     torch.manual_seed(0)
-    model = LinearSoftmax(lr=0.01)
-    before = StateRecorder()
+    model = LinearSoftmax(batch_norm=True, dropout=0.3, lr=0.01)
+    before, after = StateRecorder(), StateRecorder()
     probe = LandscapeProbe(every_n_steps=2, step_sizes=STEP_SIZES)
-    capture = fit(model, [before, probe], classification_loader(), max_steps=3, precision="bf16-mixed")
+    capture = fit(model, [before, probe, after], classification_loader(), max_steps=5, precision=precision,
+                  accumulate_grad_batches=accumulate)
     logged = capture.with_prefix("landscape/")
-    assert sorted(logged) == [0, 2]
+    assert sorted(logged) == [0, 2, 4]
     for step, row in logged.items():
-        losses, preds, betas = reference_values(model, before.states[step], "gradient", False, 0.01)
-        for eta, loss_k, pred in zip(STEP_SIZES, losses[1:], preds):
-            assert row[f"landscape/loss@{eta:g}"] == pytest.approx(loss_k, rel=1e-5)
-            assert row[f"landscape/grad_pred@{eta:g}"] == pytest.approx(pred, rel=1e-5)
-        assert row["landscape/beta_eff"] == pytest.approx(max(betas), rel=1e-5)
+        assert_same_state(before.states[step], after.states[step])
+        assert_matches_reference(row, model, before.states[step], "gradient", False, 0.01)
+
+
+def test_probe_mode_turns_autocast_off_whoever_turned_it_on():
+    """Lightning 2.6 calls the probe hook outside its autocast region; a caller that holds one open
+    still gets fp32 probes."""
+    layer = torch.nn.Linear(4, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(2, 4)).dtype == torch.bfloat16
+        with probe_mode(layer):
+            assert layer(torch.randn(2, 4)).dtype == torch.float32 and torch.is_grad_enabled()
 
 
 @pytest.mark.parametrize("bad,message", [
