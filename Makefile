@@ -4,7 +4,7 @@ CONFIG  ?= configs/quickstart.yaml
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 export WANDB_MODE ?= offline
 
-.PHONY: train test test-all bench data clean
+.PHONY: train test test-all test-cluster bench data clean
 
 .venv/installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -27,10 +27,16 @@ train: .venv/installed data
 	.venv/bin/lightning fit --config $(CONFIG)
 
 test: .venv/installed
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not cluster"
 
 test-all: .venv/installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not cluster"
+
+# The SLURM tier: brings up a one-node cluster on this machine (root, Debian: tools/slurm_cluster.sh),
+# then submits real sweeps to it. The jobs run this clone's .venv/bin/python in this directory.
+test-cluster: .venv/installed
+	tools/slurm_cluster.sh
+	$(PY) -m pytest -q -m cluster
 
 bench: .venv/installed
 	$(PY) -m bench

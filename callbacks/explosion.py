@@ -1,20 +1,25 @@
 """`ExplosionDetector`: catches a gradient explosion at the step it happens, records it, loses nothing.
 
-"Understanding and Improving Group Normalization" (seed 000) lost runs to gradient explosion
-(GNPlusBNFirst and GNPlusParallel on CIFAR-10, GNPlusGNFirst on SVHN at small batch) and left them
-out of its tables; it also reports vanishing gradients. Here either is a recorded outcome.
+Gunawan, Yin and Zhang ("Understanding and Improving Group Normalization", §5.1–5.2, Tables 2 and 4)
+lost runs to gradient explosion (GNPlusBNFirst and GNPlusParallel on CIFAR-10, GNPlusGNFirst on SVHN
+at small batch) and left them out of their tables. Here an explosion is a recorded outcome, and the
+CLI adds this detector to every run with its defaults unless the config gives one.
 
 Every optimizer step, once the gradient is complete and before the optimizer applies it
 (`on_before_optimizer_step`), the detector computes the global gradient norm `grad/norm` (one fused
 `torch._foreach_norm`, logged every step) and checks, in this order of precedence:
 - `nan_loss`: the training loss is not finite;
 - `inf_grad`: `grad/norm` is not finite;
-- `spike`: `grad/norm` > `spike_factor` × the running (lower) median of the last `window` finite norms,
-  once `warmup_steps` steps have been observed in this fit;
-- `vanish`: `grad/norm` < `vanish_threshold` for `vanish_patience` steps in a row.
+- `spike`: `grad/norm` > `spike_factor` × the running reference, the (lower) `spike_quantile` quantile
+  of the last `window` finite norms (default 10 × the 0.9 quantile of 100), for `spike_patience` steps in a row, once `warmup_steps` steps have been observed in this fit;
+- `vanish`: `grad/norm` < `vanish_threshold` for `vanish_patience` steps in a row;
+- `nonfinite_weights` (at the end of training, `on_train_end`): a weight or buffer is not finite, or the
+  last loss was not (a warned NaN, an update that overflowed): the run ends `exploded`, never `completed`.
 
-Actions (`action`):
-- `stop` (default): the update of the bad step is not applied, the BN running statistics its forward
+`action` applies to the non-finite triggers (default `stop`), `spike_action` to `spike` and `vanish`
+(default `warn`): a spike of the gradient norm is common in healthy small-batch training, a NaN
+never is (bench/explosion_rule.py measures both; bench/RESULTS.md). Actions:
+- `stop`: the update of the bad step is not applied, the BN running statistics its forward
   pass changed are restored, `checkpoints/last.ckpt` is saved (the state after the previous step, so
   the weights on disk are never NaN), ModelCheckpoint's own `save_last` is switched off so it cannot
   overwrite that file, training stops and `summary.json` says `exploded`.
@@ -30,13 +35,14 @@ No host–device sync per step: the checks run on the device and the first event
 host reads it every `sync_every` steps (one `.tolist()`). With `sync_every=1` (default; free on the
 CPU) every action happens before the bad update. With N > 1 a GPU run stays asynchronous, at the
 cost of a detection delay of up to N−1 steps: the report still names the exact step, value and
-median, but the updates in between were applied, so `stop` saves a checkpoint only if the weights
+reference, but the updates in between were applied, so `stop` saves a checkpoint only if the weights
 are still finite (otherwise it keeps the last periodic one: the weights on disk are still never
 NaN) and `skip_step` is refused (it can only skip a step read before its update).
 
 On every event: `explosion/step` and `explosion/kind` (1 + index in `TRIGGERS`) go to every logger
-and one line to stderr; the first event is written to `explosion.json` in the run directory (step,
-epoch, batch index, trigger, value, running median, the 10 parameters with the largest gradient
+and one line to stderr; the first event (replaced by the one that stopped the run, which keeps the
+first as `first_event`) is written to `explosion.json` in the run directory (step,
+epoch, batch index, trigger, value, running reference, the 10 parameters with the largest gradient
 norms, every GNPlus layer's σ(λ), the learning rates, the checkpoint saved) and recorded in
 `summary.json` through `RunSummary`. With `grad_norm_every_n_steps`, every module's gradient norm is
 logged as `grad_norm/<module path>` every n steps (one sync each time). Under DDP the gradient is
@@ -57,7 +63,8 @@ from callbacks.run_files import write_json
 from callbacks.run_summary import RunSummary
 from models.norms import GNPlus
 
-TRIGGERS = ("nan_loss", "inf_grad", "spike", "vanish")
+TRIGGERS = ("nan_loss", "inf_grad", "spike", "vanish", "nonfinite_weights")
+NON_FINITE = ("nan_loss", "inf_grad", "nonfinite_weights")  # handled by `action`; the others by `spike_action`
 ACTIONS = ("stop", "skip_step", "warn")
 EXPLOSION_FILE = "explosion.json"
 TOP_PARAMETERS = 10
@@ -66,30 +73,42 @@ SUMMARY_FIELDS = ("step", "epoch", "trigger", "value", "action", "events", "skip
 
 
 class ExplosionDetector(Callback):
-    def __init__(self, action: str = "stop", spike_factor: float = 10.0, window: int = 100,
-                 warmup_steps: int = 1, vanish_threshold: float | None = 1e-8, vanish_patience: int = 100,
+    def __init__(self, action: str = "stop", spike_action: str = "warn", spike_factor: float = 10.0,
+                 spike_quantile: float = 0.9, window: int = 100, warmup_steps: int = 1, spike_patience: int = 1,
+                 vanish_threshold: float | None = 1e-8, vanish_patience: int = 100,
                  sync_every: int = 1, max_skips: int = 10, grad_norm_every_n_steps: int | None = None):
         """
         Args:
-            action: stop | skip_step | warn (see the module docstring).
-            spike_factor: a spike is `grad/norm` above this multiple of the running median (> 1).
-            window: steps in the running median.
+            action: what a non-finite loss, gradient or final weight does: stop | skip_step | warn
+                (see the module docstring).
+            spike_action: what a `spike` or `vanish` event does: warn (default) | stop | skip_step.
+            spike_factor: a spike is `grad/norm` above this multiple of the running reference (> 1).
+            spike_quantile: the running reference is this (lower) quantile of the last `window` finite
+                norms, in (0, 1]. Default 0.9, not the median (0.5): at batch 2 the norm's tail is heavy late
+                in training, where 10 × the median fired 842 times in a healthy 20,000-step run and 10 × the
+                0.9 quantile never (bench/RESULTS.md, "explosion_rule").
+            window: steps in the running reference.
             warmup_steps: steps observed before spikes are checked. Default 1: the quickstart's first
                 norms move < 1.3x step to step, while lr 1e4 jumps 3e8x at step 1, which a
-                longer warm-up would let through (the median then holds exploded values).
+                longer warm-up would let through (the reference then holds exploded values).
+            spike_patience: consecutive steps above `spike_factor` × the reference that make one `spike` event.
             vanish_threshold: `grad/norm` below this counts towards `vanish`; None turns the check off.
             vanish_patience: consecutive steps below `vanish_threshold` that make a `vanish` event.
             sync_every: read the device-side flags every this many steps (1: act before the bad update).
             max_skips: with skip_step, updates skipped before the next event stops the run.
             grad_norm_every_n_steps: also log every module's gradient norm every n steps (None: never).
         """
-        if action not in ACTIONS:
-            raise ValueError(f"explosion.action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        for name, value in (("action", action), ("spike_action", spike_action)):
+            if value not in ACTIONS:
+                raise ValueError(f"explosion.{name} must be one of {', '.join(ACTIONS)}, got {value!r}")
         checks = [
             ("spike_factor", spike_factor, spike_factor > 1, "a number > 1"),
+            ("spike_quantile", spike_quantile, 0 < spike_quantile <= 1, "a number in (0, 1]"),
             ("window", window, isinstance(window, int) and window >= 1, "an integer >= 1"),
             ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0,
              "an integer >= 0"),
+            ("spike_patience", spike_patience, isinstance(spike_patience, int) and spike_patience >= 1,
+             "an integer >= 1"),
             ("vanish_threshold", vanish_threshold, vanish_threshold is None or vanish_threshold >= 0,
              "a number >= 0 or null"),
             ("vanish_patience", vanish_patience, isinstance(vanish_patience, int) and vanish_patience >= 1,
@@ -104,11 +123,13 @@ class ExplosionDetector(Callback):
         for name, value, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"explosion.{name} must be {allowed}, got {value!r}")
-        if action == "skip_step" and sync_every != 1:
-            raise ValueError(f"explosion.action=skip_step needs sync_every=1 (a step can only be skipped if "
-                             f"its flags are read before its update), got sync_every={sync_every}")
-        self.action, self.spike_factor, self.window = action, float(spike_factor), window
-        self.warmup_steps, self.vanish_patience = warmup_steps, vanish_patience
+        for name, value in (("action", action), ("spike_action", spike_action)):
+            if value == "skip_step" and sync_every != 1:
+                raise ValueError(f"explosion.{name}=skip_step needs sync_every=1 (a step can only be skipped if "
+                                 f"its flags are read before its update), got sync_every={sync_every}")
+        self.action, self.spike_action, self.spike_factor, self.window = action, spike_action, float(spike_factor), window
+        self.spike_quantile = float(spike_quantile)
+        self.warmup_steps, self.spike_patience, self.vanish_patience = warmup_steps, spike_patience, vanish_patience
         self.vanish_threshold = vanish_threshold
         self.sync_every, self.max_skips = sync_every, max_skips
         self.grad_norm_every_n_steps = grad_norm_every_n_steps
@@ -122,13 +143,16 @@ class ExplosionDetector(Callback):
         self._named_parameters = [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad]
         self._history = torch.full((self.window,), math.nan, device=device)  # NaN = empty slot
         self._low_run = torch.zeros((), dtype=torch.int64, device=device)
-        self._event = torch.zeros(4, device=device)  # first unread event: kind (0: none), value, median, slot
+        self._high_run = torch.zeros((), dtype=torch.int64, device=device)
+        self._event = torch.zeros(4, device=device)  # first unread event: kind (0: none), value, reference, slot
         self._pending: list[tuple[int, int, int]] = []  # (global step, epoch, batch index) of unread steps
         self._seen = 0
         self._loss: torch.Tensor | None = None
+        self._last_loss: torch.Tensor | None = None  # of the last step, for the final check
         self._param_norms: torch.Tensor | None = None
         # The forward pass of a bad step already moved the BN running statistics: keep a copy to undo it.
-        self._buffers = [b for b in pl_module.buffers()] if self.action != "warn" else []
+        undoes = self.action != "warn" or self.spike_action != "warn"
+        self._buffers = [b for b in pl_module.buffers()] if undoes else []
         self._buffer_copies = [b.clone() for b in self._buffers]
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any,
@@ -154,22 +178,26 @@ class ExplosionDetector(Callback):
             self._log_module_norms(trainer)
 
         loss, self._loss = (self._loss if self._loss is not None else total.new_zeros(())), None
-        median = torch.nanmedian(self._history)
+        self._last_loss = loss
+        reference = torch.nanquantile(self._history, self.spike_quantile, interpolation="lower")  # NaN: empty slot
         nan_loss, inf_grad = ~torch.isfinite(loss), ~torch.isfinite(total)
         no_flag = torch.zeros_like(inf_grad)
-        spike = total > self.spike_factor * median if self._seen >= self.warmup_steps else no_flag
+        high = total > self.spike_factor * reference if self._seen >= self.warmup_steps else no_flag
+        self._high_run = torch.where(high, self._high_run + 1, 0)
+        spike = self._high_run >= self.spike_patience
+        self._high_run = torch.where(spike, 0, self._high_run)  # the next event needs a new run
         if self.vanish_threshold is not None:
             self._low_run = torch.where(total < self.vanish_threshold, self._low_run + 1, 0)
             vanish = self._low_run >= self.vanish_patience
             self._low_run = torch.where(vanish, 0, self._low_run)  # warn: the next event needs a new run
         else:
             vanish = no_flag
-        flags = torch.stack([nan_loss, inf_grad, spike, vanish])
+        flags = torch.stack([nan_loss, inf_grad, spike, vanish, no_flag])
         kind = torch.where(flags.any(), flags.int().argmax() + 1, 0)  # argmax: the first true flag
         value = torch.where(nan_loss, loss.float(), total)
         self._pending.append((step, trainer.current_epoch, self._batch_idx))
         slot = torch.full((), len(self._pending) - 1.0, device=total.device)
-        row = torch.stack([kind.float(), value, median, slot])
+        row = torch.stack([kind.float(), value, reference, slot])
         self._event = torch.where((self._event[0] == 0) & (kind > 0), row, self._event)
         self._history[self._seen % self.window] = torch.where(inf_grad, math.nan, total)
         self._seen += 1
@@ -179,6 +207,25 @@ class ExplosionDetector(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._pending:  # events of the last, unread steps (sync_every > 1)
             self._read(trainer, pl_module, None)
+        if self.record is None or not self.record["stopped"]:
+            self._check_final_state(trainer, pl_module)
+
+    def _check_final_state(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Before a run may end `completed`: every weight and buffer finite, and the last loss too.
+
+        A `warn`-only detector, unread steps or an update that overflowed a finite gradient into an
+        infinite weight all end here; such a run is `exploded`, never `completed` with a chance-level
+        accuracy."""
+        state = [t for t in pl_module.state_dict().values() if t.is_floating_point()]
+        weights_finite = bool(torch.stack([torch.isfinite(t).all() for t in state]).all()) if state else True
+        loss = self._last_loss
+        if weights_finite and (loss is None or bool(torch.isfinite(loss))):
+            return
+        kind = TRIGGERS.index("nonfinite_weights" if not weights_finite else "nan_loss") + 1
+        value = math.nan if loss is None else float(loss)
+        self._pending = [(trainer.global_step, trainer.current_epoch, getattr(self, "_batch_idx", 0))]
+        self._event = torch.tensor([kind, value, math.nan, 0.0])
+        self._read(trainer, pl_module, None, final=True)
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run must not forget: the first event and the skip budget already used."""
@@ -188,8 +235,9 @@ class ExplosionDetector(Callback):
         self.record, self.events, self.skipped = state_dict["record"], state_dict["events"], state_dict["skipped"]
 
     # -- host side: read the flags, act --------------------------------------------------------------
-    def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
-        kind, value, median, slot = self._event.tolist()  # the one host-device sync
+    def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer, final: bool = False) -> None:
+        """Act on the first unread event; `final` (the end-of-training check) always ends `exploded`."""
+        kind, value, reference, slot = self._event.tolist()  # the one host-device sync
         pending, self._pending = self._pending, []
         if kind == 0:
             return
@@ -198,7 +246,7 @@ class ExplosionDetector(Callback):
         before_update = optimizer is not None and int(slot) == len(pending) - 1
         self.events += 1
         trigger = TRIGGERS[int(kind) - 1]
-        act = self.action
+        act = "stop" if final else self.action if trigger in NON_FINITE else self.spike_action
         if act == "skip_step" and self.skipped >= self.max_skips:
             act = "stop"
         if act in ("stop", "skip_step") and optimizer is not None:
@@ -209,15 +257,18 @@ class ExplosionDetector(Callback):
                     p.grad = None  # the optimizer now leaves every parameter and its state alone
             self.skipped += act == "skip_step"
         checkpoint = self._save_finite_checkpoint(trainer, pl_module) if act == "stop" else None
-        if self.record is None:
-            self.record = self._describe(trainer, pl_module, trigger, value, median, step, epoch, batch_idx,
+        if self.record is None or act == "stop":  # the first event, unless a later one ends the run
+            first = self.record
+            self.record = self._describe(trainer, pl_module, trigger, value, reference, step, epoch, batch_idx,
                                          grads_of_step=trainer.global_step, checkpoint=checkpoint)
+            if first is not None:
+                self.record["first_event"] = {k: first[k] for k in ("step", "trigger", "value", "action")}
         self.record.update(events=self.events, skipped=self.skipped, stopped=act == "stop")
         for logger in trainer.loggers:
             logger.log_metrics({"explosion/step": step, "explosion/kind": int(kind)}, step=step)
         if trainer.is_global_zero:
             print(f"normlab: explosion detected: {trigger} at step {step} (epoch {epoch}, "
-                  f"batch {batch_idx}): value {value:.4g}, running median {median:.4g} -> {act}",
+                  f"batch {batch_idx}): value {value:.4g}, running reference {reference:.4g} -> {act}",
                   file=sys.stderr)
             if trainer.log_dir is not None:
                 write_json(Path(trainer.log_dir) / EXPLOSION_FILE, self.record)
@@ -246,17 +297,18 @@ class ExplosionDetector(Callback):
         return str(path)
 
     def _describe(self, trainer: Trainer, pl_module: LightningModule, trigger: str, value: float,
-                  median: float, step: int, epoch: int, batch_idx: int, grads_of_step: int,
+                  reference: float, step: int, epoch: int, batch_idx: int, grads_of_step: int,
                   checkpoint: str | None) -> dict:
-        norms = self._param_norms.tolist()
+        norms = self._param_norms.tolist() if self._param_norms is not None else []
         # Non-finite norms first (they name where the explosion is), then the largest.
-        top = sorted(zip(self._param_names, norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
+        top = sorted(zip(getattr(self, "_param_names", []), norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
         groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
         return {
             "step": step, "epoch": epoch, "batch_idx": batch_idx, "trigger": trigger,
             "value": json_number(value),
-            "running_median": None if math.isnan(median) else median,  # NaN: no history yet
-            "action": self.action,
+            "running_reference": None if math.isnan(reference) else reference,  # NaN: no history yet
+            "spike_quantile": self.spike_quantile,
+            "action": self.action if trigger in NON_FINITE else self.spike_action,
             "top_grad_norms": [{"parameter": name, "grad_norm": json_number(norm)}
                                for name, norm in top[:TOP_PARAMETERS]],
             "grad_norms_of_step": grads_of_step,

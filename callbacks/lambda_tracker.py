@@ -44,6 +44,7 @@ class LambdaTracker(Callback):
         self._layers: dict[str, GNPlus] = {}
         self._grad: torch.Tensor | None = None  # |∂L/∂λ| per layer, of the latest optimizer step
         self._last_logged_step = -1
+        self._last_logged_epoch = 0  # the epoch that row carried: a resume logs it again as it was
         # (step, σ(λ) per layer) of every logged step: the W&B table, kept across a resume
         self.history: list[tuple[int, list[float]]] = []
 
@@ -54,6 +55,12 @@ class LambdaTracker(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.global_step == 0:
             self._log(trainer)  # the initial value, so every trajectory starts at σ(λ_init)
+        elif trainer.global_step == self._last_logged_step:
+            # Resumed from a checkpoint of a step this tracker had logged: the metrics file keeps the
+            # earlier rows only up to the resumed run's first row, so that row is logged again (the same
+            # values: λ comes back from the checkpoint) instead of being lost.
+            self._last_logged_step = -1
+            self._log(trainer, epoch=self._last_logged_epoch)  # an epoch-end row keeps its epoch
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         if self.log_grad_norm and self._layers and trainer.is_global_zero:
@@ -76,14 +83,16 @@ class LambdaTracker(Callback):
                     self._log_wandb_chart(logger)
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "last_logged_step": self._last_logged_step}
+        return {"history": self.history, "last_logged_step": self._last_logged_step,
+                "last_logged_epoch": self._last_logged_epoch}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = [(int(step), list(values)) for step, values in state_dict.get("history", [])]
         self._last_logged_step = state_dict.get("last_logged_step", -1)
+        self._last_logged_epoch = state_dict.get("last_logged_epoch", 0)
 
     # -- internals ---------------------------------------------------------------------------------
-    def _log(self, trainer: Trainer) -> None:
+    def _log(self, trainer: Trainer, epoch: int | None = None) -> None:
         step = trainer.global_step
         if not self._layers or not trainer.is_global_zero or step == self._last_logged_step:
             return
@@ -96,11 +105,13 @@ class LambdaTracker(Callback):
         values = torch.stack(list(rows.values())).cpu().tolist()  # the one device→host copy
         metrics = {f"{PREFIXES[kind]}{name}": value
                    for kind, row in zip(rows, values) for name, value in zip(self._layers, row)}
-        metrics["epoch"] = trainer.current_epoch  # as Lightning's own rows carry it
+        epoch = trainer.current_epoch if epoch is None else epoch
+        metrics["epoch"] = epoch  # as Lightning's own rows carry it
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
-        self.history.append((step, values[0]))
-        self._last_logged_step = step
+        if not self.history or self.history[-1][0] != step:  # a resume logs its first step again
+            self.history.append((step, values[0]))
+        self._last_logged_step, self._last_logged_epoch = step, epoch
 
     def _record_summary(self, trainer: Trainer) -> None:
         summary = RunSummary.find(trainer)

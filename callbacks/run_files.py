@@ -1,4 +1,8 @@
-"""Files of a run directory, written atomically: a kill never leaves a truncated file behind."""
+"""Files of a run directory, written atomically: a kill never leaves a truncated file behind.
+
+Every file gets the mode the umask gives a file opened normally (0644 under umask 022), so a colleague
+or a group account can read a run: `tempfile.mkstemp` creates 0600, which the rename would keep.
+"""
 from __future__ import annotations
 
 import json
@@ -9,6 +13,20 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for an instant, for every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc (not Linux): read it the only other way, and put it back
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path` for writing; on success it is synced and renamed over
@@ -17,6 +35,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

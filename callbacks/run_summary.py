@@ -1,9 +1,11 @@
 """`RunSummary`: keeps `summary.json` of the run directory up to date (always on).
 
-`{"status": "running"|"completed"|"exploded"|"failed", "best_val_acc", "final_val_acc",
-"test_acc", "epochs", "steps", "wall_seconds", "explosion": null|{...}}`. A sweep reads `status`
-to skip finished runs; the report reads the accuracies. Wall time and the best accuracy survive a
-resume through the callback's checkpointed state. Other callbacks add fields with `update(...)`.
+`{"status": "running"|"completed"|"exploded"|"failed"|"interrupted", "best_val_acc", "final_val_acc",
+"test_acc", "epochs", "steps", "wall_seconds", "explosion": null|{...}, "data_source"}`. A sweep reads `status`
+to skip finished runs (`lightning_app/run/status.py` says which are); the report reads the
+accuracies. `interrupted`: stopped by SIGTERM/SIGINT (a scheduler, `timeout`, Ctrl-C), resumable;
+`failed`: an error. Wall time and the best accuracy survive a resume through the callback's
+checkpointed state. Other callbacks add fields with `update(...)`.
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning import Callback, LightningModule, Trainer
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from callbacks.run_files import write_json
 
 SUMMARY_FILE = "summary.json"
+RUNNING, COMPLETED, EXPLODED, FAILED, INTERRUPTED = "running", "completed", "exploded", "failed", "interrupted"
 
 
 def batch_sizes(trainer: Trainer) -> dict[str, int]:
@@ -33,10 +37,15 @@ def batch_sizes(trainer: Trainer) -> dict[str, int]:
             "norm_batch_size": global_batch if synced else per_device, "world_size": trainer.world_size}
 
 
+def is_interruption(exception: BaseException) -> bool:
+    """Ctrl-C (KeyboardInterrupt) or SIGTERM (Lightning stops the loop with SIGTERMException)."""
+    return isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+
+
 class RunSummary(Callback):
     def __init__(self):
         self.summary: dict[str, Any] = {
-            "status": "running", "best_val_acc": None, "final_val_acc": None, "test_acc": None,
+            "status": RUNNING, "best_val_acc": None, "final_val_acc": None, "test_acc": None,
             "epochs": 0, "steps": 0, "wall_seconds": 0.0, "explosion": None,
         }
         self._elapsed_before = 0.0  # wall time of earlier segments of a resumed run
@@ -54,8 +63,9 @@ class RunSummary(Callback):
     # -- hooks -------------------------------------------------------------------------------------
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._started = time.perf_counter()
-        self.summary["status"] = "running"
+        self.summary["status"] = RUNNING
         self.summary.update(batch_sizes(trainer))
+        self.summary["data_source"] = getattr(trainer.datamodule, "data_source", None)  # the folder read
         self._write(trainer)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -70,8 +80,8 @@ class RunSummary(Callback):
         self._write(trainer)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.summary["status"] == "running":
-            self.summary["status"] = "failed" if trainer.interrupted else "completed"
+        if self.summary["status"] == RUNNING:
+            self.summary["status"] = FAILED if trainer.interrupted else COMPLETED
         self._write(trainer)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -82,8 +92,10 @@ class RunSummary(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if self._started is None:  # failed while setting up (bad data files): leave the run directory as it was
             return
-        if self.summary["status"] == "running":
-            self.summary["status"] = "failed"
+        if self.summary["status"] == RUNNING and is_interruption(exception):
+            self.summary["status"] = INTERRUPTED
+        elif self.summary["status"] == RUNNING:
+            self.summary["status"] = FAILED
             self.summary["error"] = f"{type(exception).__name__}: {exception}".splitlines()[0][:500]
         self._write(trainer)
 

@@ -1,7 +1,9 @@
 """Training augmentation, batched on the device: random crop with zero padding + horizontal flip.
 
-The transform is torchvision's `RandomCrop(size, padding=p)` + `RandomHorizontalFlip()`, the seeds'
-CIFAR pipeline (seed_spec.md §C, from kuangliu/pytorch-cifar): each image is zero-padded by p pixels
+The transform is torchvision's `RandomCrop(size, padding=p)` + `RandomHorizontalFlip()`, the standard
+CIFAR augmentation (He, Zhang, Ren and Sun 2016, "Deep Residual Learning for Image Recognition",
+§4.2: "4 pixels are padded on each side, and a 32×32 crop is randomly sampled from the padded image
+or its horizontal flip"), as kuangliu/pytorch-cifar implements it: each image is zero-padded by p pixels
 on every side, the size×size window at a uniform random offset (dy, dx) ∈ {0..2p}² is cut out, and it
 is mirrored left-right with probability 1/2. Padding the uint8 image with 0 and normalizing after the
 crop gives the same pixels as torchvision (which pads the PIL image with 0 before `Normalize`).

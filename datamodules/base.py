@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from typing import ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
@@ -100,6 +102,9 @@ class DeviceBatches:
             yield gather_training_batch(self.images, self.labels, key)
 
 
+DEFAULT_DATA_DIR = "data"
+
+
 class ImageDataModule(LightningDataModule):
     """Base class. Subclasses set the class attributes and implement `load_split`.
 
@@ -121,12 +126,12 @@ class ImageDataModule(LightningDataModule):
 
     def __init__(
         self,
-        data_dir: str = "data",
+        data_dir: str = DEFAULT_DATA_DIR,
         batch_size: int = 128,
         val_split: int | float = 5000,
         split_seed: int = 0,
         eval_batch_size: int | None = None,
-        download: bool = True,
+        download: bool | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -138,14 +143,17 @@ class ImageDataModule(LightningDataModule):
     ):
         """
         Args:
-            data_dir: where the data set's files are (or are downloaded to).
+            data_dir: the one folder the data set's files come from. Left at the default `data`, it is a
+                cache: a system copy (Fashion-MNIST) or a download is used when it lacks the files; any
+                other folder must hold every file, or the run stops with the list of what is missing.
             batch_size: the global training batch (split across devices under DDP).
             val_split: images held out of the training set for validation: a count, or a fraction
                 in (0, 1); 0 validates on the official test split (as the GN paper did, which then
                 picked its best epoch on the test set).
             split_seed: seed of the fixed train/validation split (independent of the run's seed).
             eval_batch_size: batch for validation and test (default: batch_size).
-            download: let `prepare_data` fetch the files with torchvision when they are missing.
+            download: fetch missing files with torchvision into `data_dir`: true (asked for), false
+                (never), or null (default: only when `data_dir` is left at its default).
             num_workers, pin_memory, persistent_workers: DataLoader settings. Batches are gathered
                 from memory with one index per batch, so 0 workers is fastest on small machines.
             drop_last: drop the last incomplete training batch (a batch of one makes BN undefined).
@@ -177,6 +185,22 @@ class ImageDataModule(LightningDataModule):
         self._progress = (0, 0)  # (epoch, training batches of it handed to the model)
         self._train_sampler: EpochBatchSampler | None = None
         self._scales: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.data_source: str | None = None  # the folder the files were read from, once loaded
+        self.batch_statistics_norm: str | None = None  # set by `expect_norm`
+
+    @property
+    def default_data_dir(self) -> bool:
+        """`data_dir` left at its default: the only case where the files may come from elsewhere."""
+        return os.path.normpath(self.data_dir) == DEFAULT_DATA_DIR
+
+    @property
+    def may_download(self) -> bool:
+        return self.download if self.download is not None else self.default_data_dir
+
+    def expect_norm(self, name: str, uses_batch_statistics: bool) -> None:
+        """Tell the data module the model's norm, so that `setup` refuses an epoch ending in a batch of
+        one image per device for a norm that normalizes with batch statistics."""
+        self.batch_statistics_norm = name if uses_batch_statistics else None
 
     # -- what a subclass provides ------------------------------------------------------------------
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +212,9 @@ class ImageDataModule(LightningDataModule):
         error = getattr(self, "_download_error", None)
         if error:
             return f"the torchvision download failed ({error})"
-        if not self.download:
-            return "torchvision download not tried (set data.download: true to fetch them)"
+        if not self.may_download:
+            return ("torchvision download not tried (set data.download: true to fetch them into "
+                    f"{self.data_dir})")
         return "no torchvision download ran (prepare_data was not called)"
 
     def try_download(self, fetch) -> None:
@@ -203,10 +228,16 @@ class ImageDataModule(LightningDataModule):
     # -- Lightning hooks ---------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         per_device_batch_size(self.batch_size, self._world()[1])  # refuse a bad batch before reading
-        if self._splits:
-            return
+        if not self._splits:
+            self._load_splits()
+        if stage == "fit":
+            self._check_training_batches()
+
+    def _load_splits(self) -> None:
         images, labels = self.load_split(train=True)
         test = _InMemoryBatches(*self.load_split(train=False))
+        if self._world()[0] == 0 and self.data_source is not None:
+            print(f"normlab: {self.name} data read from {self.data_source}", file=sys.stderr)
         n_val = self._num_val(len(labels))
         if n_val == 0:
             self._splits = {"train": _InMemoryBatches(images, labels), "val": test, "test": test}
@@ -219,8 +250,37 @@ class ImageDataModule(LightningDataModule):
             "test": test,
         }
 
+    def _check_training_batches(self) -> None:
+        """Nothing trains on nothing: refuse, before the first step, a fit that would take no training
+        step, train on batches smaller than `batch_size`, or end an epoch with a batch of one image
+        per device for a norm that normalizes with batch statistics."""
+        trainer = self.trainer
+        if trainer is None:
+            return
+        for key, value in (("max_epochs", trainer.max_epochs), ("max_steps", trainer.max_steps),
+                           ("limit_train_batches", trainer.limit_train_batches)):
+            if value == 0:
+                raise ValueError(f"trainer.{key}=0 trains nothing; use a value >= 1 (max_epochs and "
+                                 "max_steps: -1 for no limit)")
+        n_train, world = len(self._splits["train"]), self._world()[1]
+        split = f"the training split has {n_train} images (data.val_split={self.val_split!r} held out)"
+        if n_train < self.batch_size:
+            raise ValueError(f"data.batch_size={self.batch_size} is larger than the training set: {split}, so "
+                             + ("no batch is complete (drop_last)" if self.drop_last else
+                                "every batch would be smaller than data.batch_size")
+                             + f"; use a batch of at most {n_train} or a smaller val_split")
+        remainder = n_train % self.batch_size
+        if not self.drop_last and remainder and remainder // world == 1 and self.batch_statistics_norm:
+            raise ValueError(
+                f"data.drop_last=false and {split}: every epoch ends with a batch of {remainder} "
+                f"({n_train} = {n_train // self.batch_size}·{self.batch_size} + {remainder}), 1 image per "
+                f"device, and model.norm={self.batch_statistics_norm!r} normalizes with batch statistics; "
+                "set data.drop_last: true, or change batch_size or val_split")
+
     def _num_val(self, n_train: int) -> int:
         n_val = self.val_split if isinstance(self.val_split, int) else math.floor(self.val_split * n_train)
+        if n_train == 0:
+            raise ValueError(f"{self.name}: the training split in {self.data_source} holds no images")
         if n_val >= n_train:
             raise ValueError(f"data.val_split={self.val_split!r} leaves no training images (the set has {n_train})")
         return n_val
@@ -286,6 +346,9 @@ class ImageDataModule(LightningDataModule):
     def test_dataloader(self):
         return self._eval_loader("test")
 
+    def predict_dataloader(self):  # `lightning predict`: the official test split, in order
+        return self._eval_loader("test")
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 batch → augmented (training batches only) and normalized float batch, on its device."""
         if isinstance(batch, TrainingBatch):
@@ -316,3 +379,13 @@ class ImageDataModule(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._progress = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
+
+
+
+def check_label_range(path, labels: np.ndarray, num_classes: int) -> None:
+    """Labels must lie in 0..num_classes-1 (the classes of the cross-entropy): name the file and the first
+    label outside, at load time rather than as an index error deep in the loss."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise ValueError(f"{path} holds label {int(labels[bad[0]])} (index {int(bad[0])}); "
+                         f"expected labels 0..{num_classes - 1}")

@@ -8,7 +8,12 @@ uint8 N×3072 array (1024 red, 1024 green, 1024 blue values per image, row-major
 the MD5 sum of every file (which generated test files cannot pass), and reading them here puts real
 and generated files through the same code.
 
-Augmentation, as the seeds (seed_spec.md §C): random crop 32 with padding 4 + horizontal flip.
+All files come from that one folder; an explicit `data_dir` lacking any is an error listing them (the
+torchvision download runs only with the default `data_dir` or `download: true`). Labels outside
+0..classes-1 are an error naming file and value.
+
+Augmentation: random crop 32 with padding 4 + horizontal flip, the standard CIFAR augmentation of
+He et al. 2016 ("Deep Residual Learning for Image Recognition", §4.2).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from datamodules.base import ImageDataModule
+from datamodules.base import ImageDataModule, check_label_range
 
 
 def read_cifar_file(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +66,7 @@ class _CIFARDataModule(ImageDataModule):
         return [name for name in names if not (self._folder() / name).is_file()]
 
     def prepare_data(self) -> None:
-        if not self._missing() or not self.download:
+        if not self._missing() or not self.may_download:
             return
         import torchvision
 
@@ -75,11 +80,11 @@ class _CIFARDataModule(ImageDataModule):
                 f"{self.name}: {self._folder()} lacks {', '.join(missing)} (expected "
                 f"{', '.join(n for names in self.files.values() for n in names)}); {self.download_note()}; "
                 f"or extract {self.url} into {self.data_dir}")
+        self.data_source = str(self._folder().resolve())
         parts = [read_cifar_file(self._folder() / name, self.label_key) for name in self.files[train]]
+        for name, (_, labels) in zip(self.files[train], parts):
+            check_label_range(self._folder() / name, labels, self.num_classes)
         images, labels = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"{self.name}: labels in {self._folder()} span {labels.min()}..{labels.max()}, "
-                             f"expected 0..{self.num_classes - 1}")
         return torch.from_numpy(images), torch.from_numpy(labels)
 
 

@@ -1,9 +1,11 @@
 """MNIST (LeCun et al. 1998) and Fashion-MNIST (Xiao et al. 2017): 28×28 grey images, 10 classes,
 60,000 train / 10,000 test, stored in the IDX format (optionally gzipped).
 
-Where the files come from, in order: `data_dir` (flat, or torchvision's `<Name>/raw/` layout), a
-system copy (Debian's `dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist),
-then torchvision's download into `data_dir` when `download: true`.
+All four files come from one folder, never a mix: `data_dir` (flat, or torchvision's `<Name>/raw/`
+layout). Only when `data_dir` is left at its default (`data`) may that folder be a system copy
+(Debian's `dataset-fashion-mnist` puts Fashion-MNIST in /usr/share/datasets/fashion-mnist) or
+torchvision's download into `data_dir`; an explicit `data_dir` lacking any file is an error listing
+them (`download: true` fetches them there). Labels outside 0..9 are an error naming file and value.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from datamodules.base import ImageDataModule
+from datamodules.base import DEFAULT_DATA_DIR, ImageDataModule, check_label_range
 
 IDX_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -45,21 +47,23 @@ class _IDXDataModule(ImageDataModule):
     system_dirs: ClassVar[tuple[str, ...]] = ()
 
     def _candidate_dirs(self) -> list[Path]:
+        """The folders that may hold all four files, in order of preference."""
         root = Path(self.data_dir)
-        return [root, root / self.torchvision_name / "raw", *map(Path, self.system_dirs)]
+        system = map(Path, self.system_dirs) if self.default_data_dir else ()
+        return [root, root / self.torchvision_name / "raw", *system]
 
-    def _find(self, stem: str) -> Path | None:
-        for folder in self._candidate_dirs():
-            for name in (stem, stem + ".gz"):
-                if (folder / name).is_file():
-                    return folder / name
-        return None
+    def _files_in(self, folder: Path) -> dict[str, Path | None]:
+        """Each IDX file's path in `folder` (plain or .gz), None where it is missing."""
+        stems = [stem for pair in IDX_FILES.values() for stem in pair]
+        return {stem: next((folder / n for n in (stem, stem + ".gz") if (folder / n).is_file()), None)
+                for stem in stems}
 
-    def _has_files(self) -> bool:
-        return all(self._find(stem) for pair in IDX_FILES.values() for stem in pair)
+    def _source(self) -> Path | None:
+        """The first folder holding every file."""
+        return next((d for d in self._candidate_dirs() if all(self._files_in(d).values())), None)
 
     def prepare_data(self) -> None:
-        if self._has_files() or not self.download:
+        if self._source() is not None or not self.may_download:
             return
         import torchvision
 
@@ -67,21 +71,29 @@ class _IDXDataModule(ImageDataModule):
         self.try_download(lambda: [dataset(self.data_dir, train=train, download=True)
                                    for train in (True, False)])
 
+    def _missing_message(self) -> str:
+        root, layout, *system = self._candidate_dirs()
+        looked = [root, *([layout] if layout.is_dir() else []), *system]  # torchvision's layout only if there
+        places = "; ".join(f"{d} lacks " + ", ".join(f"{stem}[.gz]" for stem, p in self._files_in(d).items()
+                                                       if p is None)
+                           for d in looked)
+        rule = "" if self.default_data_dir else "; an explicit data_dir must hold every file" + (
+            f" (the system copy is used only with the default data_dir '{DEFAULT_DATA_DIR}')"
+            if self.system_dirs else "")
+        debian = ". On Debian: apt-get install dataset-fashion-mnist" if rule == "" and self.system_dirs else ""
+        return f"{self.name}: {places}{rule}; {self.download_note()}{debian}"
+
     def load_split(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        images_stem, labels_stem = IDX_FILES[train]
-        images_path, labels_path = self._find(images_stem), self._find(labels_stem)
-        if images_path is None or labels_path is None:
-            raise FileNotFoundError(
-                f"{self.name}: no {images_stem}[.gz] / {labels_stem}[.gz] found; looked in "
-                + ", ".join(str(d) for d in self._candidate_dirs()) + f"; {self.download_note()}"
-                + (". On Debian: apt-get install dataset-fashion-mnist" if self.system_dirs else "")
-            )
+        folder = self._source()
+        if folder is None:
+            raise FileNotFoundError(self._missing_message())
+        self.data_source = str(folder.resolve())
+        images_path, labels_path = (self._files_in(folder)[stem] for stem in IDX_FILES[train])
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
             raise ValueError(f"{self.name}: {images_path} holds {images.shape} images and {labels_path} "
                              f"{labels.shape} labels; expected N×28×28 images and N labels")
-        if labels.max(initial=0) >= self.num_classes:
-            raise ValueError(f"{self.name}: {labels_path} has label {labels.max()}, expected 0..{self.num_classes - 1}")
+        check_label_range(labels_path, labels, self.num_classes)
         return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 

@@ -7,12 +7,17 @@ MATLAB v5 file with `X`, uint8 32×32×3×N, and `y`, N×1 labels 1..10 where 10
 (mapped to 0 here, as torchvision does). We read them with scipy ourselves: torchvision's SVHN
 checks each file's MD5 sum, which generated test files cannot pass.
 
-No augmentation and the train split only, as the seeds (seed_spec.md §C); `use_extra: true` trains
-on train + extra (the normalization constants stay those of the train split).
+No augmentation and the train split only by default, as the GN paper's SVHN runs (Gunawan, Yin
+and Zhang, "Understanding and Improving Group Normalization", §5.2 and Appendix B.1: no
+augmentation and no extra split are listed); `use_extra: true` trains on train + extra (the normalization
+constants stay those of the train split). All files come from `data_dir`; an explicit `data_dir`
+lacking any is an error listing them (the download runs only with the default `data_dir` or
+`download: true`).
 
 Batch 8 needs `drop_last: true` (the default): 73,257 = 8·9,157 + 1, so every epoch would otherwise
 end with a batch of one image, where the batch std is undefined and every GNPlus output turns NaN
-(seed_spec.md §D: very likely the "gradient explosion" the GN paper reports for SVHN at batch 8).
+(very likely the "gradient explosion" the GN paper reports for SVHN at batch 8, §5.2, Table 4). With
+`drop_last: false` such a run is refused at start-up for every norm that uses batch statistics.
 """
 from __future__ import annotations
 
@@ -74,7 +79,7 @@ class SVHNDataModule(ImageDataModule):
         return [name for name in names if not (Path(self.data_dir) / name).is_file()]
 
     def prepare_data(self) -> None:
-        if not self._missing() or not self.download:
+        if not self._missing() or not self.may_download:
             return
         import torchvision
 
@@ -88,6 +93,7 @@ class SVHNDataModule(ImageDataModule):
                 f"svhn: {self.data_dir} lacks {', '.join(missing)} (expected "
                 f"{', '.join(SPLIT_FILES[s] for s in self._splits_needed())}); {self.download_note()}; "
                 f"or download them from http://ufldl.stanford.edu/housenumbers/ into {self.data_dir}")
+        self.data_source = str(Path(self.data_dir).resolve())
         splits = [s for s in self._splits_needed() if (s == "test") != train]
         parts = [read_svhn_mat(Path(self.data_dir) / SPLIT_FILES[s]) for s in splits]
         return (torch.from_numpy(np.concatenate([p[0] for p in parts])),

@@ -4,7 +4,8 @@ Writing: Lightning's `TorchCheckpointIO` writes through an fsspec transaction wh
 lives in the system temp folder, then `shutil.move`s it: when that folder is another file system
 (a node's /tmp under an NFS run directory) the move is a plain copy, and a kill during it leaves a
 truncated `last.ckpt`. `AtomicCheckpointIO` writes beside the target, fsyncs, then `os.replace`s,
-so the file is always either the old or the new checkpoint.
+so the file is always either the old or the new checkpoint. A Ctrl-C during the write takes effect
+when the file is complete (`signals_deferred`).
 
 Reading: `check_checkpoint(path, model)` loads the file once before a run uses it and turns the two
 ways it can be unusable into one line naming the file: unreadable (truncated, corrupt, not a
@@ -20,6 +21,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from callbacks.run_files import atomic_open
+from lightning_app.run.interrupt import signals_deferred
 
 # Model hyper-parameters that decide the tensors' names and shapes: named first when they differ.
 ARCHITECTURE_KEYS = ("backbone", "norm", "norm_groups", "norm_options", "backbone_options", "num_classes",
@@ -65,7 +67,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
-        with atomic_open(path, "wb") as f:
+        with signals_deferred(), atomic_open(path, "wb") as f:
             torch.save(checkpoint, f)
 
 

@@ -6,11 +6,13 @@
 
 What it adds to LightningCLI:
 - the data module's `num_classes`, `in_channels`, `image_size` are linked into the model;
-- every run gets its own directory `<default_root_dir>/<experiment>/<run_name>/` (`run_dir.py`) with
-  `config.yaml` (the resolved config), `metrics.csv` (CSV logger, always on), `checkpoints/last.ckpt`
-  and `summary.json`; a completed run is never overwritten without `--overwrite true`, and an
-  interrupted one resumes from its `last.ckpt` when relaunched (saved every `checkpoint_every_n_steps`
-  steps and at every epoch end, written atomically: `checkpoints.py`);
+- every run gets its own directory `<default_root_dir>/<experiment>/<run_name>/` with `config.yaml`
+  (the resolved config), `metrics.csv` (CSV logger, always on), `checkpoints/last.ckpt` and
+  `summary.json`; the contract (names, identity, lock, status, eval layout, interruptions) lives in
+  `lightning_app/run/`, this file only calls it. A completed run is never overwritten without
+  `--overwrite true`, and an interrupted one resumes from its newest checkpoint when relaunched (saved
+  every `checkpoint_every_n_steps` steps and at every epoch end, written atomically: `checkpoints.py`);
+- `validate`/`test`/`predict` write into `<run>/eval/...`, never into the fit's files;
 - `fit` ends with a test on the official test split (`--test_after_fit false` to skip) and one line
   with the run directory and the test accuracy;
 - bad input is one line on stderr and exit code 2 (`NORMLAB_DEBUG=1` shows the traceback): parse
@@ -20,7 +22,6 @@ What it adds to LightningCLI:
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -40,21 +41,27 @@ from callbacks.hessian import HessianTopEigen
 from callbacks.lambda_tracker import LambdaTracker
 from callbacks.landscape import LandscapeProbe
 from callbacks.rng_state import RNGState
-from callbacks.run_files import read_json
-from callbacks.run_summary import SUMMARY_FILE, RunSummary
+from callbacks.run_summary import RunSummary
+from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
 from datamodules import ImageDataModule
 from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message,
                                      explain_parse_error)
 from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_checkpoint,
                                        load_checkpoint_file)
-from lightning_app.run_dir import default_experiment, derive_run_name
+from lightning_app.run.evaluation import new_eval_dir, write_eval_summary, write_predictions
+from lightning_app.run.identity import derive_run_name
+from lightning_app.run.interrupt import RunInterrupted, interruption, recording
+from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, check_run_identity, eval_run_dir,
+                                      fit_resume_checkpoint, resolve_run_name, take_run_dir)
+from lightning_app.run.lock import RunLock
+from lightning_app.run.paths import CHECKPOINT_DIR, check_name, default_experiment, resume_checkpoint, run_path
+from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
 from models.norms import make_norm, norm_names
 from models.norms.sync import NormlabSyncBatchNorm
 
-FINISHED = ("completed", "exploded")
 # Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
 # (a list under trainer.callbacks would be replaced, not merged, by a second --config).
 CALLBACK_KEYS: dict[str, type] = {
@@ -75,6 +82,8 @@ class SaveRunConfig(SaveConfigCallback):
 
 class NormlabCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
+        self.run_lock: RunLock | None = None  # fit: held from before_fit to the end
+        self.eval_dir: Path | None = None  # validate/test/predict: where the results go
         super().__init__(
             model_class=ImageClassifier,
             datamodule_class=ImageDataModule,
@@ -136,31 +145,30 @@ class NormlabCLI(LightningCLI):
         for key, callback_class in CALLBACK_KEYS.items():
             parser.add_lightning_class_args(callback_class, key, subclass_mode=True, required=False)
 
-    # -- run directory -----------------------------------------------------------------------------
+    # -- run directory (the contract lives in lightning_app/run/) -----------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self._get_subcommand_config(self.config)
-        if not cfg.experiment:
-            cfg.experiment = default_experiment(cfg.get("config") or [])
-        if not cfg.run_name:
-            cfg.run_name = derive_run_name(self._dumped_config(cfg))
-        self.run_dir = Path(cfg.trainer.default_root_dir or "runs") / cfg.experiment / cfg.run_name
-        if self.subcommand == "fit":
-            self._check_run_dir(cfg)
+        cfg.experiment = check_name("experiment", cfg.experiment or default_experiment(cfg.get("config") or []))
+        root = Path(cfg.trainer.default_root_dir or "runs")
+        launched = self._dumped_config(cfg)
+        if self.subcommand != "fit":
+            if cfg.get("ckpt_path") == "last":  # the run's own newest checkpoint, as fit would resume
+                cfg.ckpt_path = self._newest_checkpoint(run_path(root, cfg.experiment, cfg.run_name
+                                                                 or derive_run_name(launched)))
+            cfg.run_name = cfg.run_name or derive_run_name(launched)
+            self.run_dir = eval_run_dir(root, cfg.experiment, cfg.run_name, cfg.get("ckpt_path"))
+            return
+        cfg.run_name = resolve_run_name(root, cfg.experiment, cfg.run_name, launched)
+        self.run_dir = run_path(root, cfg.experiment, cfg.run_name)
+        if cfg.ckpt_path == "last":
+            cfg.ckpt_path = self._newest_checkpoint(self.run_dir)
 
-    def _check_run_dir(self, cfg) -> None:
-        summary_path = self.run_dir / SUMMARY_FILE
-        status = read_json(summary_path).get("status") if summary_path.is_file() else None
-        if status in FINISHED and not cfg.overwrite:
-            raise ValueError(f"{self.run_dir} already holds a {status} run; pass --overwrite true to replace it, "
-                             "or set --run_name / --experiment to write elsewhere")
-        # The newest of last.ckpt and Lightning's SLURM requeue checkpoints (saved on SIGUSR1 in the run
-        # directory, the Trainer's root): a requeued job continues from the moment it was signalled.
-        candidates = [p for p in (self.run_dir / "checkpoints" / "last.ckpt", *self.run_dir.glob("hpc_ckpt_*.ckpt"))
-                      if p.is_file()]
-        newest = max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
-        # Auto-resume is decided here but passed to fit only (before_fit): config.yaml keeps ckpt_path null.
-        resumable = status not in FINISHED and cfg.ckpt_path is None and newest is not None
-        self._resume_from = str(newest) if resumable else None
+    @staticmethod
+    def _newest_checkpoint(run_dir: Path) -> str:
+        newest = resume_checkpoint(run_dir)
+        if newest is None:
+            raise ValueError(f"--ckpt_path last: {run_dir} holds no checkpoint (checkpoints/last.ckpt or hpc_ckpt_*.ckpt)")
+        return str(newest)
 
     def _dumped_config(self, cfg) -> dict:
         return yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False, skip_validation=True))
@@ -168,32 +176,56 @@ class NormlabCLI(LightningCLI):
     def _get_subcommand_config(self, config):
         return config[self.subcommand] if self.subcommand else config
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Runs the subcommand under the run's lock (taken in before_fit) and turns SIGTERM/SIGINT into
+        RunInterrupted (exit 128 + signal, one line)."""
+        try:
+            super()._run_subcommand(subcommand)
+        except (KeyboardInterrupt, SystemExit) as stop:
+            interrupted = interruption(self.eval_dir or self.run_dir)
+            if interrupted is None:
+                raise
+            raise interrupted from stop
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
+
     def before_fit(self) -> None:
         cfg = self.config_init[self.subcommand]
         self._check_batch_size()
-        if self._resume_from is not None and not cfg.overwrite:
-            print(f"normlab: resuming the interrupted run in {self.run_dir} from {self._resume_from}",
-                  file=sys.stderr)
-            cfg.ckpt_path = self._resume_from
+        self._check_ckpt_path(cfg)
+        if isinstance(self.datamodule, ImageDataModule):
+            self.datamodule.setup("fit")  # bad data files are refused before the run directory is taken (fit's
+            # own setup call then finds the splits loaded)
+        launched = self._dumped_config(self._get_subcommand_config(self.config))
+        check_checkpoint_origin(cfg.ckpt_path, launched)
+        check_run_identity(self.run_dir, launched, cfg.overwrite)
+        check_fit_target(self.run_dir, cfg.overwrite, cfg.ckpt_path)
         if type(self.datamodule).state_dict is not LightningDataModule.state_dict:
             # The data module restores its place in the epoch's batch order itself; Lightning only looks
             # at the DataLoader and would warn that a mid-epoch resume is unreliable.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-        self._check_ckpt_path(cfg)
-        if cfg.overwrite and self.run_dir.is_dir() and cfg.ckpt_path is None:
-            shutil.rmtree(self.run_dir)  # only now: every check and instantiation has passed
+        checked = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path)
+        if checked is not None:
+            check_checkpoint(checked, self.model)
+        self.run_lock = take_run_dir(self.run_dir, cfg.overwrite)  # every check has passed: now it is ours
+        resume = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path)  # again, under the lock
+        if resume is not None:
+            if resume != checked:
+                check_checkpoint(resume, self.model)
+            print(f"normlab: resuming the interrupted run in {self.run_dir} from {resume}", file=sys.stderr)
+            cfg.ckpt_path = str(resume)  # passed to fit only: config.yaml keeps ckpt_path null
 
     def before_validate(self) -> None:
         self._check_ckpt_path(self.config_init[self.subcommand])
+        # An evaluation leaves the fit's callbacks (summary, RNG, last.ckpt) out on purpose.
+        warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create")
 
     before_test = before_predict = before_validate
 
     # -- checks that need the built objects, before anything is written ----------------------------
     def _check_ckpt_path(self, cfg) -> None:
         path = cfg.get("ckpt_path")
-        if path == "last":  # Lightning finds it in the run's checkpoints/ folder; check that file
-            path = self.run_dir / "checkpoints" / "last.ckpt"
-            path = path if path.is_file() else None
         if path is not None and path not in ("best", "hpc", "registry"):
             check_checkpoint(path, self.model)
 
@@ -202,6 +234,8 @@ class NormlabCLI(LightningCLI):
             return
         self.datamodule.trainer = self.trainer  # what fit does first; the data module splits the batch by it
         per_device = self.datamodule.per_device_batch_size  # refuses a batch the devices do not divide
+        norm = self.model.hparams.get("norm")
+        self.datamodule.expect_norm(norm, norm not in batch_free_norms())  # its setup refuses a last batch of 1
         if per_device == 1 and any(isinstance(m, _BatchNorm) for m in self.model.modules()):
             raise ValueError(
                 f"data.batch_size={self.datamodule.batch_size} leaves 1 image per device, but "
@@ -216,29 +250,38 @@ class NormlabCLI(LightningCLI):
         user_loggers = trainer_cfg.get("logger")
         user_loggers = [user_loggers] if isinstance(user_loggers, Logger) else [
             lg for lg in (user_loggers if isinstance(user_loggers, (list, tuple)) else []) if isinstance(lg, Logger)]
-        csv = RunMetricsLogger(save_dir=str(self.run_dir.parent.parent), name=cfg.experiment, version=cfg.run_name)
         callbacks = [c for c in (self._get(self.config_init, k) for k in self._parser(self.subcommand).callback_keys)
                      if c is not None]
-        callbacks += [RunSummary(), RNGState()]
-        if trainer_cfg.get("enable_checkpointing", True) is not False:
-            dirpath = str(self.run_dir / "checkpoints")
-            callbacks.append(LastCheckpoint(dirpath, cfg.get("checkpoint_every_n_steps") or 0))
-            if cfg.save_best:
-                callbacks.append(ModelCheckpoint(dirpath=dirpath, filename="best", monitor="val/acc", mode="max",
-                                                 save_top_k=1, enable_version_counter=False))
+        if self.subcommand == "fit":
+            loggers, callbacks, root = self._fit_loggers_and_callbacks(cfg, trainer_cfg, callbacks)
+        else:  # an evaluation writes only into its own directory, never into the fit's record (nor W&B's run)
+            self.eval_dir = new_eval_dir(self.run_dir, self.subcommand, cfg.get("ckpt_path"))
+            loggers, root = [RunMetricsLogger(save_dir=str(self.eval_dir), name="", version="")], self.eval_dir
         if trainer_cfg.get("sync_batchnorm"):  # torch's SyncBatchNorm is CUDA-only; this one also runs on gloo
             plugins = trainer_cfg.get("plugins") or []
             trainer_cfg["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins]), NormlabSyncBatchNorm()]
-        wandb = make_wandb_logger(cfg.get("wandb"), self._dumped_config(self._get_subcommand_config(self.config)),
-                                  cfg.experiment, cfg.run_name, self.run_dir)
         # The Trainer's own root is the run directory, so Lightning's SLURM requeue checkpoints
         # (hpc_ckpt_*.ckpt) land in, and resume from, this run's directory and no other.
-        trainer_cfg.update(kwargs, logger=[csv, *([wandb] if wandb else []), *user_loggers],
-                           default_root_dir=str(self.run_dir))
+        trainer_cfg.update(kwargs, logger=[*loggers, *user_loggers], default_root_dir=str(root))
         trainer = self._instantiate_trainer(trainer_cfg, callbacks)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is left alone
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
+
+    def _fit_loggers_and_callbacks(self, cfg, trainer_cfg: dict, callbacks: list) -> tuple[list, list, Path]:
+        csv = RunMetricsLogger(save_dir=str(self.run_dir.parent.parent), name=cfg.experiment, version=cfg.run_name)
+        if not any(isinstance(c, ExplosionDetector) for c in callbacks):
+            callbacks = [ExplosionDetector(), *callbacks]  # always on: no run ends `completed` with NaN weights
+        callbacks = [*callbacks, RunSummary(), RNGState(), SlurmRequeueAtBatchEnd()]
+        if trainer_cfg.get("enable_checkpointing", True) is not False:
+            dirpath = str(self.run_dir / CHECKPOINT_DIR)
+            callbacks.append(LastCheckpoint(dirpath, cfg.get("checkpoint_every_n_steps") or 0))
+            if cfg.save_best:
+                callbacks.append(ModelCheckpoint(dirpath=dirpath, filename="best", monitor="val/acc", mode="max",
+                                                 save_top_k=1, enable_version_counter=False))
+        wandb = make_wandb_logger(cfg.get("wandb"), self._dumped_config(self._get_subcommand_config(self.config)),
+                                  cfg.experiment, cfg.run_name, self.run_dir)
+        return [csv, *([wandb] if wandb else [])], callbacks, self.run_dir
 
     def after_fit(self) -> None:
         cfg = self.config_init[self.subcommand]
@@ -252,6 +295,29 @@ class NormlabCLI(LightningCLI):
                   f"best val/acc {s['best_val_acc'] if s['best_val_acc'] is None else round(s['best_val_acc'], 4)} | "
                   f"{s['wall_seconds']:.0f} s")
         finish_wandb(self.trainer, summary.summary if summary is not None else None)
+
+    def predict(self, model, datamodule=None, **kwargs):
+        """`trainer.predict`, keeping the outputs for after_predict (LightningCLI drops them)."""
+        self._predictions = self.trainer.predict(model, datamodule=datamodule, **kwargs)
+
+    def after_validate(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        cfg = self.config_init[self.subcommand]
+        extra = {}
+        if self.subcommand == "predict":
+            extra["predictions"] = write_predictions(self.eval_dir, self._predictions or [])
+        metrics = {k: v for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{_STAGE[self.subcommand]}/")}
+        write_eval_summary(self.eval_dir, self.subcommand, cfg.get("ckpt_path"), metrics, run_dir=str(self.run_dir),
+                           **extra)
+        shown = " | ".join(f"{k} {float(v):.4f}" for k, v in sorted(metrics.items()))
+        print(f"normlab: {self.subcommand} done | results: {self.eval_dir}" + (f" | {shown}" if shown else "")
+              + (f" | {extra['predictions']} predictions" if extra else ""))
+
+    after_test = after_predict = after_validate
+
+
+_STAGE = {"validate": "val", "test": "test", "predict": "predict"}
 
 
 def batch_free_norms() -> list[str]:
@@ -267,15 +333,34 @@ def batch_free_norms() -> list[str]:
     return names
 
 
+COMMANDS_HELP = """usage: lightning {fit,validate,test,predict,sweep,report} ...
+
+normlab: image classifiers with swappable normalization layers, one directory per run.
+
+commands (`lightning COMMAND --help` shows each one's options):
+  fit        train a run into its own directory (an interrupted one resumes), then test it
+  validate   evaluate a model or checkpoint on the validation split
+  test       evaluate a model or checkpoint on the test split
+  predict    predict with a model or checkpoint
+  sweep      expand a sweep file into runs; run the unfinished ones here, on SLURM or as a W&B sweep
+  report     tables and figures from a folder of finished runs
+"""
+
+
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
+    quiet_unactionable_output()
+    if argv[:1] in (["-h"], ["--help"]):
+        print(COMMANDS_HELP, end="")
+        return
     try:
         if argv and argv[0] in ("sweep", "report"):
             import importlib
 
             importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
             return
-        NormlabCLI(args=argv if args is not None else None)
+        with recording():
+            run_cli(argv if args is not None else None)
     except (ValueError, FileNotFoundError, MisconfigurationException, *CORRUPT_FILE_ERRORS) as error:
         if os.environ.get("NORMLAB_DEBUG"):
             raise
@@ -284,3 +369,15 @@ def main(args: list[str] | None = None) -> None:
         message = corrupt_file_message(error) if corrupt else explain_parse_error(str(error))
         print(f"normlab: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def run_cli(args: list[str] | None) -> None:
+    """NormlabCLI, with SIGTERM/SIGINT turned into one line and exit 128 + the signal."""
+    try:
+        NormlabCLI(args=args)
+    except (KeyboardInterrupt, SystemExit, RunInterrupted) as stop:
+        interrupted = stop if isinstance(stop, RunInterrupted) else interruption(None)
+        if interrupted is None:
+            raise
+        print(f"normlab: {interrupted}", file=sys.stderr)
+        sys.exit(interrupted.exit_code)

@@ -22,12 +22,11 @@ from lightning_app.report_batch_figures import (plot_accuracy_vs_batch, plot_fin
 from lightning_app.report_figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
 from lightning_app.report_groups import Group, deduplicate, grouped, unique_titles
 from lightning_app.report_tables import accuracy_table, final_lambda_tables, table_markdown
+from lightning_app.run.status import FINISHED, STATUSES
 from lightning_app.runs import RunRecord, load_runs
 
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
-STATUSES = ("completed", "exploded", "failed", "running")
-FINISHED = ("completed", "exploded")
 
 
 def figure_section(heading: str, explanation: str, figures: list[tuple[str, Path]], out: Path) -> list[str]:

@@ -2,8 +2,8 @@
 
 - Identical science (the same science config, seed included, under two run names) counts once: the
   report keeps the most finished run (completed > exploded > the rest), the newest among equals, and
-  says which it used. Measuring callbacks (λ tracker, landscape probe, ...) do not count: a probe
-  restores the training state, so it does not change the run.
+  says which it used. Measuring callbacks (λ tracker, landscape probe, ...) do not count
+  (run/identity.py).
 - A group holds the runs that differ only along the given axes (norm, batch size, seed, ...) and, when
   the batch size is one of them, in config values *tied to the batch size* within the experiment: a
   value shared by every run of one batch size that differs between batch sizes. The GN paper's
@@ -19,7 +19,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from lightning_app.run_dir import science_config
+from lightning_app.run.identity import science_config
 from lightning_app.runs import RunRecord, numeric_key
 
 AXIS_KEYS = {"norm": "model.norm", "batch_size": "data.init_args.batch_size", "lr": "model.lr",
@@ -28,10 +28,9 @@ STATUS_RANK = {"completed": 0, "exploded": 1}
 
 
 def science_items(run: RunRecord) -> dict[str, str]:
-    """The run's science config as flat `dotted.key -> JSON text`, without the measuring callbacks."""
+    """The run's science config (run/identity.py: what its run name's hash covers) as flat
+    `dotted.key -> JSON text`."""
     science = science_config(run.config)
-    science = {k: v for k, v in science.items() if k in ("model", "data") or not (isinstance(v, dict)
-                                                                                  and "class_path" in v)}
     flat: dict[str, str] = {}
 
     def walk(prefix: str, value) -> None:

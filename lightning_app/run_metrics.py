@@ -23,20 +23,34 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from callbacks.run_files import atomic_write_text
 
 
+def read_previous_rows(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """The complete rows and the columns of an earlier segment's metrics.csv (a row without its newline
+    was cut by a kill and is dropped); a file this logger did not write is a ValueError naming it."""
+    try:
+        with open(path, newline="") as file:
+            text = file.read()
+        reader = csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1]))
+        rows = list(reader)
+        fieldnames = list(reader.fieldnames or [])
+        if rows and "step" not in fieldnames:
+            raise ValueError("no 'step' column")
+        for row in rows:
+            float(row["step"])
+    except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a metrics file of a run ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:120]}); delete it or the run directory to start over") from None
+    return rows, fieldnames
+
+
 class _ResumableWriter(ExperimentWriter):
     def __init__(self, log_dir: str) -> None:
         self._previous_rows: list[dict] | None = None
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:  # the parent deletes metrics.csv here
-        if not os.path.isfile(self.metrics_file_path):
-            return
-        with open(self.metrics_file_path, newline="") as file:
-            text = file.read()
-        complete = text[: text.rfind("\n") + 1]  # a row without its newline was cut by a kill
-        reader = csv.DictReader(io.StringIO(complete))
-        self._previous_rows = list(reader)
-        self.metrics_keys = sorted(reader.fieldnames or [])
+        if os.path.isfile(self.metrics_file_path):
+            self._previous_rows, fieldnames = read_previous_rows(self.metrics_file_path)
+            self.metrics_keys = sorted(fieldnames)
 
     def save(self) -> None:
         if self._previous_rows is not None and self.metrics:

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.run_dir import data_name
+from lightning_app.run.identity import data_name, get_dotted
 
 # The axes a study varies, and where each lives in a resolved config.
 AXES = {"norm": ("model", "norm"), "batch_size": ("data", "init_args", "batch_size"), "lr": ("model", "lr"),
@@ -72,14 +72,6 @@ def numeric_key(value) -> tuple:
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
-def _get(config: dict, path: tuple[str, ...]):
-    for part in path:
-        if not isinstance(config, dict):
-            return None
-        config = config.get(part)
-    return config
-
-
 @dataclass
 class RunRecord:
     path: Path
@@ -108,11 +100,11 @@ class RunRecord:
 
     @property
     def backbone(self) -> str:
-        return str(_get(self.config, ("model", "backbone")))
+        return str(get_dotted(self.config, ("model", "backbone")))
 
     def axis(self, name: str):
         """The value of a study axis (`norm`, `batch_size`, `lr`, `seed`)."""
-        return _get(self.config, AXES[name])
+        return get_dotted(self.config, AXES[name])
 
     @property
     def untrained(self) -> bool:
@@ -131,7 +123,7 @@ class RunRecord:
         """Training images per optimizer step (global batch × gradient accumulation), the x scale that
         makes runs at different batch sizes comparable."""
         batch = self.summary.get("global_batch_size") or self.axis("batch_size")
-        accumulate = _get(self.config, ("trainer", "accumulate_grad_batches")) or 1
+        accumulate = get_dotted(self.config, ("trainer", "accumulate_grad_batches")) or 1
         if not isinstance(batch, int) or not isinstance(accumulate, int):
             return None
         return batch * accumulate

@@ -5,14 +5,19 @@
 
 Each run's directory is computed by the CLI's own code (NormlabCLI's parser and
 `before_instantiate_classes`, without building any model), so the plan names exactly the directories
-`lightning fit` will write. A run whose `summary.json` says completed or exploded is skipped; any
-other is launched, and the CLI resumes it from its `checkpoints/last.ckpt` when one exists. Arguments
+`lightning fit` will write. A run whose `summary.json` says completed or exploded is skipped, and so
+is a run another process holds (its lock, `lightning_app/run/lock.py`: shown as running elsewhere);
+any other is launched, and the CLI resumes it from its newest checkpoint (`last.ckpt` or a SLURM
+requeue's `hpc_ckpt_*.ckpt`) when one exists. Arguments
 after `--` are appended to every run (they change the run names where they change the science).
 
 `--launcher local` runs each run as its own `python -m lightning_app fit ...` subprocess (a crash
-does not end the sweep): one after another, or `--parallel N` at once, one visible GPU each. Ctrl-C
-(or SIGTERM) passes one SIGINT to the running trainings, which stop the way Lightning stops on
-Ctrl-C; their last checkpoints stay, and the same command resumes them. `--launcher slurm|wandb`
+does not end the sweep): one after another, or `--parallel N` at once, one visible GPU each, or
+without GPUs each its share of the CPU cores (OMP_NUM_THREADS = cores // N). Ctrl-C (or SIGTERM)
+passes one SIGINT to the running trainings, which stop the way Lightning stops on Ctrl-C; their last
+checkpoints stay, and the same command resumes them. A training cannot outlive the sweep: should the
+sweep die without that chance (SIGKILL), the kernel sends each training SIGTERM (parent-death
+signal), so a relaunch never finds a second writer in the run directory. `--launcher slurm|wandb`
 write a job-array script or a W&B sweep file instead (`sweep_export.py`).
 """
 from __future__ import annotations
@@ -31,7 +36,11 @@ from jsonargparse import ArgumentError
 
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.cli import FINISHED, NormlabCLI
+from lightning_app.cli import NormlabCLI
+from lightning_app.run.lock import describe_holder, holder_of
+from lightning_app.run.paths import resume_checkpoint
+from lightning_app.run.status import FINISHED, read_status
+from lightning_app.parent_death import die_with_parent
 from lightning_app.sweep_spec import SweepSpec, format_cli_value, load_sweep
 
 SWEEP_DIR = "_sweep"  # beside the run directories: logs, the slurm script, the W&B sweep file
@@ -44,12 +53,21 @@ class PlannedRun:
     args: list[str]  # the `fit` arguments
     run_dir: Path
     status: str | None  # summary.json's status, None when the run never started
+    holder: dict | None = None  # the process holding the run's lock (running elsewhere), None when free
+    accelerator: str = "auto"  # trainer.accelerator and trainer.devices: what a launcher must provide
+    devices: Any = 1
 
     @property
     def action(self) -> str:
-        if self.status in FINISHED:
+        if self.status in FINISHED or self.holder is not None:
             return "skip"
-        return "resume" if (self.run_dir / "checkpoints" / "last.ckpt").is_file() else "start"
+        return "resume" if resume_checkpoint(self.run_dir) is not None else "start"
+
+    @property
+    def state(self) -> str:
+        if self.holder is not None:
+            return f"running elsewhere: {describe_holder(self.holder)}"
+        return self.status or ""
 
 
 def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
@@ -67,9 +85,8 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
             duplicates += 1
             continue
         seen.add(run_dir)
-        summary = run_dir / SUMMARY_FILE
-        status = read_json(summary).get("status") if summary.is_file() else None
-        runs.append(PlannedRun(len(runs), point, args, run_dir, status))
+        runs.append(PlannedRun(len(runs), point, args, run_dir, read_status(run_dir), holder_of(run_dir),
+                                *planner.devices_of()))
     if duplicates:
         print(f"normlab: {duplicates} grid point(s) name a run directory already planned (they differ only in "
               "values that do not change the run); each directory is run once", file=sys.stderr)
@@ -121,6 +138,10 @@ class _RunPlanner(NormlabCLI):
         self.before_instantiate_classes()
         return self.run_dir
 
+    def devices_of(self) -> tuple[str, Any]:
+        """The last parsed run's trainer.accelerator and trainer.devices."""
+        return str(self.config.get("trainer.accelerator") or "auto"), self.config.get("trainer.devices")
+
 
 def _describe(point: dict[str, Any]) -> str:
     return " ".join(f"{key}={format_cli_value(value)}" for key, value in point.items())
@@ -133,11 +154,13 @@ def sweep_dir(runs: list[PlannedRun]) -> Path:
 
 def print_plan(spec: SweepSpec, runs: list[PlannedRun]) -> None:
     counts = {action: sum(r.action == action for r in runs) for action in ("skip", "resume", "start")}
+    elsewhere = sum(r.holder is not None for r in runs)
     where = runs[0].run_dir.parent if runs else "-"
-    print(f"sweep {spec.experiment}: {len(runs)} runs in {where} ({counts['skip']} finished, "
-          f"{counts['resume']} to resume, {counts['start']} to start)")
+    print(f"sweep {spec.experiment}: {len(runs)} runs in {where} ({counts['skip'] - elsewhere} finished, "
+          + (f"{elsewhere} running elsewhere, " if elsewhere else "")
+          + f"{counts['resume']} to resume, {counts['start']} to start)")
     for run in runs:
-        state = f" [{run.status}]" if run.status else ""
+        state = f" [{run.state}]" if run.state else ""
         print(f"  {run.index:>3}  {run.action:<6} {run.run_dir.name}{state}  {_describe(run.point)}")
 
 
@@ -174,7 +197,8 @@ def run_local(runs: list[PlannedRun], parallel: int, log_dir: Path, poll_seconds
             for slot in range(parallel):
                 if slot not in running and todo:
                     run = todo.pop(0)
-                    running[slot] = _start(run, gpus[slot] if gpus else None, log_dir if parallel > 1 else None)
+                    running[slot] = _start(run, gpus[slot] if gpus else None, log_dir if parallel > 1 else None,
+                                           None if gpus else cpu_threads(parallel))
                     started += 1
                     print(f"sweep: [{started}/{total}] {run.action} "
                           f"{run.run_dir}" + (f" (GPU {gpus[slot]})" if gpus else ""), flush=True)
@@ -200,14 +224,25 @@ def run_local(runs: list[PlannedRun], parallel: int, log_dir: Path, poll_seconds
     return 0
 
 
-def _start(run: PlannedRun, gpu: str | None, log_dir: Path | None):
+def cpu_threads(parallel: int) -> int | None:
+    """Threads per run when `parallel` runs share the CPU: its share of the cores (None: all, torch's
+    default, for a single run; or the user's own OMP_NUM_THREADS)."""
+    if parallel == 1 or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // parallel)
+
+
+def _start(run: PlannedRun, gpu: str | None, log_dir: Path | None, threads: int | None = None):
     env = dict(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     log = open(log_dir / f"{run.run_dir.name}.log", "a") if log_dir else None
     # Its own session: a terminal's Ctrl-C reaches only the sweep, which passes exactly one SIGINT on.
     process = subprocess.Popen([sys.executable, "-m", "lightning_app", "fit", *run.args], env=env,
-                               stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True,
+                               preexec_fn=die_with_parent())
     return process, run, log
 
 

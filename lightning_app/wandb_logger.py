@@ -11,6 +11,8 @@ axes of the study:
   relaunches the same config, so it gets the same id and continues the same W&B run (resume="allow").
   `SLURM_JOB_ID` is recorded in the run config but is not the id: a manual resubmission changes it,
   and one job may run several runs one after another;
+- under a W&B sweep agent (`WANDB_SWEEP_ID` set), the id, project and entity are the agent's
+  (`WANDB_RUN_ID`, `WANDB_PROJECT`, `WANDB_ENTITY`): a run under another id would not report to the sweep;
 - the W&B run config holds the fully resolved config, the git commit (and whether the tree was dirty),
   the run directory and the SLURM job id. Checkpoints are uploaded only with `wandb.log_model`.
 The W&B files live in `<run dir>/wandb/`. With `WANDB_MODE=offline` (or `wandb.offline: true`) nothing
@@ -28,7 +30,7 @@ from typing import Literal
 from pytorch_lightning import Trainer
 from pytorch_lightning.loggers import WandbLogger
 
-from lightning_app.run_dir import data_name, derive_run_name
+from lightning_app.run.identity import data_name, derive_run_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,17 +80,25 @@ def run_identity(config: dict, experiment: str, run_name: str, options: WandbOpt
     }
 
 
+def agent_identity() -> dict:
+    """The id, project and entity a W&B sweep agent gave this run (its environment); empty outside one."""
+    if not os.environ.get("WANDB_SWEEP_ID"):
+        return {}
+    given = {"id": "WANDB_RUN_ID", "project": "WANDB_PROJECT", "entity": "WANDB_ENTITY"}
+    return {key: os.environ[name] for key, name in given.items() if os.environ.get(name)}
+
+
 def make_wandb_logger(options: WandbOptions | None, config: dict, experiment: str, run_name: str,
                       run_dir: Path) -> WandbLogger | None:
     """The WandbLogger of this run, or None when the `wandb` key is unset."""
     if options is None:
         return None
     run_dir.mkdir(parents=True, exist_ok=True)  # W&B writes <run dir>/wandb/
-    identity = run_identity(config, experiment, run_name, options)
+    identity = {"entity": options.entity, **run_identity(config, experiment, run_name, options), **agent_identity()}
     run_config = {**config, "git": git_state(), "run_dir": str(run_dir),
                   "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
     extra = {"mode": "offline"} if options.offline else {}
-    return WandbLogger(save_dir=str(run_dir), entity=options.entity, log_model=options.log_model,
+    return WandbLogger(save_dir=str(run_dir), log_model=options.log_model,
                        config=run_config, resume="allow", **identity, **extra)
 
 

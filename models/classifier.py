@@ -116,6 +116,11 @@ class ImageClassifier(LightningModule):
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, "test", self.test_acc)
 
+    def predict_step(self, batch, batch_idx):
+        """`lightning predict`: the predicted class of every image, beside its label."""
+        x, y = batch
+        return {"prediction": self(x).argmax(dim=1), "label": y}
+
     def optimizer_step(self, *args, **kwargs):
         with limit_lambda_step(self.net, self.hparams.lambda_max_step):
             super().optimizer_step(*args, **kwargs)

@@ -45,6 +45,8 @@ class Planted(LightningModule):
             loss = loss * math.nan
         elif plant == "spike":
             loss = loss * 1000.0
+        elif plant == "big_spike":
+            loss = loss * 10000.0
         elif plant == "zero":
             loss = loss * 0.0
         return loss
@@ -58,6 +60,11 @@ class Planted(LightningModule):
         self.module_norms[step] = {
             f"net.{i}": float(torch.nn.utils.get_total_norm([p.grad for p in m.parameters()]))
             for i, m in enumerate(self.net) if list(m.parameters())}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.plants.get(self.trainer.global_step - 1) == "inf_weight":  # after that step's update
+            with torch.no_grad():
+                self.net[3].bias[0] = math.inf
 
     def configure_optimizers(self):
         if self.optimizer_name == "adam":
@@ -122,13 +129,13 @@ def test_planted_spike_is_detected_at_its_step_with_torch_norm_and_median(tmp_pa
     k, window = 12, 9
     module = Planted({k: "spike"}, optimizer="sgd", lr=0.01)
     summary, explosion, rows = fit(tmp_path, module, max_steps=30, window=window, warmup_steps=5,
-                                   grad_norm_every_n_steps=5)
+                                   grad_norm_every_n_steps=5, spike_action="stop", spike_quantile=0.5)
     assert summary["status"] == "exploded" and explosion["trigger"] == "spike" and explosion["step"] == k
     assert explosion["events"] == 1  # no false alarm before k
     assert explosion["value"] == pytest.approx(module.norms[k], rel=1e-5)
     expected_median = statistics.median_low([module.norms[s] for s in range(k - window, k)])
-    assert explosion["running_median"] == pytest.approx(expected_median, rel=1e-5)
-    assert explosion["value"] > 10 * explosion["running_median"]
+    assert explosion["running_reference"] == pytest.approx(expected_median, rel=1e-5)
+    assert explosion["value"] > 10 * explosion["running_reference"]
     logged = {int(r["step"]): float(r["grad/norm"]) for r in rows if r.get("grad/norm")}
     assert logged.keys() == set(range(k + 1))
     for step, norm in logged.items():
@@ -172,7 +179,8 @@ def test_skip_step_stops_once_max_skips_were_used(tmp_path):
     module = Planted({3: "nan_loss", 5: "nan_loss", 7: "nan_loss"})
     summary, explosion, _ = fit(tmp_path, module, max_steps=20, action="skip_step", max_skips=2)
     assert summary["status"] == "exploded" and max(module.states) == 7
-    assert explosion["step"] == 3 and explosion["events"] == 3 and explosion["skipped"] == 2
+    assert explosion["step"] == 7 and explosion["events"] == 3 and explosion["skipped"] == 2
+    assert explosion["first_event"] == {"step": 3, "trigger": "nan_loss", "value": "nan", "action": "skip_step"}
     assert explosion["stopped"] and explosion["action"] == "skip_step"
     assert_same_state(load_last(tmp_path)["state_dict"], module.states[7][0])
 
@@ -196,3 +204,63 @@ def test_batched_reads_still_name_the_exact_step_and_keep_nan_off_disk(tmp_path)
 def test_bad_arguments_are_one_clear_error(args, message):
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
         ExplosionDetector(**args)
+
+
+def test_a_spike_warns_by_default_and_training_goes_on(tmp_path):
+    module = Planted({12: "spike"}, optimizer="sgd", lr=0.0001)
+    summary, explosion, _ = fit(tmp_path, module, max_steps=20)
+    assert summary["status"] == "completed" and max(module.states) == 19
+    assert explosion["trigger"] == "spike" and explosion["step"] == 12 and explosion["action"] == "warn"
+    assert not explosion["stopped"] and summary["explosion"]["events"] == 1
+
+
+def test_an_early_outlier_does_not_hide_a_later_spike_from_the_running_reference(tmp_path):
+    """An outlier inside the window inflates a mean (10 × the mean is above the later spike) but not
+    the running reference, a quantile (default 0.9, the lower one: one outlier in 8 steps stays
+    above it): the later spike is still caught at its step."""
+    window = 8
+    module = Planted({3: "big_spike", 9: "spike"}, optimizer="sgd", lr=0.0001)
+    summary, explosion, rows = fit(tmp_path, module, max_steps=12, window=window)
+    fired = sorted(int(float(r["explosion/step"])) for r in rows if r.get("explosion/step"))
+    assert fired == [3, 9] and explosion["events"] == 2
+    history = [module.norms[s] for s in range(9 - window, 9)]
+    assert 3 in range(9 - window, 9) and module.norms[9] < 10 * statistics.mean(history)  # a mean would miss
+    assert module.norms[9] > 10 * sorted(history)[int(0.9 * (window - 1))]  # numpy's "lower" 0.9 quantile
+
+
+@pytest.mark.parametrize("spike_step,detected", [(5, True), (4, False)])
+def test_a_spike_exactly_at_the_warm_up_boundary(tmp_path, spike_step, detected):
+    """warmup_steps=5: steps 0-4 are only observed; a spike at step 5 is the first one checked."""
+    module = Planted({spike_step: "spike"}, optimizer="sgd", lr=0.001)
+    summary, explosion, _ = fit(tmp_path, module, max_steps=10, warmup_steps=5, spike_action="stop")
+    if detected:
+        assert summary["status"] == "exploded" and explosion["step"] == 5 and explosion["trigger"] == "spike"
+    else:
+        assert summary["status"] == "completed" and explosion is None
+
+
+@pytest.mark.parametrize("spikes,expected_step", [((10, 11), None), ((10, 11, 12), 12)])
+def test_spike_patience_needs_that_many_steps_in_a_row(tmp_path, spikes, expected_step):
+    module = Planted({s: "spike" for s in spikes}, optimizer="sgd", lr=0.001)
+    summary, explosion, _ = fit(tmp_path, module, max_steps=16, spike_patience=3, spike_action="stop")
+    assert (explosion["step"] if explosion else None) == expected_step
+
+
+def test_warn_on_a_nan_still_ends_exploded_by_the_final_check(tmp_path):
+    """`action: warn` lets the NaN update through; the final check before `completed` catches the NaN
+    weights, and the record keeps the first warning."""
+    module = Planted({6: "nan_loss"})
+    summary, explosion, _ = fit(tmp_path, module, max_steps=10, action="warn")
+    assert max(module.states) == 9  # warn: trained on
+    assert summary["status"] == "exploded" and explosion["stopped"]
+    assert explosion["trigger"] in ("nonfinite_weights", "nan_loss") and explosion["step"] == 10
+    assert explosion["first_event"]["step"] == 6 and explosion["first_event"]["action"] == "warn"
+
+
+def test_an_infinite_weight_after_the_last_update_ends_exploded(tmp_path):
+    """Finite losses and gradients all along, then the last update leaves an infinite weight: no
+    per-step check can see it, the final check does."""
+    module = Planted({9: "inf_weight"})
+    summary, explosion, _ = fit(tmp_path, module, max_steps=10)
+    assert summary["status"] == "exploded" and explosion["trigger"] == "nonfinite_weights"
+    assert explosion["step"] == 10 and explosion["events"] == 1 and explosion["checkpoint"] is None

@@ -21,6 +21,7 @@ def fake_trainer(rank=0, world=1, num_training_batches=float("inf")):
     """What the data module reads from its Trainer, without launching processes."""
     return SimpleNamespace(global_rank=rank, world_size=world, training=True,
                            num_training_batches=num_training_batches,
+                           max_epochs=1, max_steps=-1, limit_train_batches=1.0,
                            strategy=SimpleNamespace(root_device=torch.device("cpu")))
 
 

@@ -67,12 +67,17 @@ def test_fraction_split_and_drop_last(fake_mnist_dir):
 
 
 def test_no_source_names_all_three(tmp_path, monkeypatch):
+    """With the default data_dir, every place looked in is named: data_dir, its torchvision layout, the
+    system copy, and the download."""
     monkeypatch.setattr(FashionMNISTDataModule, "system_dirs", (str(tmp_path / "no_system_copy"),))
-    dm = FashionMNISTDataModule(data_dir=str(tmp_path / "empty"), download=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "FashionMNIST" / "raw").mkdir(parents=True)
+    dm = FashionMNISTDataModule(download=False)
     with pytest.raises(FileNotFoundError) as info:
         dm.setup("fit")
     message = str(info.value)
-    assert str(tmp_path / "empty") in message and "no_system_copy" in message and "torchvision download" in message
+    assert "data lacks" in message and "data/FashionMNIST/raw lacks" in message
+    assert "no_system_copy lacks" in message and "torchvision download" in message
     assert "apt-get install dataset-fashion-mnist" in message
 
 
@@ -84,11 +89,13 @@ def test_bad_batch_size(bad):
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
                     reason="Debian's dataset-fashion-mnist is not installed")
-def test_real_fashion_mnist_files():
-    dm = FashionMNISTDataModule(data_dir="/nonexistent", download=False)
+def test_real_fashion_mnist_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default data_dir `data` is empty there: the system copy is read
+    dm = FashionMNISTDataModule(download=False)
     x, y = dm.load_split(train=True)
     assert x.shape == (60000, 1, 28, 28) and y.shape == (60000,) and set(y.unique().tolist()) == set(range(10))
     # the normalization constants are the training set's own statistics
     mean, std = channel_stats(x)
     assert abs(mean[0] - dm.mean[0]) < 1e-4 and abs(std[0] - dm.std[0]) < 1e-4
     assert dm.load_split(train=False)[0].shape == (10000, 1, 28, 28)
+    assert dm.data_source == "/usr/share/datasets/fashion-mnist"

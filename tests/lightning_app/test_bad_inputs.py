@@ -81,6 +81,7 @@ def runs(tmp_path_factory):
         write_bad_data(base / fault, fault)
     (base / "broken.yaml").write_text("model:\n  norm: gn\n  lr: [0.1\n")
     (base / "typo.yaml").write_text("model:\n  nrom: gn\n")
+    shutil.copy(root / "exp" / "finished" / "checkpoints" / "last.ckpt", base / "gn.ckpt")  # outside any run
     whole = (victim / "checkpoints" / "last.ckpt").read_bytes()
     (base / "half.ckpt").write_bytes(whole[: len(whole) // 2])
     return base, data, root
@@ -133,9 +134,14 @@ ROWS = [
      ["{base}/wrong_shape/train-images-idx3-ubyte", "28"]),
     ("checkpoint does not exist", ["--ckpt_path", "{base}/none.ckpt"], ["checkpoint {base}/none.ckpt does not exist"]),
     ("truncated checkpoint", ["--ckpt_path", "{base}/half.ckpt"], ["checkpoint {base}/half.ckpt is truncated or corrupt"]),
-    ("checkpoint from another architecture", ["--ckpt_path", "{base}/runs/exp/finished/checkpoints/last.ckpt"],
-     ["finished/checkpoints/last.ckpt was saved from another architecture",
-      "model.norm: checkpoint 'gn', config 'bn'"]),
+    ("checkpoint from another architecture", ["--ckpt_path", "{base}/gn.ckpt"],
+     ["{base}/gn.ckpt was saved from another architecture", "model.norm: checkpoint 'gn', config 'bn'"]),
+    ("checkpoint of a run of other science", ["--model.norm", "gn", "--model.lr", "0.01", "--ckpt_path",
+                                              "{base}/runs/exp/finished/checkpoints/last.ckpt"],
+     ["finished/checkpoints/last.ckpt comes from the run {base}/runs/exp/finished, whose science differs",
+      "model.lr: 0.003 -> 0.01"]),
+    ("run named by hand holds other science", ["--model.lr", "0.01"],
+     ["run_name='victim' names a run of other science (model.lr: 0.003 -> 0.01)"]),
 ]
 
 

@@ -33,8 +33,11 @@ def newest_checkpoint_after(step: int) -> int:
 
 
 def run_args(data_dir, root, *extra):
+    # Every step logged and σ(λ) every 2nd: a row at the checkpoint's step exists for each key, so a row lost
+    # at the resume boundary (once the λ row of the checkpoint's step) shows in the comparison.
     return tiny_args(data_dir, root, "--data", "datamodules.MNISTDataModule", "--model.norm", "gn_plus_gn_first",
                      "--trainer.max_epochs", str(EPOCHS), "--trainer.deterministic", "true",
+                     "--trainer.log_every_n_steps", "1", "--lambda_tracker.init_args.every_n_steps", "2",
                      "--checkpoint_every_n_steps", "2", "--test_after_fit", "false", *extra)
 
 
@@ -146,6 +149,6 @@ def test_kill_mid_write_leaves_the_previous_checkpoint_whole(data_dir, tmp_path)
         torch.load(partial, map_location="cpu", weights_only=False)
     with open(run_dir / "metrics.csv", newline="") as f:  # rows logged before the kill are on disk
         steps = {int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")}
-    # log_every_n_steps=2: step 2's row (0-based 1) was written at once; step 4's row comes after its
-    # checkpoint, which the kill interrupted.
-    assert steps == {1}
+    # log_every_n_steps=1: the rows of steps 1-3 (0-based 0-2) were written at once; step 4's row comes
+    # after its checkpoint, which the kill interrupted.
+    assert steps == {0, 1, 2}

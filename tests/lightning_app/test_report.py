@@ -39,7 +39,7 @@ def test_report_table_matches_a_hand_computation(runs_root, tmp_path, capsys):
     out = tmp_path / "report"
     main(["report", str(runs_root), "--out", str(out)])
     text = (out / "report.md").read_text()
-    assert f"13 runs under `{runs_root}`: 9 completed, 3 exploded, 1 failed, 0 running." in text
+    assert f"13 runs under `{runs_root}`: 9 completed, 3 exploded, 1 failed, 0 interrupted, 0 running." in text
     assert "| `study/fashion_mnist_small_cnn_bn_bs32_lr0.1_s1_abc123` | failed | bn | 32 |" in text  # listed
     table = section(text, "### study · fashion_mnist · small_cnn · lr 0.1\n")
     rows = [line for line in table.splitlines() if line.startswith("|")]

@@ -61,7 +61,8 @@ def test_sweep_runs_the_planned_directories_then_skips_them(fake_mnist_dir, tmp_
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes(fake_mnist_dir, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes(stop, fake_mnist_dir, tmp_path):
     epochs = 40
     sweep = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn, bn]\n", max_epochs=epochs)
     first, second = (run.run_dir for run in plan_sweep(load_sweep(sweep)))
@@ -74,7 +75,7 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes(fake_mnist_dir, tmp
     while not last.is_file() and time.monotonic() < deadline and sweep_process.poll() is None:
         time.sleep(0.05)
     assert last.is_file(), "the first run never wrote a checkpoint"
-    sweep_process.send_signal(signal.SIGINT)
+    sweep_process.send_signal(stop)
     sweep_process.wait(timeout=240)
     out = log.read_text()
     assert sweep_process.returncode == 130, out[-3000:]
@@ -91,3 +92,36 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes(fake_mnist_dir, tmp
     assert finished["status"] == "completed" and finished["epochs"] == epochs
     assert finished["steps"] == epochs * (256 - 64) // 32  # the step count continued from the checkpoint
     assert summary(second)["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_leaves_no_training_behind_and_the_same_command_resumes(fake_mnist_dir, tmp_path):
+    """SIGKILL gives the sweep no chance to stop its training; the kernel's parent-death signal does."""
+    from tests.lightning_app.test_sweep_launchers import process_alive
+
+    epochs = 40
+    sweep = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn]\n", max_epochs=epochs)
+    (run,) = plan_sweep(load_sweep(sweep))
+    command = [sys.executable, "-m", "lightning_app", "sweep", "--config", str(sweep)]
+    log = tmp_path / "sweep.log"
+    sweep_process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    last = run.run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.is_file() and time.monotonic() < deadline and sweep_process.poll() is None:
+        time.sleep(0.05)
+    assert last.is_file(), log.read_text()[-3000:]
+    (training,) = (int(pid) for pid in Path(f"/proc/{sweep_process.pid}/task/{sweep_process.pid}/children")
+                   .read_text().split())
+    sweep_process.kill()
+    sweep_process.wait()
+    deadline = time.monotonic() + 60
+    while process_alive(training) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_alive(training), "the training outlived its SIGKILLed sweep"
+    assert summary(run.run_dir)["status"] != "completed"
+
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"resuming the interrupted run in {run.run_dir}" in result.stderr
+    finished = summary(run.run_dir)
+    assert finished["status"] == "completed" and finished["steps"] == epochs * (256 - 64) // 32

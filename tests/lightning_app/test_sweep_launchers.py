@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from lightning_app.sweep import main, plan_sweep
-from lightning_app.sweep_export import slurm_script, wandb_sweep
+from lightning_app.sweep_export import ClusterNodes, job_shape, query_cluster, slurm_script, wandb_sweep
 from lightning_app.sweep_spec import load_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,10 +74,11 @@ def test_slurm_script_runs_each_unfinished_run_once(tmp_path):
     runs = plan_sweep(spec)
     todo = runs[1:]
     log_dir = tmp_path / "logs"
-    script = slurm_script(spec, runs, log_dir)
-    directives = [line.split(" ", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH")]
+    script = slurm_script(spec, runs, log_dir, ClusterNodes(cpus=32, gpus=4))
+    directives = sbatch_directives(script)
     assert "--array=0-1%4" in directives  # one task per unfinished run
     assert {"--signal=SIGUSR1@90", "--requeue", "--gres=gpu:2", "--ntasks-per-node=2", "--time=01:00:00",
+            "--cpus-per-task=8",
             f"--output={log_dir}/%A_%a.log", "--account=lab", f"--chdir={ROOT}"} <= set(directives)
     assert f'srun {sys.executable} -m lightning_app "${{ARGS[@]}}"' in script
     fake_bin = tmp_path / "bin"
@@ -94,19 +96,85 @@ def test_slurm_script_runs_each_unfinished_run_once(tmp_path):
     assert subprocess.run(["bash", str(script_path)], env=env, capture_output=True).returncode == 2
 
 
-def test_slurm_launcher_submits_with_sbatch_when_present(tmp_path, monkeypatch, capsys):
+def sbatch_directives(script: str) -> list[str]:
+    return [line.split(" ", 1)[1] for line in script.splitlines() if line.startswith("#SBATCH")]
+
+
+def fake_command(tmp_path, monkeypatch, name: str, body: str) -> None:
+    """An executable `name` first on PATH, running the bash `body`."""
     fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
+    fake_bin.mkdir(exist_ok=True)
+    (fake_bin / name).write_text(f"#!/bin/bash\n{body}\n")
+    (fake_bin / name).chmod(0o755)
+    if not os.environ["PATH"].startswith(f"{fake_bin}:"):
+        monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+
+
+def test_slurm_launcher_submits_with_sbatch_when_present(tmp_path, monkeypatch, capsys):
     calls = tmp_path / "sbatch_calls"
-    (fake_bin / "sbatch").write_text(f'#!/bin/bash\necho "$@" >> {calls}\necho "Submitted batch job 42"\n')
-    (fake_bin / "sbatch").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    fake_command(tmp_path, monkeypatch, "sbatch", f'echo "$@" >> {calls}\necho "Submitted batch job 42"')
+    fake_command(tmp_path, monkeypatch, "sinfo", 'echo "16|gpu:2"')
     with pytest.raises(SystemExit) as info:
         main(["--config", str(make_sweep(tmp_path, "  model.norm: [bn, gn]\n")), "--launcher", "slurm"])
     assert info.value.code == 0
     script = tmp_path / "runs" / "tiny" / "_sweep" / "slurm" / "sweep.sbatch"
     assert calls.read_text().split() == [str(script)]
     assert "#SBATCH --array=0-1" in script.read_text() and "Submitted batch job 42" in capsys.readouterr().out
+    assert {"--gres=gpu:1", "--ntasks-per-node=1", "--cpus-per-task=8"} <= set(sbatch_directives(script.read_text()))
+
+
+def test_sinfo_gres_and_cpus_are_read_per_partition(tmp_path, monkeypatch):
+    args = tmp_path / "sinfo_args"
+    fake_command(tmp_path, monkeypatch, "sinfo", f'echo "$@" > {args}\nprintf "48|gpu:a100:4(S:0-1)\\n'
+                                                 f'64|gpu:v100:2,gpu:t4:2\\n32+|(null)\\n"')
+    assert query_cluster("gpu") == ClusterNodes(cpus=32, gpus=4)  # the smallest node's CPUs, the most GPUs
+    assert args.read_text().split() == ["--noheader", "--format=%c|%G", "--partition=gpu"]
+    fake_command(tmp_path, monkeypatch, "sinfo", 'echo "sinfo: error: Unable to contact slurm controller" >&2; exit 1')
+    with pytest.raises(ValueError, match="gave no nodes .exit 1.: sinfo: error: Unable to contact"):
+        query_cluster()
+
+
+@pytest.mark.parametrize("accelerator, devices, settings, cluster, shape", [
+    # a GPU cluster: one GPU and one task per device, the node's CPUs per GPU
+    ("auto", 1, {}, ClusterNodes(64, 8), (1, 1, 8)),
+    ("gpu", 4, {}, ClusterNodes(64, 8), (4, 4, 8)),
+    ("gpu", "0,1", {}, ClusterNodes(64, 8), (2, 2, 8)),
+    ("auto", "auto", {}, ClusterNodes(64, 8), (1, 1, 8)),
+    ("cpu", 1, {}, ClusterNodes(64, 8), (0, 1, 64)),  # a CPU run asks for no GPU, even where there are some
+    # a CPU cluster: no GPU, one task per device (DDP on gloo), the node's CPUs shared by the tasks
+    ("auto", 1, {}, ClusterNodes(2, 0), (0, 1, 2)),
+    ("cpu", 2, {}, ClusterNodes(2, 0), (0, 2, 1)),
+    ("cpu", 4, {}, ClusterNodes(2, 0), (0, 4, 1)),
+    # the sweep file's values win; without sinfo, a GPU per device and 8 CPUs per task
+    ("auto", 1, {"gpus": 0, "cpus_per_task": 3}, ClusterNodes(64, 8), (0, 1, 3)),
+    ("auto", 2, {}, None, (2, 2, 8)),
+    ("cpu", 1, {}, None, (0, 1, 8)),
+])
+def test_job_shape_fits_the_run_to_the_cluster(accelerator, devices, settings, cluster, shape):
+    found = job_shape(accelerator, devices, settings, cluster)
+    assert (found.gpus, found.tasks, found.cpus_per_task) == shape
+
+
+def test_job_shape_refuses_what_the_cluster_cannot_give():
+    with pytest.raises(ValueError, match="trainer.accelerator=gpu but the SLURM cluster has no GPUs"):
+        job_shape("gpu", 1, {}, ClusterNodes(2, 0))
+    with pytest.raises(ValueError, match="need 8 GPUs on one node .trainer.devices=8. but the cluster's nodes have at most 4"):
+        job_shape("auto", 8, {}, ClusterNodes(64, 4))
+
+
+SHIPPED_SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.slow  # planning every shipped sweep takes about half a minute
+@pytest.mark.parametrize("sweep_file", SHIPPED_SWEEPS, ids=lambda p: p.stem)
+def test_every_shipped_sweep_asks_a_gpu_cluster_for_one_gpu_per_run(sweep_file, tmp_path):
+    """On a GPU cluster (8 GPUs, 64 CPUs per node) every shipped sweep's script asks for one GPU, one task
+    and the node's CPUs per GPU: the sweep files leave the resources to the launcher. The CPU test
+    cluster's side is tests/cluster/ (sbatch --test-only on the real cluster)."""
+    spec = load_sweep(sweep_file)
+    directives = sbatch_directives(slurm_script(spec, plan_sweep(spec), tmp_path, ClusterNodes(cpus=64, gpus=8)))
+    assert {"--gres=gpu:1", "--ntasks-per-node=1", "--cpus-per-task=8", "--nodes=1"} <= set(directives)
+    assert len([d for d in directives if d.startswith(("--gres", "--cpus-per-task", "--ntasks"))]) == 3
 
 
 def test_wandb_sweep_puts_fit_and_configs_before_the_swept_args(tmp_path):
@@ -115,7 +183,8 @@ def test_wandb_sweep_puts_fit_and_configs_before_the_swept_args(tmp_path):
     config = wandb_sweep(spec, runs, tmp_path / "_sweep", ["--trainer.max_epochs", "1"])
     command = config["command"]
     assert command[:5] == ["${env}", "${interpreter}", "-m", "lightning_app", "fit"]
-    assert command[5:7] == ["--config", "configs/quickstart.yaml"] and command[-1] == "${args}"
+    assert command[5:9] == ["--config", "configs/presets/wandb.yaml", "--config", "configs/quickstart.yaml"]
+    assert command[-1] == "${args}"
     assert command[-3:-1] == ["--trainer.max_epochs", "1"]
     assert config["parameters"] == {"seed_everything": {"values": [0, 1]}, "model.norm": {"values": ["bn", "gn"]},
                                     "model.lr": {"values": [0.001, 0.01]}}
@@ -152,9 +221,10 @@ class FakeTraining:
     """Stands in for a `lightning fit` subprocess: records its GPU, writes a completed summary.json."""
     launched: list = []
 
-    def __init__(self, command, env, stdout, stderr, start_new_session):
+    def __init__(self, command, env, stdout, stderr, start_new_session, preexec_fn):
         run_dir = Path(self.run_dirs.pop(0))
-        FakeTraining.launched.append((run_dir, env.get("CUDA_VISIBLE_DEVICES"), Path(stdout.name).name))
+        FakeTraining.launched.append((run_dir, env.get("CUDA_VISIBLE_DEVICES"), Path(stdout.name).name,
+                                      env.get("OMP_NUM_THREADS")))
         run_dir.mkdir(parents=True)
         (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "test_acc": 0.5}))
         self.returncode = None
@@ -172,12 +242,56 @@ def test_parallel_runs_each_get_their_own_gpu_and_log(tmp_path, monkeypatch):
     FakeTraining.launched = []
     monkeypatch.setattr(sweep.subprocess, "Popen", FakeTraining)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert sweep.run_local(runs, parallel=2, log_dir=tmp_path / "logs", poll_seconds=0) == 0
-    assert [(d, gpu) for d, gpu, _ in FakeTraining.launched] == [
-        (runs[0].run_dir, "3"), (runs[1].run_dir, "5"), (runs[2].run_dir, "3")]  # a freed slot's GPU is reused
-    assert [log for _, _, log in FakeTraining.launched] == [f"{run.run_dir.name}.log" for run in runs]
+    assert [(d, gpu, threads) for d, gpu, _, threads in FakeTraining.launched] == [
+        (runs[0].run_dir, "3", None), (runs[1].run_dir, "5", None), (runs[2].run_dir, "3", None)]  # GPU reused
+    assert [log for _, _, log, _ in FakeTraining.launched] == [f"{run.run_dir.name}.log" for run in runs]
     with pytest.raises(ValueError, match="--parallel 3 needs 3 GPUs, 2 are visible"):
         sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs")
+
+
+def test_parallel_runs_on_the_cpu_share_its_cores(tmp_path, monkeypatch):
+    from lightning_app import sweep
+
+    runs = plan_sweep(load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first]\n")))
+    FakeTraining.run_dirs = [run.run_dir for run in runs]
+    FakeTraining.launched = []
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeTraining)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs", poll_seconds=0) == 0
+    assert [threads for *_, threads in FakeTraining.launched] == ["2", "2", "2"]  # 8 cores // 3 runs
+    assert sweep.cpu_threads(1) is None and sweep.cpu_threads(16) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert sweep.cpu_threads(3) is None  # the user's own setting is passed on untouched
+
+
+def test_a_child_does_not_outlive_a_killed_parent(tmp_path):
+    """The preexec_fn the sweep starts trainings with: SIGKILL the parent, and its child gets SIGTERM."""
+    parent_code = ("import subprocess, sys, time\n"
+                   "from lightning_app.parent_death import die_with_parent\n"
+                   "child = subprocess.Popen(['sleep', '300'], start_new_session=True, preexec_fn=die_with_parent())\n"
+                   "print(child.pid, flush=True)\n"
+                   "time.sleep(300)\n")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    assert process_alive(child_pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while process_alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(child_pid), "the child outlived its SIGKILLed parent"
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_trimmed_run_is_not_mistaken_for_the_full_one(tmp_path):

@@ -1,0 +1,19 @@
+"""The run directory's contract, owned here and nowhere else.
+
+`lightning fit` writes one run into `<root>/<experiment>/<run_name>/`; `validate`, `test` and `predict`
+write beside it into `<run>/eval/...`; `lightning sweep` plans from it and `lightning report` reads it.
+Each concern has one module:
+
+- `identity.py`: the science config of a run, its derived name (a hash of that science), the first
+  difference between two runs' science;
+- `paths.py`: names (each a single path component), the run's path, which checkpoint a relaunch
+  resumes from, which run a checkpoint belongs to, what `--overwrite` may delete, the checks before
+  anything is written;
+- `status.py`: the values of `summary.json`'s `status` and which are finished or resumable;
+- `lock.py`: one training process per run directory (an OS lock, released by the kernel on any death);
+- `evaluation.py`: where and how evaluation results are written, apart from the fit's record;
+- `interrupt.py`: SIGTERM/SIGINT end a run as `interrupted`, with a non-zero exit and one line.
+
+File modes (run files are as readable as any file the user creates) live in `callbacks/run_files.py`,
+the one writer of run files, since callbacks never import `lightning_app`.
+"""

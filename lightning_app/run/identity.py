@@ -1,0 +1,86 @@
+"""What a run *is*: the science config, the run name derived from it, and how two runs differ.
+
+The run name reads like `fashion_mnist_small_cnn_gn_g4_bs128_lr0.001_s0_3f9a1c`: the axes a study
+varies, then a short hash of every value that changes what is trained (so two configs differing
+anywhere else never share a directory). Paths, worker counts, logging switches and the measuring
+callbacks (landscape, Hessian, λ tracker, explosion detector: they restore the training state and
+were tested bit-identical with and without) are not part of it. The sweep planner, `fit`'s resume
+check and the report's grouping all use `science_config`, so they agree on what "the same run" is.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable
+
+# Config keys (dotted) whose values decide the result of a run, and data keys that do not.
+SCIENCE_KEYS = ("model", "data", "seed_everything", "trainer.max_epochs", "trainer.max_steps", "trainer.precision",
+                "trainer.accumulate_grad_batches", "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
+                "trainer.sync_batchnorm", "trainer.limit_train_batches")  # a trimmed run is not the full run
+NON_SCIENCE_DATA_KEYS = {"data_dir", "download", "num_workers", "pin_memory", "persistent_workers",
+                         "eval_batch_size", "on_device"}  # on_device: the same batches, faster
+UNGROUPED_NORMS = {"none", "bn", "ln", "in"}
+
+
+def get_dotted(cfg: Any, key: str | Iterable[str]) -> Any:
+    """`cfg["a"]["b"]` for key `"a.b"` (or `("a", "b")`); None where any level is missing."""
+    for part in key.split(".") if isinstance(key, str) else key:
+        if not isinstance(cfg, dict) or part not in cfg:
+            return None
+        cfg = cfg[part]
+    return cfg
+
+
+def data_name(data_cfg: dict | None) -> str:
+    """The registered name of the configured data module (`fashion_mnist`), else its class name."""
+    class_path = (data_cfg or {}).get("class_path", "data")
+    from datamodules import DATAMODULES
+
+    for name, cls in DATAMODULES.items():
+        if class_path in (f"{cls.__module__}.{cls.__name__}", cls.__name__, f"datamodules.{cls.__name__}"):
+            return name
+    return class_path.rsplit(".", 1)[-1].lower()
+
+
+def science_config(cfg: dict) -> dict:
+    """The part of a resolved (dumped) subcommand config that decides what is trained."""
+    selected = {key: get_dotted(cfg, key) for key in SCIENCE_KEYS}
+    data = dict(selected.get("data") or {})
+    data["init_args"] = {k: v for k, v in (data.get("init_args") or {}).items() if k not in NON_SCIENCE_DATA_KEYS}
+    selected["data"] = data
+    return json.loads(json.dumps(selected, default=str))  # plain values: comparable with a config read back
+
+
+def science_hash(cfg: dict, length: int = 6) -> str:
+    return hashlib.sha1(json.dumps(science_config(cfg), sort_keys=True).encode()).hexdigest()[:length]
+
+
+def derive_run_name(cfg: dict) -> str:
+    """A readable, deterministic run name from a resolved (dumped) subcommand config."""
+    model = cfg.get("model") or {}
+    model = model.get("init_args", model)
+    data_args = (cfg.get("data") or {}).get("init_args") or {}
+    norm = model.get("norm", "norm")
+    parts = [data_name(cfg.get("data")), model.get("backbone", "model"), norm]
+    if norm not in UNGROUPED_NORMS:
+        parts.append(f"g{model.get('norm_groups', 32)}")
+    lr = model.get("lr")
+    parts += [f"bs{data_args.get('batch_size', '?')}", f"lr{lr:g}" if isinstance(lr, (int, float)) else "lr?",
+              f"s{cfg.get('seed_everything')}"]
+    return "_".join(str(p) for p in parts) + "_" + science_hash(cfg)
+
+
+def first_difference(before: Any, after: Any, prefix: str = "") -> str | None:
+    """The first dotted key (sorted order) whose value differs, as `key: <before> -> <after>`."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(set(before) | set(after), key=str):
+            found = first_difference(before.get(key), after.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if before == after else f"{prefix.rstrip('.')}: {before!r} -> {after!r}"
+
+
+def science_difference(on_disk: dict, launched: dict) -> str | None:
+    """The first difference in science between two resolved configs, or None when they are the same run."""
+    return first_difference(science_config(on_disk), science_config(launched))
