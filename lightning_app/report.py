@@ -1,51 +1,32 @@
 """`lightning report RUNS_DIR [--out DIR] [--metric final_val_acc|best_val_acc|test_acc]`
 
 Reads every finished run directory under RUNS_DIR (config.yaml, summary.json, metrics.csv; never W&B,
-so it works offline) and writes DIR/report.md (default RUNS_DIR/report) with PNG figures beside it:
-accuracy tables in the GN paper's layout (report_tables.py), λ trajectories, landscape bands, the
-learning-rate envelope and training curves (report_figures.py). Runs are grouped by what they share:
-a table holds runs that differ only in norm, batch size and seed; a landscape or training-curve figure
-runs that differ only in norm and seed; an envelope runs that differ only in norm, LR and seed.
+so it works offline) and writes DIR/report.md (default RUNS_DIR/report) with PNG figures beside it, all
+atomically: accuracy tables in the GN paper's layout with accuracy against batch size, final σ(λ) per
+layer (table and figure) and λ trajectories (report_tables.py, report_batch_figures.py), training
+curves against images seen, landscape bands and the learning-rate envelope (report_figures.py).
+Runs are grouped by what they share (report_groups.py): a table, its curves and λ figures hold runs that
+differ only in norm, batch size, seed and the values tied to the batch size; a landscape figure runs
+that differ only in norm and seed; an envelope runs that differ only in norm, LR and seed. The same
+science under two run names counts once; unreadable run files are named and skipped.
 """
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
+import sys
 from pathlib import Path
 
-from lightning_app.report_figures import (plot_lambda, plot_lambda_grid, plot_landscape, plot_lr_envelope,
-                                          plot_training_curves, study_order)
-from lightning_app.report_tables import accuracy_table, table_markdown
+from callbacks.run_files import atomic_write_text
+from lightning_app.report_batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
+                                                plot_lambda_trajectories)
+from lightning_app.report_figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
+from lightning_app.report_groups import Group, deduplicate, grouped, unique_titles
+from lightning_app.report_tables import accuracy_table, final_lambda_tables, table_markdown
 from lightning_app.run.status import FINISHED, STATUSES
 from lightning_app.runs import RunRecord, load_runs
 
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
-
-
-def grouped(runs: list[RunRecord], *varying: str) -> list[list[RunRecord]]:
-    groups: dict[str, list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        groups[run.context(*varying)].append(run)
-    return list(groups.values())
-
-
-def group_title(group: list[RunRecord], *fixed: str) -> str:
-    """What a group's runs share, readably: experiment, data set, backbone and the fixed axes."""
-    run = group[0]
-    parts = [run.experiment, run.dataset, run.backbone]
-    names = {"batch_size": "bs", "lr": "lr", "norm": "norm", "seed": "seed"}
-    for axis in fixed:
-        value = run.axis(axis)
-        parts.append(f"{names[axis]} {value:g}" if isinstance(value, float) else f"{names[axis]} {value}")
-    return " · ".join(str(p) for p in parts)
-
-
-def unique_titles(groups: list[list[RunRecord]], *fixed: str) -> list[str]:
-    """Titles of groups; where two read the same (they differ elsewhere), the context hash tells them apart."""
-    titles = [group_title(g, *fixed) for g in groups]
-    return [t if titles.count(t) == 1 else f"{t} · config {g[0].context().split(':')[1]}"
-            for t, g in zip(titles, groups)]
 
 
 def figure_section(heading: str, explanation: str, figures: list[tuple[str, Path]], out: Path) -> list[str]:
@@ -72,61 +53,115 @@ def runs_table(runs: list[RunRecord]) -> list[str]:
     return lines
 
 
-def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc",
-                 source: str = "") -> tuple[Path, list[Path]]:
+def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc", source: str = "",
+                 skipped: list[str] = ()) -> tuple[Path, list[Path]]:
     """Write report.md and its figures into `out`; returns the report and the figures written."""
     out.mkdir(parents=True, exist_ok=True)
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
     lines = ["# normlab report", "", f"{len(runs)} runs under `{source}`: {counts}. Tables and figures use the "
              "finished runs (completed or exploded); every run is listed under Runs.", ""]
-    everything, runs = runs, [run for run in runs if run.status in FINISHED]
+    listed = runs
+    unique, duplicates = deduplicate(runs)
+    runs = [run for run in unique if run.status in FINISHED]
+    if skipped or duplicates:
+        lines += ["## Run files left out", "", *(f"- {note}" for note in [*skipped, *duplicates]), ""]
 
-    lines += [f"## Accuracy ({METRICS[metric]}, %)", "",
-              "Layout of the GN paper's Tables 2–4: rows batch size, columns norm; Mean and Variance over batch "
-              "sizes (sample variance, as the paper).", ""]
     table_groups = grouped(runs, "norm", "batch_size", "seed")
-    for title, group in zip(unique_titles(table_groups, "lr"), table_groups):
-        lines += [f"### {title}", "", table_markdown(accuracy_table(group, metric)), ""]
+    table_titles = unique_titles(table_groups, "lr")
+    accuracy_lines, figures = _accuracy_section(table_groups, table_titles, metric, out)
+    lambda_lines, lambda_figures = _lambda_section(table_groups, table_titles, out)
+    lines += accuracy_lines + lambda_lines
+    figures += lambda_figures
 
-    lambda_figures = [(f"{run.experiment}/{run.name}", plot_lambda(run, out / "lambda" / f"{run.name}.png"))
-                      for run in sorted(runs, key=study_order)]
-    by_experiment = defaultdict(list)
-    for run in runs:
-        by_experiment[run.experiment].append(run)
-    grids = [(f"{experiment}: every run with GNPlus layers",
-              plot_lambda_grid(group, out / f"lambda_grid_{experiment}.png"))
-             for experiment, group in sorted(by_experiment.items())]
-    lines += figure_section("λ trajectories", "σ(λ), the weight on the GN output, per GNPlus layer "
-                            "(`lambda/<module path>`, logged by `callbacks.lambda_tracker.LambdaTracker`).",
-                            [(t, p) for t, p in grids + lambda_figures if p is not None], out)
+    curves = [(t, plot_training_curves(g.runs, out / f"curves_{i:02d}.png", t))
+              for i, (t, g) in enumerate(zip(table_titles, table_groups))]
+    lines += figure_section("Training curves", "Against training images seen (optimizer step × images per step), so "
+                            "batch sizes compare at equal data; one row per batch size, one colour per norm, mean ± "
+                            "std over seeds; validation points at the step they were measured; the training loss "
+                            "(one batch per logged point) averaged in bins.", [c for c in curves if c[1]], out)
 
-    curve_groups = grouped(runs, "norm", "seed")
-    titles = unique_titles(curve_groups, "batch_size", "lr")
-    landscapes = [(t, plot_landscape(g, out / f"landscape_{i:02d}.png", t))
-                  for i, (t, g) in enumerate(zip(titles, curve_groups))]
+    landscape_groups = grouped(runs, "norm", "seed")
+    landscapes = [(t, plot_landscape(g.runs, out / f"landscape_{i:02d}.png", t))
+                  for i, (t, g) in enumerate(zip(unique_titles(landscape_groups, "batch_size", "lr"), landscape_groups))]
     lines += figure_section("Landscape", "Santurkar et al. (2018), Fig. 4: at each probed step, the band between "
                             "the lowest and highest loss (and gradient predictiveness) over the probe's step "
-                            "sizes, and the effective β-smoothness; one colour per norm, seeds overlaid.",
-                            [(t, p) for t, p in landscapes if p is not None], out)
+                            "sizes, and the effective β-smoothness; one colour per norm, probes and seeds averaged "
+                            "in bins of images seen.", [c for c in landscapes if c[1]], out)
 
     envelope_groups = grouped(runs, "norm", "lr", "seed")
-    envelopes = [(t, plot_lr_envelope(g, out / f"lr_envelope_{i:02d}.png", t))
+    envelopes = [(t, plot_lr_envelope(g.runs, out / f"lr_envelope_{i:02d}.png", t))
                  for i, (t, g) in enumerate(zip(unique_titles(envelope_groups, "batch_size"), envelope_groups))]
     lines += figure_section("Learning-rate envelope", "GN paper, Figures 6–8: for runs that differ only in the "
                             "learning rate, the band between the lowest and the highest training loss across "
                             "them at each step; a narrow band means training does not depend much on the LR.",
-                            [(t, p) for t, p in envelopes if p is not None], out)
+                            [c for c in envelopes if c[1]], out)
 
-    curves = [(t, plot_training_curves(g, out / f"curves_{i:02d}.png", t))
-              for i, (t, g) in enumerate(zip(titles, curve_groups))]
-    lines += figure_section("Training curves", "One colour per norm, one line per seed.",
-                            [(t, p) for t, p in curves if p is not None], out)
-
-    lines += ["## Runs", "", *runs_table(everything), ""]
+    lines += ["## Runs", "", *runs_table(listed), ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines))
-    figures = [p for _, p in grids + lambda_figures + landscapes + envelopes + curves if p is not None]
-    return report, figures
+    atomic_write_text(report, "\n".join(lines))
+    written = [p for _, p in figures + curves + landscapes + envelopes if p is not None]
+    return report, written
+
+
+def _accuracy_section(groups: list[Group], titles: list[str], metric: str,
+                      out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """One table per group in the paper's layout, its tied rule, and accuracy against batch size."""
+    lines = [f"## Accuracy ({METRICS[metric]}, %)", "",
+             "Layout of the GN paper's Tables 2–4: rows batch size, columns norm; Mean and Variance over batch "
+             "sizes (sample variance, as the paper). A table holds runs that differ only in norm, seed and batch "
+             "size, and in the values tied to the batch size, which it names.", ""]
+    figures = []
+    for i, (title, group) in enumerate(zip(titles, groups)):
+        table = accuracy_table(group.runs, metric)
+        if table.empty:
+            lines += [f"### {title}", "", _no_table_sentence(group, metric), ""]
+            continue
+        lines += [f"### {title}", "", *_tied_lines(group), table_markdown(table), ""]
+        if len(table.batch_sizes) > 1:
+            path = plot_accuracy_vs_batch(table, out / f"accuracy_vs_batch_{i:02d}.png", title,
+                                          f"{METRICS[metric]} (%)")
+            lines += _figure_lines(title, path, out)
+            figures.append((title, path))
+    return lines, figures
+
+
+def _lambda_section(groups: list[Group], titles: list[str], out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """Per group with GNPlus runs: the final σ(λ) tables, σ(λ) against batch size and the trajectories."""
+    lines, figures = [], []
+    for i, (title, group) in enumerate(zip(titles, groups)):
+        section = [line for norm, table in final_lambda_tables(group.runs).items()
+                   for line in (f"**{norm}**", "", table_markdown(table, "Batch size \\ layer", summary_rows=False,
+                                                                   digits=3), "")]
+        if section:
+            section[:0] = ["Final σ(λ) (weight on the GN output) per GNPlus layer, input → output (summary.json "
+                           "`lambdas`; completed runs).", ""]
+        for name, plot in (("final_lambda", plot_final_lambda_vs_batch), ("lambda", plot_lambda_trajectories)):
+            path = plot(group.runs, out / f"{name}_{i:02d}.png", title)
+            section += _figure_lines(title, path, out)
+            figures.append((title, path))
+        if section:
+            lines += [f"### {title}", "", *section]
+    if lines:
+        lines[:0] = ["## σ(λ) of the GNPlus layers", "", "GN paper §4: s = σ(λ) weighs the GN part, 1 − s the BN "
+                     "part; λ is logged by `callbacks.lambda_tracker.LambdaTracker`. Every λ panel shares the y axis "
+                     "[0, 1].", ""]
+    return lines, figures
+
+
+def _tied_lines(group: Group) -> list[str]:
+    rules = group.rules()
+    return [f"Tied to the batch size: {'; '.join(rules)}.", ""] if rules else []
+
+
+def _no_table_sentence(group: Group, metric: str) -> str:
+    exploded = sum(run.status == "exploded" for run in group.runs)
+    return (f"No table: none of its {len(group.runs)} finished runs has a finite {METRICS[metric]} ({exploded} "
+            f"exploded, {len(group.runs) - exploded} completed without a finite value: NaN, missing, or no training "
+            "step).")
+
+
+def _figure_lines(title: str, path: Path | None, out: Path) -> list[str]:
+    return [] if path is None else [f"![{title}]({path.relative_to(out).as_posix()})", ""]
 
 
 def main(argv: list[str]) -> None:
@@ -137,7 +172,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--metric", choices=list(METRICS), default="final_val_acc",
                         help="the accuracy in the tables (default: final_val_acc)")
     args = parser.parse_args(argv)
-    runs = load_runs(args.runs_dir)
+    runs, skipped = load_runs(args.runs_dir)
+    for note in skipped:
+        print(f"normlab: {note}", file=sys.stderr)
     out = args.out or args.runs_dir / "report"
-    report, figures = write_report(runs, out, args.metric, source=str(args.runs_dir))
+    report, figures = write_report(runs, out, args.metric, source=str(args.runs_dir), skipped=skipped)
     print(f"normlab: report {report} ({len(runs)} runs, {len(figures)} figures)")

@@ -3,11 +3,12 @@
 Only the run directory is read (never W&B), so the report works offline and on a copied `runs/` tree.
 `metrics.csv` is the CSV logger's file: columns `epoch`, `step` and one per metric key, rows sparse
 (each logging call fills its own keys), so every key becomes its own series of (step, epoch, value).
+A run file that cannot be read is named in one line and skipped (the directory, or only its figures
+when just `metrics.csv` is bad), never a traceback: one damaged run must not hide a whole study.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -17,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.run.identity import data_name, get_dotted, science_config
+from lightning_app.run.identity import data_name, get_dotted
 
 # The axes a study varies, and where each lives in a resolved config.
 AXES = {"norm": ("model", "norm"), "batch_size": ("data", "init_args", "batch_size"), "lr": ("model", "lr"),
@@ -37,18 +37,27 @@ class Series:
 
 def read_metrics(path: Path) -> dict[str, Series]:
     """Every column of a CSV-logger `metrics.csv` as a Series over the rows where it has a value. A step
-    logged twice (a resumed run repeats the steps after its last checkpoint) keeps its latest value."""
+    logged twice (a resumed run repeats the steps after its last checkpoint) keeps its latest value.
+    A file that is not such a table is a ValueError naming the file and the first bad line."""
     if not path.is_file():
         return {}
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: not a CSV-logger metrics file ({error})") from None
     columns: dict[str, dict[tuple[int, int], float]] = {}
-    for row in rows:
-        step = int(float(row.get("step") or 0))
-        epoch = int(float(row.get("epoch") or 0))
-        for key, text in row.items():
-            if key not in ("step", "epoch") and text not in ("", None):
-                columns.setdefault(key, {})[(step, epoch)] = float(text)
+    for line, row in enumerate(rows, start=2):
+        try:
+            if None in row or None in row.values():
+                raise ValueError("its number of fields differs from the header's")
+            step = int(float(row.get("step") or 0))
+            epoch = int(float(row.get("epoch") or 0))
+            for key, text in row.items():
+                if key not in ("step", "epoch") and text != "":
+                    columns.setdefault(key, {})[(step, epoch)] = float(text)
+        except ValueError as error:
+            raise ValueError(f"{path} line {line}: not a CSV-logger metrics row ({error})") from None
     series = {}
     for key, points in columns.items():
         ordered = sorted(points.items())
@@ -56,6 +65,11 @@ def read_metrics(path: Path) -> dict[str, Series]:
                              np.array([e for (_, e), _ in ordered], dtype=np.int64),
                              np.array([v for _, v in ordered], dtype=np.float64))
     return series
+
+
+def numeric_key(value) -> tuple:
+    """Sort key that orders numbers numerically (2, 8, 32, 128) and puts anything else after them."""
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
 
 
 @dataclass
@@ -92,34 +106,69 @@ class RunRecord:
         """The value of a study axis (`norm`, `batch_size`, `lr`, `seed`)."""
         return get_dotted(self.config, AXES[name])
 
+    @property
+    def untrained(self) -> bool:
+        """The run took no optimizer step: its accuracy is an initialisation's, not a result."""
+        return self.summary.get("steps") == 0
+
     def accuracy(self, metric: str) -> float | None:
+        """`metric` from summary.json; None when it is missing, not finite, or the run never trained."""
         value = self.summary.get(metric)
-        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+        if self.untrained or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if math.isfinite(value) else None
 
-    def context(self, *varying: str) -> str:
-        """A key shared by exactly the runs that differ only along `varying` axes: the experiment and a
-        hash of the science config (run/identity.py: what the run name's hash covers) without those axes."""
-        science = science_config(self.config)  # a fresh copy: the axes can be removed from it
-        for axis in varying:
-            *parents, leaf = AXES[axis]
-            holder = get_dotted(science, tuple(parents)) if parents else science
-            if isinstance(holder, dict):
-                holder.pop(leaf, None)
-        digest = hashlib.sha1(json.dumps(science, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        return f"{self.experiment}:{digest}"
+    @property
+    def images_per_step(self) -> int | None:
+        """Training images per optimizer step (global batch × gradient accumulation), the x scale that
+        makes runs at different batch sizes comparable."""
+        batch = self.summary.get("global_batch_size") or self.axis("batch_size")
+        accumulate = get_dotted(self.config, ("trainer", "accumulate_grad_batches")) or 1
+        if not isinstance(batch, int) or not isinstance(accumulate, int):
+            return None
+        return batch * accumulate
 
 
-def load_runs(root: Path) -> list[RunRecord]:
-    """Every run directory under `root` (one holding summary.json and config.yaml), sorted by path."""
+def load_runs(root: Path) -> tuple[list[RunRecord], list[str]]:
+    """Every run directory under `root` (one holding summary.json and config.yaml), sorted by path, and a
+    one-line note for each run file that could not be read (its run is skipped, or kept without figures
+    when only metrics.csv is bad)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"runs directory {root} does not exist")
-    runs = []
+    runs, skipped = [], []
     for summary_path in sorted(root.rglob(SUMMARY_FILE)):
         config_path = summary_path.parent / "config.yaml"
-        if config_path.is_file():
-            runs.append(RunRecord(summary_path.parent, yaml.safe_load(config_path.read_text()) or {},
-                                  read_json(summary_path)))
+        if not config_path.is_file():
+            continue
+        try:
+            run = RunRecord(summary_path.parent, _read_mapping(config_path, yaml.safe_load, "YAML"),
+                            _read_mapping(summary_path, json.loads, "JSON"))
+        except ValueError as error:
+            skipped.append(f"skipped {summary_path.parent}: {error}")
+            continue
+        try:
+            run.metrics
+        except ValueError as error:
+            run.metrics = {}
+            skipped.append(f"no curves for {run.path}: {error}")
+        runs.append(run)
     if not runs:
-        raise ValueError(f"no run directories (with summary.json and config.yaml) under {root}")
-    return runs
+        raise ValueError(f"no run directories (with summary.json and config.yaml) under {root}"
+                         + "".join(f"; {note}" for note in skipped))
+    return runs, skipped
+
+
+def _read_mapping(path: Path, parse, kind: str) -> dict:
+    """A run file that must hold a non-empty mapping; anything else is a ValueError naming the file."""
+    try:
+        value = parse(path.read_text())
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path.name} is not valid {kind} ({reason})") from None
+    if value is None:
+        raise ValueError(f"{path.name} is empty")
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"{path.name} holds {type(value).__name__} {str(value)[:40]!r}, not a mapping of "
+                         f"{'settings' if kind == 'YAML' else 'results'}")
+    return value

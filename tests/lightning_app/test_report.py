@@ -1,67 +1,17 @@
 """`lightning report` on synthetic run directories written here in the stable format (config.yaml,
 summary.json, CSV-logger metrics.csv): the accuracy table against hand-computed numbers, the
 learning-rate envelope against a hand computation, and every PNG the report links."""
-import csv
-import json
 import math
 import re
-from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
-import yaml
 
 from lightning_app.cli import main
 from lightning_app.report_figures import envelope
 from lightning_app.runs import Series, read_metrics
-
-STEPS_PER_EPOCH, EPOCHS = 10, 3
-
-
-def write_metrics_csv(path: Path, rows: list[dict]) -> None:
-    """As Lightning's CSV logger writes it: columns epoch, step and the sorted keys; rows sparse."""
-    keys = sorted({k for row in rows for k in row} - {"epoch", "step"})
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "step", *keys])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_run(root: Path, norm: str, batch_size: int, seed: int, status: str, final_val_acc: float | None,
-              lr: float = 0.1, landscape: bool = False) -> Path:
-    name = f"fashion_mnist_small_cnn_{norm}_bs{batch_size}_lr{lr:g}_s{seed}_abc123"
-    run_dir = root / "study" / name
-    run_dir.mkdir(parents=True)
-    config = {"seed_everything": seed, "experiment": "study", "run_name": name,
-              "trainer": {"max_epochs": EPOCHS, "default_root_dir": str(root)},
-              "model": {"backbone": "small_cnn", "norm": norm, "norm_groups": 4, "lr": lr, "optimizer": "sgd"},
-              "data": {"class_path": "datamodules.FashionMNISTDataModule",
-                       "init_args": {"batch_size": batch_size, "data_dir": "data"}}}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    exploded = status == "exploded"
-    (run_dir / "summary.json").write_text(json.dumps({
-        "status": status, "best_val_acc": final_val_acc, "final_val_acc": final_val_acc, "test_acc": final_val_acc,
-        "epochs": 1 if exploded else EPOCHS, "steps": 10, "wall_seconds": 12.5, "explosion": None}))
-    rows, scale = [], 1.0 + lr + 0.1 * seed + {"bn": 0.0, "gn": 0.6}.get(norm, 0.3)
-    last_step = STEPS_PER_EPOCH if exploded else STEPS_PER_EPOCH * EPOCHS
-    for step in range(0, last_step, 2):
-        loss = math.inf if exploded and step == last_step - 2 else scale * 2.3 / (1 + step / 5)
-        rows.append({"epoch": step // STEPS_PER_EPOCH, "step": step, "train/loss": loss})
-        if norm.startswith("gn_plus"):
-            rows.append({"epoch": step // STEPS_PER_EPOCH, "step": step,
-                         "lambda/net.features.1": 0.73 - 0.004 * step, "lambda/net.features.5": 0.73 + 0.002 * step})
-        if landscape and step % 4 == 0:
-            low = scale / (1 + step / 5)
-            rows.append({"epoch": step // STEPS_PER_EPOCH, "step": step, "landscape/loss_min": low,
-                         "landscape/loss_max": 2 * low, "landscape/grad_pred_min": 0.1 * low,
-                         "landscape/grad_pred_max": 0.3 * low, "landscape/beta_eff": 5 * low})
-    for epoch in range(1 if exploded else EPOCHS):
-        rows.append({"epoch": epoch, "step": (epoch + 1) * STEPS_PER_EPOCH - 1, "val/loss": 1.0 / (epoch + 1),
-                     "val/acc": (final_val_acc or 0.1) - 0.02 * (EPOCHS - 1 - epoch)})
-    write_metrics_csv(run_dir / "metrics.csv", rows)
-    return run_dir
-
+from tests.lightning_app.report_runs import write_metrics_csv, write_run
 
 @pytest.fixture
 def runs_root(tmp_path):
@@ -112,10 +62,14 @@ def test_report_writes_every_figure_it_links(runs_root, tmp_path):
     main(["report", str(runs_root), "--out", str(out)])
     text = (out / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    for heading in ("## λ trajectories", "## Landscape", "## Learning-rate envelope", "## Training curves"):
+    for heading in ("## σ(λ) of the GNPlus layers", "## Landscape", "## Learning-rate envelope", "## Training curves"):
         assert heading in text
-    assert "lambda_grid_study.png" in linked
-    assert sum(p.startswith("lambda/") for p in linked) == 4  # one per gn_plus run
+    # the lr 0.1 table spans two batch sizes: accuracy and final σ(λ) against batch size, λ trajectories
+    for prefix in ("accuracy_vs_batch_", "lambda_"):
+        assert sum(p.startswith(prefix) for p in linked) == 1, prefix
+    # gn_plus completed only at batch 32: its final σ(λ) is a one-row table, not a curve over batch sizes
+    assert not any(p.startswith("final_lambda_") for p in linked)
+    assert "| 32 | 0.618 | 0.786 |" in text  # σ(λ) at the last logged step 28: 0.73 − 0.004·28, 0.73 + 0.002·28
     assert any(p.startswith("landscape_") for p in linked) and any(p.startswith("curves_") for p in linked)
     assert sum(p.startswith("lr_envelope_") for p in linked) == 1  # only bs 32 has runs at two learning rates
     for rel in linked:

@@ -1,0 +1,136 @@
+"""What the report's figures plot: the data behind each line and band, found by the gid each series
+carries, against values computed here by hand (the PNG itself is checked in test_report.py)."""
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from lightning_app import report_batch_figures, report_figures
+from lightning_app.report_batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
+                                                plot_lambda_trajectories)
+from lightning_app.report_figures import plot_landscape, plot_training_curves
+from lightning_app.report_tables import accuracy_table
+from lightning_app.runs import load_runs
+from tests.lightning_app.report_runs import write_run
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions would save (saving a PNG is test_report.py's business)."""
+    figures = []
+
+    def keep(fig, path):
+        figures.append(fig)
+        return path
+
+    monkeypatch.setattr(report_figures, "save_figure", keep)
+    monkeypatch.setattr(report_batch_figures, "save_figure", keep)
+    yield figures
+    plt.close("all")
+
+
+def artist(fig, gid: str):
+    found = [a for ax in fig.axes for a in [*ax.lines, *ax.collections] if a.get_gid() == gid]
+    assert len(found) == 1, f"{gid}: {len(found)} artists"
+    return found[0]
+
+
+def band_edges(collection) -> dict[float, tuple[float, float]]:
+    """x -> (lower, upper) of a fill_between band."""
+    edges: dict[float, list[float]] = {}
+    for x, y in collection.get_paths()[0].vertices:
+        edges.setdefault(round(float(x), 9), []).append(float(y))
+    return {x: (min(ys), max(ys)) for x, ys in edges.items()}
+
+
+def test_accuracy_against_batch_size(tmp_path, drawn):
+    root = tmp_path / "runs"
+    for norm, bs, values in [("bn", 2, [0.60, 0.70, None]), ("bn", 8, [0.80, 0.84, 0.82]), ("bn", 32, [0.9, 0.9, 0.9]),
+                             ("gn", 2, [None, None]), ("gn", 8, [0.85, 0.86]), ("gn", 32, [0.86, 0.88])]:
+        for seed, value in enumerate(values):
+            write_run(root, norm, bs, seed, "exploded" if value is None else "completed", value, rows=[])
+    runs, _ = load_runs(root)
+    plot_accuracy_vs_batch(accuracy_table(runs, "final_val_acc"), tmp_path / "a.png", "t", "acc (%)")
+    (fig,) = drawn
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.xaxis.get_transform().base == 2
+    bn = artist(fig, "mean:bn")
+    assert bn.get_xdata().tolist() == [2, 8, 32] and np.allclose(bn.get_ydata(), [65, 82, 90])
+    assert band_edges(artist(fig, "band:bn"))[2.0] == pytest.approx((65 - 7.0711, 65 + 7.0711), abs=1e-3)  # std √50
+    assert band_edges(artist(fig, "band:bn"))[8.0] == pytest.approx((80, 84))  # 82 ± 2
+    gn = artist(fig, "mean:gn")
+    assert gn.get_xdata().tolist() == [8, 32] and np.allclose(gn.get_ydata(), [85.5, 87])  # bs 2: every seed exploded
+    # exploded seeds: at bn's bs-2 mean (some seeds finished), below the lowest mean for gn (none did)
+    assert artist(fig, "exploded:bn").get_xdata().tolist() == [2] and artist(fig, "exploded:bn").get_ydata()[0] == 65
+    low = artist(fig, "exploded:gn")
+    assert low.get_xdata().tolist() == [2] and low.get_ydata()[0] < 65
+
+
+def lambda_rows(start: float, slope: float, steps: range) -> list[dict]:
+    return [{"epoch": 0, "step": s, "lambda/net.features.1": start + slope * s, "lambda/net.features.12": start - slope * s}
+            for s in steps]
+
+
+def test_final_lambda_and_trajectories_share_one_axis_and_mark_the_start(tmp_path, drawn):
+    root = tmp_path / "runs"
+    finals = {}
+    for bs, slope in ((2, 0.001), (8, -0.002)):
+        for seed in (0, 1):
+            rows = lambda_rows(0.7311, slope * (1 + seed), range(0, 50, 10))
+            finals[(bs, seed)] = (rows[-1]["lambda/net.features.1"], rows[-1]["lambda/net.features.12"])
+            write_run(root, "gn_plus_parallel", bs, seed, "completed", 0.8, rows=rows, summary={"lambdas": {
+                "net.features.1": finals[(bs, seed)][0], "net.features.12": finals[(bs, seed)][1]}})
+    runs, _ = load_runs(root)
+    plot_final_lambda_vs_batch(runs, tmp_path / "f.png", "t")
+    plot_lambda_trajectories(runs, tmp_path / "l.png", "t")
+    final, trajectories = drawn
+    line = artist(final, "layer:gn_plus_parallel:features.12")
+    assert line.get_xdata().tolist() == [2, 8]
+    assert np.allclose(line.get_ydata(), [np.mean([finals[(2, s)][1] for s in (0, 1)]),
+                                          np.mean([finals[(8, s)][1] for s in (0, 1)])])
+    assert artist(final, "start").get_ydata()[0] == pytest.approx(0.7311)  # the logged step-0 value
+    assert all(ax.get_ylim() == (0.0, 1.0) for ax in final.axes)
+    layer = artist(trajectories, "layer:gn_plus_parallel:bs8:features.1")
+    assert layer.get_xdata().tolist() == [0, 80, 160, 240, 320]  # steps 0…40 × 8 images
+    # mean over seeds of 0.7311 − 0.002·(1 + seed)·step: slope −0.003
+    assert np.allclose(layer.get_ydata(), 0.7311 - 0.003 * np.arange(0, 50, 10))
+    assert {ax.get_ylim() for ax in trajectories.axes} == {(0.0, 1.0)}  # one y axis for every panel
+    assert sum(a.get_gid() == "start" for ax in trajectories.axes for a in ax.lines) == 2
+
+
+def test_training_curves_against_images_seen_with_seed_bands(tmp_path, drawn):
+    root = tmp_path / "runs"
+    for bs, seed, accs in ((4, 0, [0.5, 0.7]), (4, 1, [0.6, 0.9]), (16, 0, [0.8, 0.85])):
+        rows = [{"epoch": 0, "step": s, "train/loss": 2.0 - 0.1 * s - 0.1 * seed} for s in range(0, 10, 2)]
+        rows += [{"epoch": 0, "step": 4, "val/acc": accs[0], "val/loss": 1.0},  # two validations in one epoch
+                 {"epoch": 0, "step": 9, "val/acc": accs[1], "val/loss": 0.5}]
+        write_run(root, "gn", bs, seed, "completed", accs[1], rows=rows)
+    runs, _ = load_runs(root)
+    plot_training_curves(runs, tmp_path / "c.png", "t")
+    (fig,) = drawn
+    lines = [a for ax in fig.axes for a in ax.lines if a.get_gid() == "mean:gn:bs4"]
+    train, _, val_acc = lines  # one per panel: training loss, validation loss, validation accuracy
+    assert val_acc.get_xdata().tolist() == [16, 36]  # steps 4 and 9 × 4 images, not the epoch
+    assert np.allclose(val_acc.get_ydata(), [0.55, 0.8])
+    bands = [a for ax in fig.axes for a in ax.collections if a.get_gid() == "band:gn:bs4"]
+    assert band_edges(bands[2])[36.0] == pytest.approx((0.8 - 0.1414, 0.8 + 0.1414), abs=1e-3)  # std of 0.7, 0.9
+    assert train.get_xdata().tolist() == [0, 8, 16, 24, 32] and np.allclose(train.get_ydata()[:2], [1.95, 1.75])
+    wider = [a for ax in fig.axes for a in ax.lines if a.get_gid() == "mean:gn:bs16"][2]
+    assert wider.get_xdata().tolist() == [64, 144]  # the bs-16 run on the same images-seen axis
+
+
+def test_landscape_bands_are_binned_so_hundreds_of_probes_stay_readable(tmp_path, drawn):
+    root = tmp_path / "runs"
+    steps = np.arange(0, 3000, 5)  # 600 probes per seed
+    for seed in (0, 1):
+        rows = [{"epoch": 0, "step": int(s), "landscape/loss_min": 1.0 + 0.001 * s + seed,
+                 "landscape/loss_max": 2.0 + 0.001 * s + seed} for s in steps]
+        write_run(root, "bn", 2, seed, "completed", 0.8, rows=rows)
+    runs, _ = load_runs(root)
+    plot_landscape(runs, tmp_path / "l.png", "t")
+    (fig,) = drawn
+    edges = band_edges(artist(fig, "band:bn"))
+    assert 10 <= len(edges) <= report_figures.MAX_POINTS
+    for x, (low, high) in edges.items():
+        # a bin's mean of a linear function of images seen (2 per step) is its value at the bin's mean x,
+        # and the two seeds (offset 0 and 1) average to +0.5
+        assert low == pytest.approx(1.5 + 0.0005 * x) and high == pytest.approx(2.5 + 0.0005 * x)

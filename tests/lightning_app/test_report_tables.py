@@ -1,0 +1,166 @@
+"""The report's tables never show a wrong number: uneven seeds, exploded seeds, NaN or untrained runs,
+the same science under two names, values tied to the batch size, bad run files, atomic writes.
+Expected cells are computed by hand in the comments."""
+import math
+import os
+import time
+
+import matplotlib.figure
+import pytest
+
+from lightning_app.cli import main
+from lightning_app.report_groups import tied_rule
+from lightning_app.report_tables import accuracy_table, table_markdown
+from lightning_app.runs import load_runs
+from tests.lightning_app.report_runs import write_run
+
+
+def report_text(root, tmp_path) -> str:
+    out = tmp_path / "report"
+    main(["report", str(root), "--out", str(out)])
+    return (out / "report.md").read_text()
+
+
+def table_rows(text: str, heading_start: str = "### ") -> list[str]:
+    start = text.index(heading_start, text.index("## Accuracy"))
+    block = text[start:text.find("\n## ", start)]
+    return [line for line in block.splitlines() if line.startswith("|")]
+
+
+def test_uneven_seeds_and_cells_mixing_exploded_and_finished_seeds(tmp_path):
+    root = tmp_path / "runs"
+    cells = {("bn", 8): [0.80, 0.81, 0.90], ("bn", 32): [0.85, 0.86, None],
+             ("gn", 8): [0.70, 0.72, 0.74, 0.90], ("gn", 32): [None, None, 0.879]}
+    for (norm, bs), values in cells.items():
+        for seed, value in enumerate(values):
+            write_run(root, norm, bs, seed, "exploded" if value is None else "completed", value, rows=[])
+    runs, _ = load_runs(root)
+    text = table_markdown(accuracy_table(runs, "final_val_acc"))
+    rows = text.splitlines()
+    # bn 8: mean 83.67 (median 81 would read 81.00), sample std √(((−3.67)² + (−2.67)² + 6.33²)/2) = 5.51
+    # gn 8: mean 76.50, std √((6.5² + 4.5² + 2.5² + 13.5²)/3) = 9.15
+    assert rows[2] == "| 8 | 83.67 ± 5.51 | 76.50 ± 9.15 |"
+    assert rows[3] == "| 32 | 85.50 ± 0.71 † | 87.90 † |"  # exploded seeds left out of the mean, marked
+    assert rows[4] == "| Mean | 84.58 | 82.20 |"  # (83.67 + 85.50)/2, (76.50 + 87.90)/2
+    assert rows[5] == "| Variance | 1.68 | 64.98 |"  # 1.833²/2, 11.4²/2
+    assert "- Seeds per cell: 3, 4; several seeds: mean ± sample std." in text
+    assert "- †: batch size 32, bn: 1 of 3 seeds exploded; the others are averaged." in text
+    assert "- †: batch size 32, gn: 2 of 3 seeds exploded; the others are averaged." in text
+
+
+def test_values_tied_to_the_batch_size_make_one_table_in_numeric_order(tmp_path):
+    root = tmp_path / "runs"
+    for bs in (128, 2, 32, 8):  # written out of order on purpose
+        for norm, acc in (("bn", 0.80 + bs / 1000), ("gn", 0.85)):
+            write_run(root, norm, bs, 0, "completed", acc, lr=0.1 * bs / 128, trainer={"max_steps": 1024 // bs},
+                      rows=[])
+    text = report_text(root, tmp_path)
+    accuracy = text[text.index("## Accuracy"):text.index("\n## ", text.index("## Accuracy"))]
+    assert accuracy.count("\n### ") == 1  # one table, not one per learning rate
+    assert "### study · fashion_mnist · small_cnn\n" in accuracy  # no single lr to name
+    assert "Tied to the batch size: lr = 0.1 × bs/128; trainer.max_steps = 1024 / bs." in accuracy
+    rows = table_rows(text)
+    assert [row.split(" | ")[0] for row in rows[2:6]] == ["| 2", "| 8", "| 32", "| 128"]
+    assert rows[5] == "| 128 | 92.80 | 85.00 |"
+
+
+def test_tied_rule_names_proportional_inverse_and_irregular_values():
+    assert tied_rule("model.lr", {8: 0.00625, 128: 0.1, 32: 0.025}) == "lr = 0.1 × bs/128"
+    assert tied_rule("trainer.max_steps", {2: 8192, 128: 128}) == "trainer.max_steps = 16384 / bs"
+    assert tied_rule("lambda_tracker.init_args.every_n_steps", {2: 5, 8: 3}) == \
+        "lambda_tracker.every_n_steps: 5 at bs 2, 3 at bs 8"
+
+
+def test_the_same_science_under_two_run_names_counts_once(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", 0.90, run_name="first", rows=[])
+    newer = write_run(root, "bn", 8, 0, "completed", 0.80, run_name="renamed", rows=[])
+    os.utime(newer / "summary.json", (time.time() + 5, time.time() + 5))
+    write_run(root, "bn", 8, 1, "completed", 0.70, rows=[])  # another seed: a second value
+    text = report_text(root, tmp_path)
+    rows = table_rows(text)
+    assert rows[2] == "| 8 | 75.00 ± 7.07 |"  # 80 and 70: the newer of the two identical runs, once
+    assert ("`study/renamed` (completed) and `study/first` (completed) are the same configuration and seed"
+            in text) and "counted once, using the first" in text
+    assert "Seeds per cell: 2;" in text
+
+
+def test_nan_and_untrained_results_are_never_numbers(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
+    write_run(root, "bn", 8, 1, "completed", 0.1, summary={"steps": 0}, rows=[])  # an initialisation's accuracy
+    write_run(root, "bn", 32, 0, "completed", 0.9, rows=[])
+    write_run(root, "bn", 32, 1, "completed", math.nan, rows=[])
+    write_run(root, "gn", 8, 0, "completed", 0.85, rows=[])
+    text = report_text(root, tmp_path)
+    rows = table_rows(text)
+    assert rows[2] == "| 8 | n/a | 85.00 |"
+    assert rows[3] == "| 32 | 90.00 ‡ |  |"
+    assert rows[4] == "| Mean | 90.00 | 85.00 |"  # the n/a cell is left out
+    body = text.replace(str(tmp_path), "")
+    cells = [cell.strip().lower() for line in body.splitlines() if line.startswith("|") for cell in line.split("|")]
+    assert "10.00" not in cells and "nan" not in cells and "" in cells
+    assert "n/a: no seed has a finite value (NaN, or the run took no training step)" in text
+    assert "‡: batch size 32, bn: 1 of 2 seeds have no finite value" in text
+
+
+def test_a_table_without_values_is_a_sentence(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
+    write_run(root, "gn", 8, 0, "exploded", None, rows=[])
+    text = report_text(root, tmp_path)
+    assert "No table: none of its 2 finished runs has a finite final validation accuracy (1 exploded, 1 " \
+           "completed without a finite value" in text
+    assert "| Batch size |" not in text
+
+
+def test_bad_run_files_are_named_in_one_line_and_skipped(tmp_path, capsys):
+    root = tmp_path / "runs"
+    good = write_run(root, "bn", 8, 0, "completed", 0.9, run_name="good", rows=[])
+    garbage = write_run(root, "bn", 8, 1, "completed", 0.8, run_name="garbage_metrics", rows=[])
+    (garbage / "metrics.csv").write_bytes(b"epoch,step,train/loss\n0,1,\xff\xfe\x00zz\n")
+    empty = write_run(root, "gn", 8, 0, "completed", 0.7, run_name="empty_config", rows=[])
+    (empty / "config.yaml").write_text("")
+    listed = write_run(root, "gn", 8, 1, "completed", 0.7, run_name="list_summary", rows=[])
+    (listed / "summary.json").write_text("[]")
+    text = report_text(root, tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("normlab: ") for line in err)
+    assert f"normlab: skipped {empty}: config.yaml is empty" in err
+    assert f"normlab: skipped {listed}: summary.json holds list '[]', not a mapping of results" in err
+    assert any(line.startswith(f"normlab: no curves for {garbage}: ") and "metrics.csv" in line for line in err)
+    assert "## Run files left out" in text and f"skipped {empty}: config.yaml is empty" in text
+    assert table_rows(text)[2] == "| 8 | 85.00 ± 7.07 |"  # the run with a bad metrics.csv still counts
+    assert good.name in text
+
+
+def test_a_directory_of_bad_runs_only_is_one_error(tmp_path, capsys):
+    bad = write_run(tmp_path / "runs", "bn", 8, 0, "completed", 0.9, rows=[])
+    (bad / "config.yaml").write_text(": not yaml: [")
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(tmp_path / "runs")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"normlab: error: no run directories (with summary.json and config.yaml) under "
+                          f"{tmp_path / 'runs'}; skipped {bad}: config.yaml is not valid YAML") and "\n" not in err
+
+
+def test_report_files_are_replaced_atomically(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    for bs in (8, 32):
+        write_run(root, "bn", bs, 0, "completed", 0.9, rows=[])
+    out = tmp_path / "report"
+    main(["report", str(root), "--out", str(out)])
+    before = {path: path.read_bytes() for path in out.iterdir()}
+    assert out / "accuracy_vs_batch_00.png" in before
+
+    def dies_half_way(self, target, **kwargs):
+        target.write(b"\x89PNG half a figure")
+        raise KeyboardInterrupt
+
+    write_run(root, "gn", 8, 0, "completed", 0.5, rows=[])
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        main(["report", str(root), "--out", str(out)])
+    assert {path: path.read_bytes() for path in out.iterdir()} == before  # no torn file, no temporary left
+
