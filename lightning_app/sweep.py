@@ -242,8 +242,24 @@ def _start(run: PlannedRun, gpu: str | None, log_dir: Path | None, threads: int 
     # Its own session: a terminal's Ctrl-C reaches only the sweep, which passes exactly one SIGINT on.
     process = subprocess.Popen([sys.executable, "-m", "lightning_app", "fit", *run.args], env=env,
                                stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True,
-                               preexec_fn=die_with_parent())
+                               preexec_fn=_training_preexec())
     return process, run, log
+
+
+def _training_preexec():
+    """What a training runs between fork and exec: SIGINT back to its default, then the parent-death signal.
+
+    A sweep started in the background (`cmd &`, `nohup`) has SIGINT ignored, an ignored signal survives
+    exec, and Python installs no KeyboardInterrupt handler for it: the one SIGINT `_stop` sends would
+    then never reach the training."""
+    arm = die_with_parent()
+
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if arm is not None:
+            arm()
+
+    return preexec
 
 
 def _report(run: PlannedRun, returncode: int, log) -> bool:
