@@ -15,8 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from datamodules import CIFAR10DataModule
 from models.classifier import ImageClassifier
 from tests.fakedata import write_fake_cifar
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 class RecordBatches(Callback):
