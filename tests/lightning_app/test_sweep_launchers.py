@@ -271,8 +271,8 @@ def test_parallel_runs_on_the_cpu_share_its_cores(tmp_path, monkeypatch):
 def test_a_child_does_not_outlive_a_killed_parent(tmp_path):
     """The preexec_fn the sweep starts trainings with: SIGKILL the parent, and its child gets SIGTERM."""
     parent_code = ("import subprocess, sys, time\n"
-                   "from lightning_app.parent_death import die_with_parent\n"
-                   "child = subprocess.Popen(['sleep', '300'], start_new_session=True, preexec_fn=die_with_parent())\n"
+                   "from lightning_app.sweep import _training_preexec\n"
+                   "child = subprocess.Popen(['sleep', '300'], start_new_session=True, preexec_fn=_training_preexec())\n"
                    "print(child.pid, flush=True)\n"
                    "time.sleep(300)\n")
     parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -284,6 +284,18 @@ def test_a_child_does_not_outlive_a_killed_parent(tmp_path):
     while process_alive(child_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_alive(child_pid), "the child outlived its SIGKILLed parent"
+
+
+def test_a_background_sweep_still_gives_its_trainings_ctrl_c():
+    """`nohup lightning sweep ... &` starts the sweep with SIGINT ignored; its trainings must still stop
+    on the one SIGINT the sweep sends them, so they get Python's KeyboardInterrupt handler back."""
+    parent_code = ("import signal, subprocess, sys\n"
+                   "signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &`\n"
+                   "from lightning_app.sweep import _training_preexec\n"
+                   "probe = 'import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)'\n"
+                   "subprocess.run([sys.executable, '-c', probe], preexec_fn=_training_preexec(), check=True)\n")
+    result = subprocess.run([sys.executable, "-c", parent_code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
 
 
 def process_alive(pid: int) -> bool:
