@@ -59,6 +59,7 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from callbacks.compat import foreach_norm
 from callbacks.run_files import write_json
 from callbacks.run_summary import RunSummary
 from models.norms import GNPlus
@@ -169,7 +170,7 @@ class ExplosionDetector(Callback):
         with_grad = [(n, p.grad) for n, p in self._named_parameters if p.grad is not None]
         if not with_grad:
             return
-        norms = torch.stack(torch._foreach_norm([g for _, g in with_grad])).float()
+        norms = torch.stack(foreach_norm([g for _, g in with_grad])).float()
         total = torch.linalg.vector_norm(norms)
         self._param_norms, self._param_names = norms, [n for n, _ in with_grad]
         pl_module.log("grad/norm", total, on_step=True, on_epoch=False)

@@ -16,7 +16,9 @@ from typing import Any
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from callbacks.compat import layer_sync
 from callbacks.run_files import write_json
+from datamodules.sampling import per_device_batch_size
 
 SUMMARY_FILE = "summary.json"
 RUNNING, COMPLETED, EXPLODED, FAILED, INTERRUPTED = "running", "completed", "exploded", "failed", "interrupted"
@@ -31,8 +33,8 @@ def batch_sizes(trainer: Trainer) -> dict[str, int]:
     global_batch = getattr(trainer.datamodule, "batch_size", None) if trainer.datamodule is not None else None
     if not isinstance(global_batch, int):
         return {}
-    per_device = global_batch // trainer.world_size
-    synced = getattr(trainer.strategy, "_layer_sync", None) is not None
+    per_device = per_device_batch_size(global_batch, trainer.world_size)
+    synced = layer_sync(trainer.strategy) is not None
     return {"global_batch_size": global_batch, "per_device_batch_size": per_device,
             "norm_batch_size": global_batch if synced else per_device, "world_size": trainer.world_size}
 

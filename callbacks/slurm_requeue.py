@@ -17,6 +17,8 @@ import signal
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning import Callback, LightningModule, Trainer
 
+from callbacks.compat import cluster_environment
+
 
 class SlurmRequeueAtBatchEnd(Callback):
     def __init__(self) -> None:
@@ -26,7 +28,7 @@ class SlurmRequeueAtBatchEnd(Callback):
         self._done = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        environment = trainer._accelerator_connector.cluster_environment
+        environment = cluster_environment(trainer)
         if stage != "fit" or not isinstance(environment, SLURMEnvironment) or not environment.auto_requeue:
             return
         # setup runs before the Trainer registers its handlers, and Lightning installs its requeue

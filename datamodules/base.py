@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import warnings
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -31,10 +30,6 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 from datamodules.augment import crop_and_flip, crop_flip_params
 from datamodules.sampling import BatchKey, EpochBatchSampler, per_device_batch_size
 
-
-# Lightning warns that a mid-epoch resume is unreliable unless the *loader* is stateful; ours resume
-# through the data module's `state_dict` instead (tests/datamodules/test_lightning_integration.py).
-warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
 
 class TrainingBatch(NamedTuple):

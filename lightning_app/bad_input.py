@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from callbacks.compat import parser_actions
 
 # What reading a damaged file raises before any loader can check it (gzip, zlib, pickle streams).
 CORRUPT_FILE_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, pickle.UnpicklingError)
@@ -66,7 +67,7 @@ def check_yaml_files(argv: list[str]) -> None:
 
 def valid_keys(parser) -> list[str]:
     """Every dotted key the (sub)command parser accepts."""
-    return [a.dest for a in parser._actions if a.dest not in ("help", "config", "print_config")
+    return [a.dest for a in parser_actions(parser) if a.dest not in ("help", "config", "print_config")
             and not a.dest.endswith(".help")]
 
 

@@ -35,6 +35,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.compat import subcommand_parsers
 from callbacks.explosion import ExplosionDetector
 from callbacks.hessian import HessianTopEigen
 from callbacks.lambda_tracker import LambdaTracker
@@ -106,8 +107,7 @@ class NormlabCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as error:
-            subcommands = getattr(parser, "_subcommands_action", None)
-            parsers = subcommands._name_parser_map if subcommands is not None else {}
+            parsers = subcommand_parsers(parser)
             subparser = next((parsers[a] for a in argv if a in parsers), parser)
             raise ValueError(explain_parse_error(str(error), subparser)) from None
 

@@ -19,11 +19,10 @@ import numpy as np
 import yaml
 
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.run.identity import data_name, get_dotted
+from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, get_dotted
 
 # The axes a study varies, and where each lives in a resolved config.
-AXES = {"norm": ("model", "norm"), "batch_size": ("data", "init_args", "batch_size"), "lr": ("model", "lr"),
-        "seed": ("seed_everything",)}
+AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything"}
 
 
 @dataclass(frozen=True)

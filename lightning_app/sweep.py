@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,37 +36,13 @@ from jsonargparse import ArgumentError
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE
 from lightning_app.cli import NormlabCLI
-from lightning_app.run.lock import describe_holder, holder_of
-from lightning_app.run.paths import resume_checkpoint
+from lightning_app.run.lock import holder_of
 from lightning_app.run.status import FINISHED, read_status
 from lightning_app.parent_death import die_with_parent
+from lightning_app.planned_run import PlannedRun
 from lightning_app.sweep_spec import SweepSpec, format_cli_value, load_sweep
 
 SWEEP_DIR = "_sweep"  # beside the run directories: logs, the slurm script, the W&B sweep file
-
-
-@dataclass
-class PlannedRun:
-    index: int
-    point: dict[str, Any]  # the grid values of this run (dotted key -> value)
-    args: list[str]  # the `fit` arguments
-    run_dir: Path
-    status: str | None  # summary.json's status, None when the run never started
-    holder: dict | None = None  # the process holding the run's lock (running elsewhere), None when free
-    accelerator: str = "auto"  # trainer.accelerator and trainer.devices: what a launcher must provide
-    devices: Any = 1
-
-    @property
-    def action(self) -> str:
-        if self.status in FINISHED or self.holder is not None:
-            return "skip"
-        return "resume" if resume_checkpoint(self.run_dir) is not None else "start"
-
-    @property
-    def state(self) -> str:
-        if self.holder is not None:
-            return f"running elsewhere: {describe_holder(self.holder)}"
-        return self.status or ""
 
 
 def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:

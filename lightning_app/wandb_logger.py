@@ -30,7 +30,7 @@ from typing import Literal
 from pytorch_lightning import Trainer
 from pytorch_lightning.loggers import WandbLogger
 
-from lightning_app.run.identity import data_name, derive_run_name
+from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, derive_run_name, get_dotted, model_args
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,11 +63,9 @@ def git_state(repo: Path = REPO_ROOT) -> dict:
 
 def run_identity(config: dict, experiment: str, run_name: str, options: WandbOptions) -> dict:
     """wandb.init's project, group, name, id and tags for a resolved (dumped) subcommand config."""
-    model = config.get("model") or {}
-    model = model.get("init_args", model)
-    data_args = (config.get("data") or {}).get("init_args") or {}
+    model = model_args(config)
     dataset = data_name(config.get("data"))
-    derived_tags = [dataset, model.get("backbone"), model.get("norm"), f"bs{data_args.get('batch_size')}",
+    derived_tags = [dataset, model.get("backbone"), model.get("norm"), f"bs{get_dotted(config, BATCH_SIZE_KEY)}",
                     f"lr{model.get('lr'):g}" if isinstance(model.get("lr"), (int, float)) else None,
                     f"seed{config.get('seed_everything')}", experiment]
     tags = list(dict.fromkeys(str(t)[:64] for t in [*derived_tags, *options.tags] if t))  # W&B: ≤ 64 chars

@@ -5,6 +5,7 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from tests.fakedata import write_fake_mnist  # noqa: E402
+from tests.helpers import ROOT  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,3 +25,19 @@ def fake_mnist_dir(tmp_path):
     folder = tmp_path / "fake_mnist"
     write_fake_mnist(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def data_dir(request, tmp_path_factory):
+    """Tiny MNIST-format files shared by all tests of a module. A module whose runs need a particular number
+    of samples sets FAKE_MNIST_SIZES, the n_train/n_test keywords of write_fake_mnist."""
+    folder = tmp_path_factory.mktemp("mnist")
+    write_fake_mnist(folder, **getattr(request.module, "FAKE_MNIST_SIZES", {}))
+    return folder
+
+
+@pytest.fixture
+def run_from_repo_root(monkeypatch):
+    """Run the test from the repository root: config paths in sweeps and presets are relative to the cwd.
+    Modules that need it ask with `pytestmark = pytest.mark.usefixtures("run_from_repo_root")`."""
+    monkeypatch.chdir(ROOT)

@@ -20,6 +20,7 @@ SCIENCE_KEYS = ("model", "data", "seed_everything", "trainer.max_epochs", "train
 NON_SCIENCE_DATA_KEYS = {"data_dir", "download", "num_workers", "pin_memory", "persistent_workers",
                          "eval_batch_size", "on_device"}  # on_device: the same batches, faster
 UNGROUPED_NORMS = {"none", "bn", "ln", "in"}
+BATCH_SIZE_KEY = "data.init_args.batch_size"  # the global training batch in a resolved config
 
 
 def get_dotted(cfg: Any, key: str | Iterable[str]) -> Any:
@@ -29,6 +30,12 @@ def get_dotted(cfg: Any, key: str | Iterable[str]) -> Any:
             return None
         cfg = cfg[part]
     return cfg
+
+
+def model_args(cfg: dict) -> dict:
+    """The model's arguments in a resolved config (nested under `init_args` in subclass mode)."""
+    model = cfg.get("model") or {}
+    return model.get("init_args", model)
 
 
 def data_name(data_cfg: dict | None) -> str:
@@ -57,15 +64,14 @@ def science_hash(cfg: dict, length: int = 6) -> str:
 
 def derive_run_name(cfg: dict) -> str:
     """A readable, deterministic run name from a resolved (dumped) subcommand config."""
-    model = cfg.get("model") or {}
-    model = model.get("init_args", model)
-    data_args = (cfg.get("data") or {}).get("init_args") or {}
+    model = model_args(cfg)
+    batch_size = get_dotted(cfg, BATCH_SIZE_KEY)
     norm = model.get("norm", "norm")
     parts = [data_name(cfg.get("data")), model.get("backbone", "model"), norm]
     if norm not in UNGROUPED_NORMS:
         parts.append(f"g{model.get('norm_groups', 32)}")
     lr = model.get("lr")
-    parts += [f"bs{data_args.get('batch_size', '?')}", f"lr{lr:g}" if isinstance(lr, (int, float)) else "lr?",
+    parts += [f"bs{'?' if batch_size is None else batch_size}", f"lr{lr:g}" if isinstance(lr, (int, float)) else "lr?",
               f"s{cfg.get('seed_everything')}"]
     return "_".join(str(p) for p in parts) + "_" + science_hash(cfg)
 

@@ -11,7 +11,7 @@ import torch
 
 from bench.explosion_rule import ratio_rule
 from lightning_app.cli import main
-from tests.lightning_app.test_cli_end_to_end import ROOT, run_dirs, tiny_args
+from tests.helpers import ROOT, run_dirs, tiny_args
 
 PRESET = str(ROOT / "configs/presets/explosion.yaml")
 
@@ -53,7 +53,7 @@ def test_quickstart_trains_hundreds_of_steps_without_a_false_alarm(fake_mnist_di
 
 
 def test_quickstart_sgd_lr_50_without_a_preset_ends_exploded(fake_mnist_dir, tmp_path, capsys):
-    """The issue's case: no preset composed in, plain SGD at lr 50 diverges; the default detector stops it
+    """No preset composed in, plain SGD at lr 50 diverges; the default detector stops it
     at its first non-finite step, keeps a finite checkpoint, and the run is not tested."""
     main(tiny_args(fake_mnist_dir, tmp_path, "--model.optimizer", "sgd", "--model.lr", "50"))
     (run_dir,) = run_dirs(tmp_path)

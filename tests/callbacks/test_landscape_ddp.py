@@ -6,15 +6,13 @@ same DDP fit without the probe.
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.callbacks.ddp_probe_run import LR
 from tests.callbacks.probe_models import STEP_SIZES, LinearSoftmax, assert_equal_nested, reference_values
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 @pytest.mark.slow

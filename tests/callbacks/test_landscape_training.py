@@ -6,7 +6,6 @@ ends bit-identical (weights, BN buffers, optimizer state, RNG) to the same fit w
 with deterministic algorithms. Two epochs, so a consumed RNG would also reshuffle the second one.
 """
 import csv
-from pathlib import Path
 
 import torch
 import yaml
@@ -18,8 +17,8 @@ from datamodules import FashionMNISTDataModule
 from lightning_app.cli import main
 from models.classifier import ImageClassifier
 from tests.callbacks.probe_models import MetricsCapture, assert_equal_nested
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DESIGN_KEYS = ["landscape/loss_min", "landscape/loss_max", "landscape/grad_pred_min",
                "landscape/grad_pred_max", "landscape/beta_eff"]
 

@@ -16,7 +16,7 @@ import torch
 from pytorch_lightning import Callback
 
 from lightning_app.cli import main
-from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
+from tests.helpers import run_dirs, tiny_args
 
 STEPS = 12  # 2 epochs of 6 steps (tiny_args)
 SLURM_JOB = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_JOB_NAME": "normlab-test",

@@ -21,10 +21,10 @@ import pytest
 from lightning_app.sweep import plan_sweep
 from lightning_app.sweep_export import query_cluster, slurm_script
 from lightning_app.sweep_spec import load_sweep
+from tests.helpers import ROOT
 from tests.lightning_app.test_sweep_end_to_end import summary, tiny_sweep
 
 pytestmark = pytest.mark.cluster
-ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = (256 - 64) // 32  # tiny_sweep: 256 generated training images, 64 held out, batch 32
 
 

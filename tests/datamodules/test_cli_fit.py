@@ -1,14 +1,13 @@
 """`lightning fit` trains on every data module, from its preset in configs/datasets/, on generated files."""
 import json
-from pathlib import Path
 
 import pytest
 
 from datamodules import DATAMODULES
 from lightning_app.cli import main
 from tests.fakedata import write_fake_cifar, write_fake_mnist, write_fake_svhn
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 WRITERS = {
     "cifar10": lambda d: write_fake_cifar(d, 10, n_train=80, n_test=16),
     "cifar100": lambda d: write_fake_cifar(d, 100, n_train=80, n_test=16),

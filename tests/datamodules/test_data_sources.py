@@ -17,10 +17,9 @@ from datamodules import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModu
 from lightning_app.cli import main
 from tests.fakedata import write_fake_cifar, write_fake_mnist
 from tests.lightning_app.readme_table import assert_documented
-from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
+from tests.helpers import ERROR_PREFIX, run_dirs, tiny_args
 
 SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
-ERROR_PREFIX = "normlab: error: "
 
 
 def write_int8_labels(path: Path, labels: np.ndarray) -> None:

@@ -21,29 +21,12 @@ import pytest
 from lightning_app.cli import main
 from tests.fakedata import write_fake_mnist, write_idx
 from tests.lightning_app.readme_table import assert_documented, bad_input_table
-from tests.lightning_app.test_cli_end_to_end import ROOT, tiny_args
-
-ERROR_PREFIX = "normlab: error: "
+from tests.helpers import ERROR_PREFIX, ROOT, error_line, snapshot, tiny_args
 
 
 def fit_args(data_dir, root, run_name="victim", *extra):
     return tiny_args(data_dir, root, "--data", "datamodules.MNISTDataModule", "--model.norm", "bn",
                      "--experiment", "exp", "--run_name", run_name, "--trainer.max_epochs", "1", "--test_after_fit", "false", *extra)
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def error_line(capsys, call) -> str:
-    """Run `call`, expect exit 2 and exactly one error line on stderr; return the message."""
-    with pytest.raises(SystemExit) as info:
-        call()
-    err = capsys.readouterr().err
-    assert info.value.code == 2, err[-2000:]
-    lines = [line for line in err.splitlines() if line.startswith(ERROR_PREFIX)]
-    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
-    return lines[0][len(ERROR_PREFIX):]
 
 
 def write_bad_data(folder: Path, fault: str) -> Path:

@@ -1,7 +1,7 @@
-"""`lightning fit` with a CIFAR backbone and a GNPlus norm on generated data (issue 4's "done when").
+"""`lightning fit` with a CIFAR backbone and a GNPlus norm on generated data, end to end.
 
 ResNet-18 with gn_plus_gn_first, G = 32, on 28×28 grey MNIST-format files: the run must complete, and
-its checkpoint must hold the network the issue describes (one λ per norm layer: 20 in ResNet-18).
+its checkpoint must hold that network (one λ per norm layer: 20 in ResNet-18).
 """
 import json
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lightning_app.cli import main
-from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
+from tests.helpers import run_dirs, tiny_args
 from tests.models.backbone_probe import one_thread  # noqa: F401
 
 

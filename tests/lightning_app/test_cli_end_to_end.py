@@ -9,22 +9,7 @@ import pytest
 import yaml
 
 from lightning_app.cli import main
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_args(data_dir, root, *extra):
-    return ["fit", "--config", str(ROOT / "configs/quickstart.yaml"),
-            "--data.init_args.data_dir", str(data_dir), "--data.init_args.val_split", "64",
-            "--data.init_args.batch_size", "32", "--data.init_args.download", "false",
-            "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root),
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.log_every_n_steps", "2", *extra]
-
-
-def run_dirs(root):
-    return [p for p in Path(root).glob("*/*") if p.is_dir()]
-
+from tests.helpers import ROOT, run_dirs, tiny_args
 
 def test_fit_writes_the_run_directory(fake_mnist_dir, tmp_path, capsys):
     root = tmp_path / "runs"

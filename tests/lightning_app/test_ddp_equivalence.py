@@ -9,17 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fakedata import write_fake_mnist
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # each case launches real processes: ~10-20 s apiece
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ddp_data")
-    write_fake_mnist(folder, n_train=160, n_test=32)
-    return folder
+FAKE_MNIST_SIZES = {"n_train": 160, "n_test": 32}  # the conftest data_dir fixture writes this many images
 
 
 def fit_command(data_dir, root, norm, devices, sync=False, entry=("lightning_app",)):

@@ -1,6 +1,5 @@
 """Every experiment config prints (`--print_config`) and instantiates its model, data module and
 callbacks without training, with the values the file declares; every sweep file plans all its runs."""
-from pathlib import Path
 
 import pytest
 import yaml
@@ -9,16 +8,14 @@ from lightning_app.cli import NormlabCLI, main
 from lightning_app.sweep import plan_sweep
 from lightning_app.sweep_spec import load_sweep
 from models.norms import make_norm
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
 CALLBACK_SECTIONS = ("landscape", "lambda_tracker", "explosion")
 
 
-@pytest.fixture(autouse=True)
-def run_from_repo_root(monkeypatch):
-    monkeypatch.chdir(ROOT)
+pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
 
 
 def test_there_is_a_config_for_every_seed_experiment():

@@ -9,8 +9,8 @@ import pytest
 
 from lightning_app.cli import main
 from tests.lightning_app.readme_table import assert_documented
-from tests.lightning_app.test_bad_inputs import error_line, snapshot
-from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
+from tests.helpers import error_line, snapshot
+from tests.helpers import run_dirs, tiny_args
 
 # (row id, extra arguments, the exact error message); 256 training images, val_split 64 → 192 left.
 ROWS = [

@@ -9,7 +9,7 @@ import csv
 import torch
 
 from lightning_app.cli import main
-from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
+from tests.helpers import run_dirs, tiny_args
 
 
 def run(data_dir, root, seed):

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 from lightning_app.cli import main
 from models.backbones import BACKBONES
 from models.norms import norm_names
-from tests.fakedata import write_fake_mnist
-from tests.lightning_app.test_cli_end_to_end import ROOT
+from tests.helpers import ROOT
 
 # The README's messages for the invalid corners of this grid.
 DOCUMENTED_ERRORS = {
@@ -46,11 +45,7 @@ configs = st.fixed_dictionaries({
 })
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fuzz_data")
-    write_fake_mnist(folder, n_train=96, n_test=16)
-    return folder
+FAKE_MNIST_SIZES = {"n_train": 96, "n_test": 16}  # the conftest data_dir fixture writes this many images
 
 
 def fit_one_step(config: dict, data_dir) -> str | None:

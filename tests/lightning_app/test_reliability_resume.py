@@ -13,14 +13,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from lightning_app.cli import main
-from tests.fakedata import write_fake_mnist
-from tests.lightning_app.test_cli_end_to_end import ROOT, run_dirs, tiny_args
+from tests.helpers import ROOT, run_dirs, tiny_args
 
 # 192 training images / batch 32 = 6 steps per epoch, 2 epochs; last.ckpt every 2 steps and at epoch ends.
 STEPS_PER_EPOCH, EPOCHS = 6, 2
@@ -78,13 +76,6 @@ def kill_then_resume(data_dir, root, mode, step):
     left = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     main(run_args(data_dir, root))  # the relaunch: resumes from last.ckpt by itself (or starts over without one)
     return left
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mnist")
-    write_fake_mnist(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

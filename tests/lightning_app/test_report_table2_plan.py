@@ -3,7 +3,6 @@ lr = 0.1 × bs/128) reads back as ONE table in the paper's layout: every run of 
 two steps on generated CIFAR-10 files, then `lightning report`. The backbone is swapped for the small
 CNN (ResNet-50 steps at batch 128 take seconds each on a CPU); grouping depends only on the grid."""
 import re
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,7 @@ from lightning_app.report_tables import ordered_norms
 from lightning_app.sweep import plan_sweep
 from lightning_app.sweep_spec import load_sweep
 from tests.fakedata import write_fake_cifar
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from lightning_app.run.lock import RunLock, RunLocked, holder_of
 from lightning_app.run.paths import LOCK_FILE, check_name, check_writable, clear_run_dir, resume_checkpoint
 from lightning_app.report_groups import science_items
 from lightning_app.runs import RunRecord
-from tests.lightning_app.test_cli_end_to_end import tiny_args
+from tests.helpers import tiny_args
 
 
 def snapshot(root):

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from lightning_app.run.lock import holder_of
-from tests.lightning_app.test_cli_end_to_end import ROOT, tiny_args
+from tests.helpers import ROOT, tiny_args
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from lightning_app.cli import main
-from tests.lightning_app.test_cli_end_to_end import run_dirs, tiny_args
+from tests.helpers import run_dirs, tiny_args
 
 RECORD = ("config.yaml", "metrics.csv", "summary.json", "hparams.yaml", "checkpoints/last.ckpt")
 

@@ -13,8 +13,7 @@ import pytest
 
 from lightning_app.sweep import main, plan_sweep
 from lightning_app.sweep_spec import load_sweep
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
 
 
 def tiny_sweep(tmp_path, data_dir, grid: str, max_epochs: int = 1) -> Path:

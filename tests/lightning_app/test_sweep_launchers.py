@@ -16,13 +16,10 @@ import yaml
 from lightning_app.sweep import main, plan_sweep
 from lightning_app.sweep_export import ClusterNodes, job_shape, query_cluster, slurm_script, wandb_sweep
 from lightning_app.sweep_spec import load_sweep
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(autouse=True)
-def run_from_repo_root(monkeypatch):
-    monkeypatch.chdir(ROOT)
+pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
 
 
 def make_sweep(tmp_path, grid: str, extra: str = "") -> Path:

@@ -19,11 +19,7 @@ def write_sweep(tmp_path, text: str):
     return path
 
 
-@pytest.fixture(autouse=True)
-def run_from_repo_root(monkeypatch):
-    from pathlib import Path
-
-    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # base config paths are relative to the cwd
+pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
 
 
 def test_product_zip_union_and_seeds_expand_in_order(tmp_path):

@@ -15,7 +15,7 @@ from pytorch_lightning import Callback
 
 from lightning_app.cli import main
 from lightning_app.wandb_logger import WandbOptions, run_identity
-from tests.lightning_app.test_cli_end_to_end import ROOT, run_dirs, tiny_args
+from tests.helpers import ROOT, run_dirs, tiny_args
 
 LANDSCAPE = {"landscape/loss_min": 0.5, "landscape/loss_max": 2.5, "landscape/grad_pred_min": 0.1,
              "landscape/grad_pred_max": 0.9, "landscape/beta_eff": 3.0, "landscape/loss@0.5": 1.25}

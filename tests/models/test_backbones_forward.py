@@ -1,4 +1,4 @@
-"""Every backbone × every norm name: forward and backward on a batch of 4 (issue 4, "Backbones").
+"""Every backbone × every norm name: forward and backward on a batch of 4.
 
 Each pair must give logits of shape (4, classes) and a finite gradient on every parameter, and the
 norm factory must have made exactly the number of norm layers the architecture has (NORM_LAYERS,

@@ -1,4 +1,4 @@
-"""Initialisation of the CIFAR backbones (issue 4): Kaiming-normal convs, norms γ = 1, β = 0, λ as set.
+"""Initialisation of the CIFAR backbones: Kaiming-normal convs, norms γ = 1, β = 0, λ as set.
 
 Reference: He et al. 2015 ("Delving Deep into Rectifiers"), a zero-mean normal with std = √(2 / fan_out),
 fan_out = out_channels · k_h · k_w (torchvision's mode for these networks). The sample std of n draws

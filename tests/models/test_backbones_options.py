@@ -1,4 +1,4 @@
-"""Backbone options (issue 4): zero_init_residual for every norm, VGG-11 heads and training without a
+"""Backbone options: zero_init_residual for every norm, VGG-11 heads and training without a
 norm, `norm_groups_policy: clamp`, channels_last, and one-line errors for bad options.
 
 zero_init_residual (Goyal et al. 2017) must make every residual block start as y = ReLU(shortcut(x)),

@@ -5,7 +5,7 @@ Reference networks: torchvision's resnet18, resnet50, densenet121 and VGG config
 into CIFAR form the way kuangliu/pytorch-cifar (the GN paper's training script) builds them: a 3×3
 stride-1 stem without max-pool (and, for DenseNet, without a stem norm). With the same weights
 copied across in order, our networks must compute the same function.
-Parameter counts with `bn` and 10 classes are the well-known CIFAR values the issue lists; GN has the
+Parameter counts with `bn` and 10 classes are the well-known published CIFAR values; GN has the
 same counts; each GNPlus layer adds exactly one parameter (its λ); `none` drops every γ and β.
 """
 import pytest
