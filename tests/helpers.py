@@ -40,3 +40,21 @@ def error_line(capsys, call) -> str:
     lines = [line for line in err.splitlines() if line.startswith(ERROR_PREFIX)]
     assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
     return lines[0][len(ERROR_PREFIX):]
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def ends_within(pid: int, seconds: float) -> bool:
+    """Wait up to `seconds` for process `pid` to end; True if it did."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not process_alive(pid)

@@ -13,7 +13,7 @@ import pytest
 
 from lightning_app.sweep import main, plan_sweep
 from lightning_app.sweep_spec import load_sweep
-from tests.helpers import ROOT
+from tests.helpers import ROOT, ends_within
 
 
 def tiny_sweep(tmp_path, data_dir, grid: str, max_epochs: int = 1) -> Path:
@@ -96,7 +96,6 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes(stop, fake_mnist_di
 @pytest.mark.slow
 def test_a_killed_sweep_leaves_no_training_behind_and_the_same_command_resumes(fake_mnist_dir, tmp_path):
     """SIGKILL gives the sweep no chance to stop its training; the kernel's parent-death signal does."""
-    from tests.lightning_app.test_sweep_launchers import process_alive
 
     epochs = 40
     sweep = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn]\n", max_epochs=epochs)
@@ -113,10 +112,7 @@ def test_a_killed_sweep_leaves_no_training_behind_and_the_same_command_resumes(f
                    .read_text().split())
     sweep_process.kill()
     sweep_process.wait()
-    deadline = time.monotonic() + 60
-    while process_alive(training) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not process_alive(training), "the training outlived its SIGKILLed sweep"
+    assert ends_within(training, 60), "the training outlived its SIGKILLed sweep"
     assert summary(run.run_dir)["status"] != "completed"
 
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import yaml
 from lightning_app.sweep import main, plan_sweep
 from lightning_app.sweep_export import ClusterNodes, job_shape, query_cluster, slurm_script, wandb_sweep
 from lightning_app.sweep_spec import load_sweep
-from tests.helpers import ROOT
+from tests.helpers import ROOT, ends_within, process_alive
 
 
 pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
@@ -231,15 +230,22 @@ class FakeTraining:
         return 0
 
 
-def test_parallel_runs_each_get_their_own_gpu_and_log(tmp_path, monkeypatch):
+@pytest.fixture
+def three_fake_runs(tmp_path, monkeypatch):
+    """Three planned runs whose trainings are FakeTraining processes; OMP_NUM_THREADS unset."""
     from lightning_app import sweep
 
     runs = plan_sweep(load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first]\n")))
     FakeTraining.run_dirs = [run.run_dir for run in runs]
     FakeTraining.launched = []
     monkeypatch.setattr(sweep.subprocess, "Popen", FakeTraining)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    return sweep, runs
+
+
+def test_parallel_runs_each_get_their_own_gpu_and_log(tmp_path, monkeypatch, three_fake_runs):
+    sweep, runs = three_fake_runs
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
     assert sweep.run_local(runs, parallel=2, log_dir=tmp_path / "logs", poll_seconds=0) == 0
     assert [(d, gpu, threads) for d, gpu, _, threads in FakeTraining.launched] == [
         (runs[0].run_dir, "3", None), (runs[1].run_dir, "5", None), (runs[2].run_dir, "3", None)]  # GPU reused
@@ -248,15 +254,9 @@ def test_parallel_runs_each_get_their_own_gpu_and_log(tmp_path, monkeypatch):
         sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs")
 
 
-def test_parallel_runs_on_the_cpu_share_its_cores(tmp_path, monkeypatch):
-    from lightning_app import sweep
-
-    runs = plan_sweep(load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first]\n")))
-    FakeTraining.run_dirs = [run.run_dir for run in runs]
-    FakeTraining.launched = []
-    monkeypatch.setattr(sweep.subprocess, "Popen", FakeTraining)
+def test_parallel_runs_on_the_cpu_share_its_cores(tmp_path, monkeypatch, three_fake_runs):
+    sweep, runs = three_fake_runs
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: set(range(8)))
     assert sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs", poll_seconds=0) == 0
     assert [threads for *_, threads in FakeTraining.launched] == ["2", "2", "2"]  # 8 cores // 3 runs
@@ -277,10 +277,7 @@ def test_a_child_does_not_outlive_a_killed_parent(tmp_path):
     assert process_alive(child_pid)
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 10
-    while process_alive(child_pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not process_alive(child_pid), "the child outlived its SIGKILLed parent"
+    assert ends_within(child_pid, 10), "the child outlived its SIGKILLed parent"
 
 
 def test_a_background_sweep_still_gives_its_trainings_ctrl_c():
@@ -293,14 +290,6 @@ def test_a_background_sweep_still_gives_its_trainings_ctrl_c():
                    "subprocess.run([sys.executable, '-c', probe], preexec_fn=_training_preexec(), check=True)\n")
     result = subprocess.run([sys.executable, "-c", parent_code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "True", result.stderr[-2000:]
-
-
-def process_alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting to be reaped has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_trimmed_run_is_not_mistaken_for_the_full_one(tmp_path):
