@@ -80,7 +80,7 @@ def test_ctrl_c_stops_the_sweep_and_the_same_command_resumes(stop, fake_mnist_di
     assert sweep_process.returncode == 130, out[-3000:]
     assert "interrupted; 1 run(s) stopped, 1 not started" in out
     stopped = summary(first)
-    assert stopped["status"] == "failed" and stopped["epochs"] < epochs and last.is_file()
+    assert stopped["status"] == "interrupted" and stopped["epochs"] < epochs and last.is_file()
     assert not second.exists()
 
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -165,12 +165,17 @@ SHIPPED_SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yaml"))
 @pytest.mark.parametrize("sweep_file", SHIPPED_SWEEPS, ids=lambda p: p.stem)
 def test_every_shipped_sweep_asks_a_gpu_cluster_for_one_gpu_per_run(sweep_file, tmp_path):
     """On a GPU cluster (8 GPUs, 64 CPUs per node) every shipped sweep's script asks for one GPU, one task
-    and the node's CPUs per GPU: the sweep files leave the resources to the launcher. The CPU test
+    and the node's CPUs per GPU: the sweep files leave the resources to the launcher. A sweep whose runs
+    are pinned to the CPU (the batch-size study) asks for no GPU and the node's CPUs. The CPU test
     cluster's side is tests/cluster/ (sbatch --test-only on the real cluster)."""
     spec = load_sweep(sweep_file)
-    directives = sbatch_directives(slurm_script(spec, plan_sweep(spec), tmp_path, ClusterNodes(cpus=64, gpus=8)))
-    assert {"--gres=gpu:1", "--ntasks-per-node=1", "--cpus-per-task=8", "--nodes=1"} <= set(directives)
-    assert len([d for d in directives if d.startswith(("--gres", "--cpus-per-task", "--ntasks"))]) == 3
+    runs = plan_sweep(spec)
+    directives = sbatch_directives(slurm_script(spec, runs, tmp_path, ClusterNodes(cpus=64, gpus=8)))
+    on_cpu = {run.accelerator for run in runs} == {"cpu"}
+    expected = ({"--ntasks-per-node=1", "--cpus-per-task=64", "--nodes=1"} if on_cpu
+                else {"--gres=gpu:1", "--ntasks-per-node=1", "--cpus-per-task=8", "--nodes=1"})
+    assert expected <= set(directives)
+    assert len([d for d in directives if d.startswith(("--gres", "--cpus-per-task", "--ntasks"))]) == len(expected) - 1
 
 
 def test_wandb_sweep_puts_fit_and_configs_before_the_swept_args(tmp_path):
