@@ -13,7 +13,7 @@ export WANDB_MODE ?= offline
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# The default data set (Fashion-MNIST) comes from Debian's package when we can install it; the data
+# The default data set (Fashion-MNIST; the test tiers train on it too) comes from Debian's package when we can install it; the data
 # module falls back to data/ and torchvision's download on its own and says so if all fail.
 data:
 	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -26,10 +26,10 @@ data:
 train: .venv/installed data
 	.venv/bin/lightning fit --config $(CONFIG)
 
-test: .venv/installed
+test: .venv/installed data
 	$(PY) -m pytest -q -m "not slow and not cluster"
 
-test-all: .venv/installed
+test-all: .venv/installed data
 	$(PY) -m pytest -q -m "not cluster"
 
 # The SLURM tier: brings up a one-node cluster on this machine (root, Debian: tools/slurm_cluster.sh),
