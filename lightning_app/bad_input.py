@@ -23,6 +23,7 @@ import zlib
 from pathlib import Path
 
 import yaml
+from jsonargparse import ArgumentError
 
 from callbacks.compat import parser_actions
 
@@ -66,9 +67,9 @@ def check_yaml_files(argv: list[str]) -> None:
 
 
 def valid_keys(parser) -> list[str]:
-    """Every dotted key the (sub)command parser accepts."""
-    return [a.dest for a in parser_actions(parser) if a.dest not in ("help", "config", "print_config")
-            and not a.dest.endswith(".help")]
+    """Every dotted key the (sub)command parser accepts, spelled as on the command line (`dry-run`)."""
+    return [next((o[2:] for o in a.option_strings if o.startswith("--")), a.dest) for a in parser_actions(parser)
+            if a.dest not in ("help", "config", "print_config") and not a.dest.endswith(".help")]
 
 
 def class_options(class_path: str) -> list[str]:
@@ -159,3 +160,12 @@ def explain_parse_error(message: str, parser=None) -> str:
     if parser_key and (typed := _explain_type(parser_key, message)):
         return typed
     return one_line(message)
+
+
+def parse_command_line(parser, argv: list[str]):
+    """`parser.parse_args(argv)` for a parser built with `exit_on_error=False`: a parse error is raised as
+    a ValueError holding its one line (`lightning sweep` and `lightning report`)."""
+    try:
+        return parser.parse_args(argv)
+    except ArgumentError as error:
+        raise ValueError(explain_parse_error(str(error), parser)) from None

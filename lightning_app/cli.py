@@ -338,7 +338,7 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] in ("sweep", "report"):
             import importlib
 
-            importlib.import_module(f"lightning_app.{argv[0]}").main(argv[1:])
+            importlib.import_module(f"lightning_app.{argv[0]}.command").main(argv[1:])
             return
         with recording():
             run_cli(argv if args is not None else None)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from lightning_app.sweep import plan_sweep
-from lightning_app.sweep_export import query_cluster, slurm_script
-from lightning_app.sweep_spec import load_sweep
+from lightning_app.sweep.export import query_cluster, slurm_script
+from lightning_app.sweep.plan import plan_sweep
+from lightning_app.sweep.spec import load_sweep
 from tests.helpers import ROOT
-from tests.lightning_app.test_sweep_end_to_end import summary, tiny_sweep
+from tests.lightning_app.sweep.test_sweep_end_to_end import summary, tiny_sweep
 
 pytestmark = pytest.mark.cluster
 STEPS_PER_EPOCH = (256 - 64) // 32  # tiny_sweep: 256 generated training images, 64 held out, batch 32

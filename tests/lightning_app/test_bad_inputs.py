@@ -169,10 +169,11 @@ CHECKED_BY_SUBSTRING_ELSEWHERE = {
     "root, experiment, run or `checkpoints` path is a file", "root not writable", "`metrics.csv` of the run is not one",
 }
 # README rows whose messages other test files hold to the README's text with `assert_documented`
-# (test_nothing_trains_on_nothing.py, tests/datamodules/test_data_sources.py).
+# (test_nothing_trains_on_nothing.py, tests/datamodules/test_data_sources.py, report/test_report.py).
 CHECKED_AGAINST_README_ELSEWHERE = {
     "zero training steps", "batch larger than the training split (also: a val_split leaving less than a batch)",
     "last batch of one with a BN-type norm", "data dir holds only some files", "label out of range (either end)",
+    "a `lightning sweep` or `lightning report` option with a bad value",
 }
 
 

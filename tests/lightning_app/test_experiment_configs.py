@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from lightning_app.cli import NormlabCLI, main
-from lightning_app.sweep import plan_sweep
-from lightning_app.sweep_spec import load_sweep
+from lightning_app.sweep.plan import plan_sweep
+from lightning_app.sweep.spec import load_sweep
 from models.norms import make_norm
 from tests.helpers import ROOT
 

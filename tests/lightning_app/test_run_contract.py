@@ -16,11 +16,11 @@ import torch
 from callbacks.run_files import atomic_write_text
 from lightning_app.checkpoints import AtomicCheckpointIO
 from lightning_app.cli import main
+from lightning_app.report.groups import science_items
+from lightning_app.report.runs import RunRecord
 from lightning_app.run.identity import derive_run_name, first_difference, science_config
 from lightning_app.run.lock import RunLock, RunLocked, holder_of
 from lightning_app.run.paths import LOCK_FILE, check_name, check_writable, clear_run_dir, resume_checkpoint
-from lightning_app.report_groups import science_items
-from lightning_app.runs import RunRecord
 from tests.helpers import tiny_args
 
 
@@ -212,9 +212,9 @@ def test_resume_takes_the_newest_of_last_and_slurm_requeue_checkpoints(tmp_path)
 
 
 def test_the_sweep_plan_skips_a_run_locked_elsewhere_and_resumes_a_requeued_one(tmp_path, monkeypatch):
-    from lightning_app.sweep import plan_sweep, print_plan
-    from lightning_app.sweep_spec import load_sweep
-    from tests.lightning_app.test_sweep_launchers import ROOT, make_sweep
+    from lightning_app.sweep.plan import plan_sweep, print_plan
+    from lightning_app.sweep.spec import load_sweep
+    from tests.lightning_app.sweep.test_sweep_launchers import ROOT, make_sweep
 
     monkeypatch.chdir(ROOT)
     spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn]\n"))

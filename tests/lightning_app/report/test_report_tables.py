@@ -9,10 +9,10 @@ import matplotlib.figure
 import pytest
 
 from lightning_app.cli import main
-from lightning_app.report_groups import tied_rule
-from lightning_app.report_tables import accuracy_table, table_markdown
-from lightning_app.runs import load_runs
-from tests.lightning_app.report_runs import write_run
+from lightning_app.report.groups import tied_rule
+from lightning_app.report.runs import load_runs
+from lightning_app.report.tables import accuracy_table, table_markdown
+from tests.lightning_app.report.report_runs import write_run
 
 
 def report_text(root, tmp_path) -> str:

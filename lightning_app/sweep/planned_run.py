@@ -1,6 +1,6 @@
 """`PlannedRun`: one run of a sweep as the planner sees it (its grid point, `fit` arguments, directory
-and state). Its own module because both the planner (`sweep.py`) and the launchers that export a plan
-(`sweep_export.py`: SLURM array, W&B sweep) use it, and neither should import the other for it.
+and state). Its own module because both the planner (`plan.py`) and the launchers that export a plan
+(`local.py`, `export.py`: SLURM array, W&B sweep) use it, and neither should import the other for it.
 """
 from __future__ import annotations
 

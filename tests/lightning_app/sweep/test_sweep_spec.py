@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightning_app.sweep_spec import format_cli_value, load_sweep
+from lightning_app.sweep.spec import format_cli_value, load_sweep
 
 ROOT_CONFIG = "configs/quickstart.yaml"
 

@@ -15,7 +15,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from lightning_app.runs import RunRecord, numeric_key
+from lightning_app.report.runs import RunRecord, numeric_key
 from models.norms import norm_names
 
 DASH = "–"

@@ -3,27 +3,30 @@
 Reads every finished run directory under RUNS_DIR (config.yaml, summary.json, metrics.csv; never W&B,
 so it works offline) and writes DIR/report.md (default RUNS_DIR/report) with PNG figures beside it, all
 atomically: accuracy tables in the GN paper's layout with accuracy against batch size, final σ(λ) per
-layer (table and figure) and λ trajectories (report_tables.py, report_batch_figures.py), training
-curves against images seen, landscape bands and the learning-rate envelope (report_figures.py).
-Runs are grouped by what they share (report_groups.py): a table, its curves and λ figures hold runs that
+layer (table and figure) and λ trajectories (tables.py, batch_figures.py), training
+curves against images seen, landscape bands and the learning-rate envelope (figures.py).
+Runs are grouped by what they share (groups.py): a table, its curves and λ figures hold runs that
 differ only in norm, batch size, seed and the values tied to the batch size; a landscape figure runs
 that differ only in norm and seed; an envelope runs that differ only in norm, LR and seed. The same
 science under two run names counts once; unreadable run files are named and skipped.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import Literal
+
+from jsonargparse import ArgumentParser
 
 from callbacks.run_files import atomic_write_text
-from lightning_app.report_batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
+from lightning_app.bad_input import parse_command_line
+from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
                                                 plot_lambda_trajectories)
-from lightning_app.report_figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
-from lightning_app.report_groups import Group, deduplicate, grouped, unique_titles
-from lightning_app.report_tables import accuracy_table, final_lambda_tables, table_markdown
+from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
+from lightning_app.report.groups import Group, deduplicate, grouped, unique_titles
+from lightning_app.report.runs import RunRecord, load_runs
+from lightning_app.report.tables import accuracy_table, final_lambda_tables, table_markdown
 from lightning_app.run.status import FINISHED, STATUSES
-from lightning_app.runs import RunRecord, load_runs
 
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
@@ -164,14 +167,18 @@ def _figure_lines(title: str, path: Path | None, out: Path) -> list[str]:
     return [] if path is None else [f"![{title}]({path.relative_to(out).as_posix()})", ""]
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="lightning report", description=__doc__.split("\n\n")[1])
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="lightning report", description=__doc__.split("\n\n")[1], exit_on_error=False)
     parser.add_argument("runs_dir", type=Path, help="a folder of run directories (searched recursively)")
-    parser.add_argument("--out", type=Path, default=None, help="where report.md and the PNGs go "
-                        "(default: RUNS_DIR/report)")
-    parser.add_argument("--metric", choices=list(METRICS), default="final_val_acc",
-                        help="the accuracy in the tables (default: final_val_acc)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path | None, default=None,
+                        help="where report.md and the PNGs go (default: RUNS_DIR/report)")
+    parser.add_argument("--metric", type=Literal[tuple(METRICS)], default="final_val_acc",
+                        help="the accuracy in the tables")
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    args = parse_command_line(build_parser(), argv)
     runs, skipped = load_runs(args.runs_dir)
     for note in skipped:
         print(f"normlab: {note}", file=sys.stderr)

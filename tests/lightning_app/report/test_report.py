@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from lightning_app.cli import main
-from lightning_app.report_figures import envelope
-from lightning_app.runs import Series, read_metrics
-from tests.lightning_app.report_runs import write_metrics_csv, write_run
+from lightning_app.report.figures import envelope
+from lightning_app.report.runs import Series, read_metrics
+from tests.helpers import error_line
+from tests.lightning_app.readme_table import assert_documented
+from tests.lightning_app.report.report_runs import write_metrics_csv, write_run
 
 @pytest.fixture
 def runs_root(tmp_path):
@@ -97,6 +99,14 @@ def test_read_metrics_splits_sparse_rows_and_keeps_the_latest_of_a_repeated_step
     metrics = read_metrics(path)
     assert metrics["train/loss"].steps.tolist() == [0, 2] and metrics["train/loss"].values.tolist() == [2.0, 1.4]
     assert metrics["val/acc"].steps.tolist() == [9] and metrics["val/acc"].epochs.tolist() == [0]
+
+
+def test_a_bad_report_option_is_one_line_and_writes_nothing(runs_root, capsys):
+    message = error_line(capsys, lambda: main(["report", str(runs_root), "--metric", "acc"]))
+    assert message == "metric: got 'acc', expected one of 'final_val_acc', 'best_val_acc', 'test_acc'"
+    assert_documented("a `lightning sweep` or `lightning report` option with a bad value", message)
+    assert not (runs_root / "report").exists()
+    assert error_line(capsys, lambda: main(["report"])) == "the following arguments are required: runs_dir"
 
 
 def test_no_runs_is_one_clear_error(tmp_path, capsys):

@@ -1,11 +1,11 @@
 """The report's batch-size figures: what the GN paper argues with, for runs that differ in norm, batch
-size and seed (report_groups.grouped), each written atomically as one PNG:
+size and seed (groups.grouped), each written atomically as one PNG:
 
 - accuracy against batch size (Wu & He 2018, Fig. 1): log₂ axis, one line per norm, mean ± sample std
   band over seeds, × where seeds exploded (at the cell's mean, or under the lowest mean when every seed
-  exploded), from the same cells as the table (report_tables.accuracy_table);
+  exploded), from the same cells as the table (tables.accuracy_table);
 - final σ(λ) per GNPlus layer against batch size ("Understanding and Improving Group Normalization",
-  §4): one panel per GNPlus norm, one line per layer, the start value dashed (report_tables.final_lambda_tables);
+  §4): one panel per GNPlus norm, one line per layer, the start value dashed (tables.final_lambda_tables);
 - σ(λ) trajectories against training images seen: one panel per (GNPlus norm, batch size), one line per
   layer (mean over seeds, ± std band), the start value marked, every panel on the same y axis [0, 1]
   so that a move of 0.005 looks like one.
@@ -19,9 +19,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lightning_app.report_figures import finite, images_seen, norm_colour, save_figure, seed_band
-from lightning_app.report_tables import AccuracyTable, final_lambda_tables, layer_order, ordered_norms
-from lightning_app.runs import RunRecord, numeric_key
+from lightning_app.report.figures import finite, images_seen, norm_colour, save_figure, seed_band
+from lightning_app.report.runs import RunRecord, numeric_key
+from lightning_app.report.tables import AccuracyTable, final_lambda_tables, layer_order, ordered_norms
 
 LAMBDA_RANGE = (0.0, 1.0)  # σ(λ) lives in (0, 1): one fixed axis for every λ panel
 

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from callbacks.run_files import atomic_open  # noqa: E402
-from lightning_app.report_tables import ordered_norms  # noqa: E402
-from lightning_app.runs import RunRecord, Series, numeric_key  # noqa: E402
+from lightning_app.report.runs import RunRecord, Series, numeric_key  # noqa: E402
+from lightning_app.report.tables import ordered_norms  # noqa: E402
 from models.norms import norm_names  # noqa: E402
 
 LANDSCAPE_PANELS = (("loss", "loss at θ − η·g", "loss landscape"),

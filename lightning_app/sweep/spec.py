@@ -7,8 +7,8 @@
       model.norm: [bn, gn]
       data.init_args.batch_size, model.lr: [[8, 0.00625], [128, 0.1]]   # keys that vary together
     seeds: [0, 1, 2]                    # sets seed_everything; the outermost loop
-    slurm: {...}                        # `--launcher slurm` settings (see sweep_export.py)
-    wandb: {...}                        # `--launcher wandb` settings (see sweep_export.py)
+    slurm: {...}                        # `--launcher slurm` settings (see export.py)
+    wandb: {...}                        # `--launcher wandb` settings (see export.py)
 
 `grid` may also be a list of such mappings: the sweep is then the union of their products, in order
 (as scikit-learn's ParameterGrid does), for arms that vary different keys. Every run is a list of

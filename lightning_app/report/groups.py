@@ -19,8 +19,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from lightning_app.report.runs import RunRecord, numeric_key
 from lightning_app.run.identity import science_config
-from lightning_app.runs import RunRecord, numeric_key
 
 AXIS_KEYS = {"norm": "model.norm", "batch_size": "data.init_args.batch_size", "lr": "model.lr",
              "seed": "seed_everything"}

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lightning_app.sweep import main, plan_sweep
-from lightning_app.sweep_spec import load_sweep
+from lightning_app.sweep.command import main
+from lightning_app.sweep.plan import plan_sweep
+from lightning_app.sweep.spec import load_sweep
 from tests.helpers import ROOT, ends_within
 
 

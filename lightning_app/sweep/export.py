@@ -39,8 +39,8 @@ from typing import Any
 import yaml
 
 from callbacks.run_files import atomic_write_text
-from lightning_app.planned_run import PlannedRun
-from lightning_app.sweep_spec import SweepSpec
+from lightning_app.sweep.planned_run import PlannedRun
+from lightning_app.sweep.spec import SweepSpec
 
 SLURM_KEYS = ("gpus", "cpus_per_task", "mem", "time", "partition", "max_parallel", "python", "setup", "sbatch")
 WANDB_KEYS = ("project", "entity", "name", "method", "metric")

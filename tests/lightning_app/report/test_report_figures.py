@@ -4,27 +4,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from lightning_app import report_batch_figures, report_figures
-from lightning_app.report_batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
+from lightning_app.report import batch_figures, figures
+from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
                                                 plot_lambda_trajectories)
-from lightning_app.report_figures import plot_landscape, plot_training_curves
-from lightning_app.report_tables import accuracy_table
-from lightning_app.runs import load_runs
-from tests.lightning_app.report_runs import write_run
+from lightning_app.report.figures import plot_landscape, plot_training_curves
+from lightning_app.report.runs import load_runs
+from lightning_app.report.tables import accuracy_table
+from tests.lightning_app.report.report_runs import write_run
 
 
 @pytest.fixture
 def drawn(monkeypatch):
     """The figures the plot functions would save (saving a PNG is test_report.py's business)."""
-    figures = []
+    saved = []
 
     def keep(fig, path):
-        figures.append(fig)
+        saved.append(fig)
         return path
 
-    monkeypatch.setattr(report_figures, "save_figure", keep)
-    monkeypatch.setattr(report_batch_figures, "save_figure", keep)
-    yield figures
+    monkeypatch.setattr(figures, "save_figure", keep)
+    monkeypatch.setattr(batch_figures, "save_figure", keep)
+    yield saved
     plt.close("all")
 
 
@@ -129,7 +129,7 @@ def test_landscape_bands_are_binned_so_hundreds_of_probes_stay_readable(tmp_path
     plot_landscape(runs, tmp_path / "l.png", "t")
     (fig,) = drawn
     edges = band_edges(artist(fig, "band:bn"))
-    assert 10 <= len(edges) <= report_figures.MAX_POINTS
+    assert 10 <= len(edges) <= figures.MAX_POINTS
     for x, (low, high) in edges.items():
         # a bin's mean of a linear function of images seen (2 per step) is its value at the bin's mean x,
         # and the two seeds (offset 0 and 1) average to +0.5

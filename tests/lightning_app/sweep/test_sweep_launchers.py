@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_app.sweep import main, plan_sweep
-from lightning_app.sweep_export import ClusterNodes, job_shape, query_cluster, slurm_script, wandb_sweep
-from lightning_app.sweep_spec import load_sweep
-from tests.helpers import ROOT, ends_within, process_alive
+from lightning_app.sweep.command import main
+from lightning_app.sweep.export import ClusterNodes, JobShape, job_shape, query_cluster, slurm_script, wandb_sweep
+from lightning_app.sweep.plan import plan_sweep
+from lightning_app.sweep.spec import load_sweep
+from tests.helpers import ROOT, ends_within, error_line, process_alive
 
 
 pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
@@ -58,6 +59,22 @@ def test_a_bad_grid_value_names_its_run(tmp_path, capsys):
     assert info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("normlab: error: sweep run (model.optimizer=rmsprop):")
+
+
+@pytest.mark.parametrize("options,expected", [
+    (["--launcher", "sl"], "launcher: got 'sl', expected one of 'local', 'slurm', 'wandb'"),
+    (["--parallel", "two"], "parallel: got 'two', expected int"),
+    (["--parallel", "0"], "--parallel must be >= 1, got 0"),
+    (["--dry-runn"], "unknown config key 'dry-runn'; did you mean 'dry-run'?"),
+])
+def test_a_bad_sweep_option_is_one_line_before_any_planning(tmp_path, capsys, options, expected):
+    sweep = make_sweep(tmp_path, "  model.norm: [bn, gn]\n")
+    assert error_line(capsys, lambda: main(["--config", str(sweep), *options])) == expected
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_sweep_file_is_required(capsys):
+    assert error_line(capsys, lambda: main(["--dry-run"])) == "the following arguments are required: config"
 
 
 def test_slurm_script_runs_each_unfinished_run_once(tmp_path):
@@ -151,6 +168,15 @@ def test_job_shape_fits_the_run_to_the_cluster(accelerator, devices, settings, c
     assert (found.gpus, found.tasks, found.cpus_per_task) == shape
 
 
+def test_a_grid_over_trainer_devices_plans_and_shapes_its_jobs(tmp_path):
+    """`--trainer.devices 2` parses to the text '2' (the key accepts a str before an int): the same count."""
+    runs = plan_sweep(load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn]\n  trainer.devices: [2]\n"
+                                                      "  trainer.accelerator: [cpu]\n")))
+    assert [run.point["trainer.devices"] for run in runs] == [2, 2]
+    assert [run.run_dir.parent for run in runs] == [tmp_path / "runs" / "tiny"] * 2
+    assert {job_shape(run.accelerator, run.devices, {}, ClusterNodes(8, 0)) for run in runs} == {JobShape(0, 2, 4)}
+
+
 def test_job_shape_refuses_what_the_cluster_cannot_give():
     with pytest.raises(ValueError, match="trainer.accelerator=gpu but the SLURM cluster has no GPUs"):
         job_shape("gpu", 1, {}, ClusterNodes(2, 0))
@@ -194,7 +220,7 @@ def test_wandb_sweep_puts_fit_and_configs_before_the_swept_args(tmp_path):
 
 def test_wandb_override_files_reproduce_every_planned_run(tmp_path):
     """Keys varied together cannot be a W&B grid: each run becomes a config file W&B passes as --config."""
-    from lightning_app.sweep import _RunPlanner
+    from lightning_app.sweep.plan import _RunPlanner
 
     spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn]\n  data.init_args.batch_size, model.lr: "
                                            "[[16, 0.0125], [128, 0.1]]\n  model.norm_options: [null]\n"))
@@ -238,42 +264,42 @@ class FakeTraining:
 @pytest.fixture
 def three_fake_runs(tmp_path, monkeypatch):
     """Three planned runs whose trainings are FakeTraining processes; OMP_NUM_THREADS unset."""
-    from lightning_app import sweep
+    from lightning_app.sweep import local
 
     runs = plan_sweep(load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first]\n")))
     FakeTraining.run_dirs = [run.run_dir for run in runs]
     FakeTraining.launched = []
-    monkeypatch.setattr(sweep.subprocess, "Popen", FakeTraining)
+    monkeypatch.setattr(local.subprocess, "Popen", FakeTraining)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    return sweep, runs
+    return local, runs
 
 
 def test_parallel_runs_each_get_their_own_gpu_and_log(tmp_path, monkeypatch, three_fake_runs):
-    sweep, runs = three_fake_runs
+    local, runs = three_fake_runs
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
-    assert sweep.run_local(runs, parallel=2, log_dir=tmp_path / "logs", poll_seconds=0) == 0
+    assert local.run_local(runs, parallel=2, log_dir=tmp_path / "logs", poll_seconds=0) == 0
     assert [(d, gpu, threads) for d, gpu, _, threads in FakeTraining.launched] == [
         (runs[0].run_dir, "3", None), (runs[1].run_dir, "5", None), (runs[2].run_dir, "3", None)]  # GPU reused
     assert [log for _, _, log, _ in FakeTraining.launched] == [f"{run.run_dir.name}.log" for run in runs]
     with pytest.raises(ValueError, match="--parallel 3 needs 3 GPUs, 2 are visible"):
-        sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs")
+        local.run_local(runs, parallel=3, log_dir=tmp_path / "logs")
 
 
 def test_parallel_runs_on_the_cpu_share_its_cores(tmp_path, monkeypatch, three_fake_runs):
-    sweep, runs = three_fake_runs
+    local, runs = three_fake_runs
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: set(range(8)))
-    assert sweep.run_local(runs, parallel=3, log_dir=tmp_path / "logs", poll_seconds=0) == 0
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert local.run_local(runs, parallel=3, log_dir=tmp_path / "logs", poll_seconds=0) == 0
     assert [threads for *_, threads in FakeTraining.launched] == ["2", "2", "2"]  # 8 cores // 3 runs
-    assert sweep.cpu_threads(1) is None and sweep.cpu_threads(16) == 1
+    assert local.cpu_threads(1) is None and local.cpu_threads(16) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
-    assert sweep.cpu_threads(3) is None  # the user's own setting is passed on untouched
+    assert local.cpu_threads(3) is None  # the user's own setting is passed on untouched
 
 
 def test_a_child_does_not_outlive_a_killed_parent(tmp_path):
     """The preexec_fn the sweep starts trainings with: SIGKILL the parent, and its child gets SIGTERM."""
     parent_code = ("import subprocess, sys, time\n"
-                   "from lightning_app.sweep import _training_preexec\n"
+                   "from lightning_app.sweep.local import _training_preexec\n"
                    "child = subprocess.Popen(['sleep', '300'], start_new_session=True, preexec_fn=_training_preexec())\n"
                    "print(child.pid, flush=True)\n"
                    "time.sleep(300)\n")
@@ -290,7 +316,7 @@ def test_a_background_sweep_still_gives_its_trainings_ctrl_c():
     on the one SIGINT the sweep sends them, so they get Python's KeyboardInterrupt handler back."""
     parent_code = ("import signal, subprocess, sys\n"
                    "signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to `cmd &`\n"
-                   "from lightning_app.sweep import _training_preexec\n"
+                   "from lightning_app.sweep.local import _training_preexec\n"
                    "probe = 'import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)'\n"
                    "subprocess.run([sys.executable, '-c', probe], preexec_fn=_training_preexec(), check=True)\n")
     result = subprocess.run([sys.executable, "-c", parent_code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from lightning_app.cli import main
-from lightning_app.report_tables import ordered_norms
-from lightning_app.sweep import plan_sweep
-from lightning_app.sweep_spec import load_sweep
+from lightning_app.report.tables import ordered_norms
+from lightning_app.sweep.plan import plan_sweep
+from lightning_app.sweep.spec import load_sweep
 from tests.fakedata import write_fake_cifar
 from tests.helpers import ROOT
 

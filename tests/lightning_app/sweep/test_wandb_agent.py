@@ -10,11 +10,11 @@ import sys
 import pytest
 import yaml
 
-from lightning_app.sweep import plan_sweep
-from lightning_app.sweep_export import write_wandb_sweep
-from lightning_app.sweep_spec import load_sweep
+from lightning_app.sweep.export import write_wandb_sweep
+from lightning_app.sweep.plan import plan_sweep
+from lightning_app.sweep.spec import load_sweep
 from tests.fakedata import write_fake_mnist
-from tests.lightning_app.test_sweep_end_to_end import ROOT, tiny_sweep
+from tests.lightning_app.sweep.test_sweep_end_to_end import ROOT, tiny_sweep
 from tests.lightning_app.test_wandb_offline import items, wait_for_exit_record
 
 AGENT = {"WANDB_SWEEP_ID": "sweep0001", "WANDB_RUN_ID": "agentrun42", "WANDB_PROJECT": "normlab-agent-test"}
