@@ -1,14 +1,21 @@
-"""Every private Lightning, argparse/jsonargparse and torch internal normlab relies on, named in one place.
+"""Every private Lightning, argparse/jsonargparse and torch internal normlab relies on, named in one place,
+and jsonargparse's error wording that lightning_app/bad_input.py reads.
 
 Private names change without notice between releases. Attributes read from instances go through the
 functions below; private methods that normlab's subclasses override or call (`LightningCLI`,
 `ModelCheckpoint`, the CSV logger's `ExperimentWriter`) cannot, so `PRIVATE_ATTRIBUTES` lists them: an
 override of a method the base class no longer has would silently never run.
-`tests/callbacks/test_compat.py` checks each one against the installed versions and names any that is gone.
+Error wording changes without notice too: bad_input.py turns jsonargparse's multi-line parse errors into
+one line by matching the patterns of `ERROR_WORDING`, and a reworded message would silently come out raw.
+`tests/callbacks/test_compat.py` checks each attribute against the installed versions, provokes each
+message from the installed jsonargparse, and names any attribute that is gone or pattern that no longer
+matches.
 It lives in callbacks/, the lowest layer that already builds on Lightning, so that callbacks/ (which must
 not import lightning_app) and lightning_app/ share it.
 """
 from __future__ import annotations
+
+import re
 
 import torch
 
@@ -49,3 +56,49 @@ def subcommand_parsers(parser) -> dict:
 def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The 2-norm of each tensor in one fused call."""
     return torch._foreach_norm(tensors)
+
+
+# -- jsonargparse's error wording --------------------------------------------------------------------
+# Each pattern matches one piece of a parse error as jsonargparse (or argparse beneath it) writes it.
+
+# argparse's "unrecognized arguments: --trainer.max_epohcs 3" (a command-line key no parser knows).
+# Group 1: the first unknown argument as typed.
+UNRECOGNIZED_ARGUMENTS = re.compile(r"unrecognized arguments: (\S+)")
+# "Subcommand 'fit' does not accept option 'model.nrom'" (an unknown key in a config file).
+# Group 1: the dotted key.
+KEY_NOT_ACCEPTED = re.compile(r"does not accept option '([^']+)'")
+# 'Parser key "config": File does not exist: '/x.yaml'' (a missing --config file). Group 1: the path.
+CONFIG_FILE_MISSING = re.compile(r"Parser key \"config\": File does not exist: '([^']+)'")
+# 'Parser key "model.lr":\n  <error>' heads every error about one key's value (a list's adds
+# " element N" before the colon). Group 1: the dotted key; group 2: the error under it.
+PARSER_KEY = re.compile(r'Parser key "([^"]+)"(?: element \d+)?:\s*(.*)', re.S)
+# "Problem with given class_path 'datamodules.X':\n  <reason>" (a class_path that does not import, or
+# init_args it refuses). Group 1: the class path; group 2: the reason, up to the next bullet or the
+# "Given value" lines.
+CLASS_PATH_PROBLEM = re.compile(
+    r"Problem with given class_path '([^']+)':\s*(.*?)(?:\n\s*- |\n\s*Given value|\Z)", re.S)
+# "Option 'batch_sise' is not accepted": the reason above for an init argument the class does not take.
+# Group 1: the argument.
+OPTION_NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")
+# A value no type of an Optional/Union takes: "Does not validate against any of the Union subtypes\n
+# Subtypes: [...]\nErrors:\n  - <one error per subtype>\nGiven value type: ...\nGiven value: x".
+# Group 1: the bulleted per-subtype errors.
+UNION_ERRORS = re.compile(
+    r"Does not validate against any of the Union subtypes.*?Errors:(.*?)(?:Given value type:|\Z)", re.S)
+# The bullet before each per-subtype error.
+ERROR_BULLET = re.compile(r"\n\s*- ")
+# The per-subtype error of the None that every optional key's type allows.
+NONE_ALTERNATIVE = re.compile(r"Expected a <class 'NoneType'>")
+# The value given to a key: "Given value: x" (Union errors) or ". Got value: x" (single-type errors).
+# Group 1: the value.
+GIVEN_VALUE = re.compile(r"(?:Given|Got) value:\s*(.*)$", re.M)
+# A type expected: "Expected a <class 'float'>. Got value: x" or a bullet's "- Expected a <class 'int'>".
+# Group 1: the type as jsonargparse writes it.
+EXPECTED_TYPE = re.compile(r"Expected a (.+?)(?:\. Got value|$)", re.M)
+# A Literal type as jsonargparse writes it: "typing.Literal['sgd', 'adam']". Group 1: the allowed values.
+LITERAL_TYPE = re.compile(r"typing\.Literal\[(.*)\]")
+# Any other type as jsonargparse writes it, Python's repr of the class: "<class 'int'>". Group 1: its name.
+CLASS_REPR = re.compile(r"<class '(?:builtins\.)?([\w.]+)'>")
+
+# Name -> pattern for every pattern above (this module compiles no others), for the test to iterate over.
+ERROR_WORDING = {name: value for name, value in dict(globals()).items() if isinstance(value, re.Pattern)}

@@ -8,7 +8,8 @@ reprs, `NestedArg(...)`). The CLI builds its parsers with `exit_on_error=False`,
 - an unknown key names the key and suggests the closest valid one (`difflib`);
 - an unknown `class_path` lists the registered data modules;
 - a bad type names the key, the value given and the type expected.
-Anything else is kept, on one line.
+Anything else is kept, on one line. The patterns that read jsonargparse's wording live in
+callbacks/compat.py, whose test provokes each message from the installed jsonargparse.
 """
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ import importlib
 import inspect
 import os
 import pickle
-import re
 import zlib
 from pathlib import Path
 
 import yaml
 from jsonargparse import ArgumentError
 
-from callbacks.compat import parser_actions
+from callbacks.compat import (CLASS_PATH_PROBLEM, CLASS_REPR, CONFIG_FILE_MISSING, ERROR_BULLET,
+                              EXPECTED_TYPE, GIVEN_VALUE, KEY_NOT_ACCEPTED, LITERAL_TYPE, NONE_ALTERNATIVE,
+                              OPTION_NOT_ACCEPTED, PARSER_KEY, UNION_ERRORS, UNRECOGNIZED_ARGUMENTS,
+                              parser_actions)
 
 # What reading a damaged file raises before any loader can check it (gzip, zlib, pickle streams).
 CORRUPT_FILE_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, pickle.UnpicklingError)
@@ -109,51 +112,50 @@ def _registered_data_modules() -> str:
 
 def _type_name(text: str) -> str:
     text = text.strip()
-    literal = re.fullmatch(r"typing\.Literal\[(.*)\]", text)
-    if literal:
+    if literal := LITERAL_TYPE.fullmatch(text):
         return f"one of {literal.group(1)}"
-    return re.sub(r"<class '(?:builtins\.)?([\w.]+)'>", r"\1", text).replace("NoneType", "null")
+    return CLASS_REPR.sub(r"\1", text).replace(type(None).__name__, "null")
 
 
 def _explain_type(key: str, message: str) -> str | None:
-    given = re.search(r"(?:Given|Got) value:\s*(.*)$", message, re.M)
-    expected = re.findall(r"Expected a (.+?)(?:\. Got value|$)", message, re.M)
+    given = GIVEN_VALUE.search(message)
+    expected = EXPECTED_TYPE.findall(message)
     if not (given and expected):
         return None
     types = " or ".join(dict.fromkeys(_type_name(t) for t in expected))
     return f"{key}: got {given.group(1).strip()!r}, expected {types}"
 
 
-def _union_errors(message: str) -> list[str]:
-    """The per-subtype errors of a 'Does not validate against any of the Union subtypes' message, less
-    the `None` alternative every optional key has."""
-    block = message.split("Errors:", 1)[1].split("Given value type:", 1)[0]
-    errors = [one_line(e) for e in re.split(r"\n\s*- ", "\n" + block) if e.strip()]
-    return [e for e in errors if not re.fullmatch(r"Expected a <class 'NoneType'>", e)]
+def _union_errors(block: str) -> list[str]:
+    """The per-subtype errors in the bulleted block of a Union error (UNION_ERRORS' group 1), less the
+    `None` alternative every optional key has."""
+    errors = [one_line(e) for e in ERROR_BULLET.split("\n" + block) if e.strip()]
+    return [e for e in errors if not NONE_ALTERNATIVE.fullmatch(e)]
 
 
 def explain_parse_error(message: str, parser=None) -> str:
     """One line for a jsonargparse error message; `parser` (the subcommand's) supplies valid keys."""
     keys = valid_keys(parser) if parser is not None else []
-    if m := re.search(r"unrecognized arguments: (\S+)", message):
+    if m := UNRECOGNIZED_ARGUMENTS.search(message):
         return unknown_key(m.group(1).lstrip("-").split("=", 1)[0], keys)
-    if m := re.search(r"does not accept (?:option|nested key) '([^']+)'", message):
+    if m := KEY_NOT_ACCEPTED.search(message):
         return unknown_key(m.group(1), keys)
-    if m := re.search(r"Parser key \"config\": File does not exist: '([^']+)'", message):
+    if m := CONFIG_FILE_MISSING.search(message):
         return f"config file {m.group(1)} does not exist"
-    parser_key = m.group(1) if (m := re.search(r'Parser key "([^"]+)"', message)) else None
-    if m := re.search(r"Problem with given class_path '([^']+)':\s*(.*?)(?:\n\s*- |\n\s*Given value|\Z)", message, re.S):
+    parser_key = m.group(1) if (m := PARSER_KEY.search(message)) else None
+    if m := CLASS_PATH_PROBLEM.search(message):
         class_path, reason = m.groups()
         prefix = f"{parser_key}.init_args." if parser_key else ""
-        if option := re.match(r"Option '([^']+)' is not accepted", reason):
+        if option := OPTION_NOT_ACCEPTED.match(reason):
             return unknown_key(prefix + option.group(1), [prefix + o for o in class_options(class_path)])
-        if inner := re.match(r'Parser key "([^"]+)":\s*(.*)', reason, re.S):
+        if inner := PARSER_KEY.match(reason):
             return _explain_type(prefix + inner.group(1), inner.group(2)) or one_line(reason)
         allowed = f"; allowed: {_registered_data_modules()}" if parser_key == "data" else ""
         return f"{parser_key}: cannot use class_path '{class_path}' ({one_line(reason)}){allowed}"
-    if "Does not validate against any of the Union subtypes" in message and "Errors:" in message:
-        errors = _union_errors(message)
-        if parser_key and (typed := _explain_type(parser_key, message)) and all(e.startswith("Expected a") for e in errors):
+    if union := UNION_ERRORS.search(message):
+        errors = _union_errors(union.group(1))
+        only_types = all(EXPECTED_TYPE.match(e) for e in errors)
+        if parser_key and only_types and (typed := _explain_type(parser_key, message)):
             return typed
         if errors:
             return (f"{parser_key}: " if parser_key else "") + "; ".join(errors)

@@ -1,15 +1,18 @@
 """The private library internals normlab relies on (callbacks/compat.py) still exist in the installed
-versions: an upgrade that removes one fails here, naming it, instead of somewhere deep in a run."""
+versions, and its patterns still match the installed jsonargparse's error messages: an upgrade that removes
+an internal or rewords a message fails here, naming it, instead of somewhere deep in a run or as a raw
+multi-line error."""
 import importlib
+from typing import Literal, Optional
 
 import pytest
 import torch
-from jsonargparse import ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning import Trainer
 
-from callbacks.compat import (PRIVATE_ATTRIBUTES, cluster_environment, foreach_norm, layer_sync, parser_actions,
-                              subcommand_parsers)
+from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_norm,
+                              layer_sync, parser_actions, subcommand_parsers)
 
 
 def resolve(owner: str):
@@ -45,3 +48,69 @@ def test_parser_internals():
 def test_foreach_norm_matches_torch_norm():
     tensors = [torch.randn(3, 4), torch.randn(5)]
     assert torch.allclose(torch.stack(foreach_norm(tensors)), torch.stack([t.norm() for t in tensors]))
+
+
+class Box:
+    """A class for jsonargparse's subclass machinery (class_path + init_args), as the CLI's `--data`."""
+
+    def __init__(self, size: int = 1):
+        self.size = size
+
+
+BOX = f"{Box.__module__}.Box"
+
+
+@pytest.fixture(scope="module")
+def wording_parser():
+    """A `fit` subcommand with a key of each kind the CLI's error messages are about."""
+    fit = ArgumentParser(exit_on_error=False)
+    fit.add_argument("--config", action=ActionConfigFile)
+    fit.add_argument("--lr", type=float)
+    fit.add_argument("--epochs", type=Optional[int])
+    fit.add_argument("--optimizer", type=Literal["sgd", "adam"])
+    fit.add_argument("--box", type=Optional[Box])
+    fit.add_argument("--sizes", type=int, nargs="+")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subcommands().add_subcommand("fit", fit)
+    return parser
+
+
+# (test id, pattern name, `fit` arguments that make jsonargparse write the wording, what the pattern captures:
+# its groups, or the whole match for a pattern without any; whitespace runs count as one space)
+WORDING_CASES = [
+    ("UNRECOGNIZED_ARGUMENTS", "UNRECOGNIZED_ARGUMENTS", ["--nope", "3"], ("--nope",)),
+    ("KEY_NOT_ACCEPTED", "KEY_NOT_ACCEPTED", ["--config", "lrr: 3"], ("lrr",)),
+    ("CONFIG_FILE_MISSING", "CONFIG_FILE_MISSING", ["--config", "/nowhere/x.yaml"], ("/nowhere/x.yaml",)),
+    ("PARSER_KEY", "PARSER_KEY", ["--lr", "x"], ("lr", "Expected a <class 'float'>. Got value: x")),
+    ("PARSER_KEY-list-element", "PARSER_KEY", ["--sizes", "1", "x"],
+     ("sizes", "Expected a <class 'int'>. Got value: x")),
+    ("CLASS_PATH_PROBLEM", "CLASS_PATH_PROBLEM", ["--box", f"{BOX}Nope"],
+     (f"{BOX}Nope", f"module '{Box.__module__}' has no attribute 'BoxNope'")),
+    ("OPTION_NOT_ACCEPTED", "OPTION_NOT_ACCEPTED", ["--box", BOX, "--box.sise", "2"], ("sise",)),
+    ("UNION_ERRORS", "UNION_ERRORS", ["--epochs", "x"],
+     ("- Expected a <class 'int'> - Expected a <class 'NoneType'>",)),
+    ("ERROR_BULLET", "ERROR_BULLET", ["--epochs", "x"], ("-",)),
+    ("NONE_ALTERNATIVE", "NONE_ALTERNATIVE", ["--epochs", "x"], ("Expected a <class 'NoneType'>",)),
+    ("GIVEN_VALUE-union", "GIVEN_VALUE", ["--epochs", "x"], ("x",)),
+    ("GIVEN_VALUE-single-type", "GIVEN_VALUE", ["--lr", "x"], ("x",)),
+    ("EXPECTED_TYPE-union", "EXPECTED_TYPE", ["--epochs", "x"], ("<class 'int'>",)),
+    ("EXPECTED_TYPE-single-type", "EXPECTED_TYPE", ["--lr", "x"], ("<class 'float'>",)),
+    ("LITERAL_TYPE", "LITERAL_TYPE", ["--optimizer", "sgdd"], ("'sgd', 'adam'",)),
+    ("CLASS_REPR", "CLASS_REPR", ["--lr", "x"], ("float",)),
+]
+
+
+@pytest.mark.parametrize("name,args,captured", [c[1:] for c in WORDING_CASES],
+                         ids=[c[0] for c in WORDING_CASES])
+def test_error_wording_still_matches(wording_parser, name, args, captured):
+    with pytest.raises(ArgumentError) as info:
+        wording_parser.parse_args(["fit", *args])
+    message = str(info.value)
+    match = ERROR_WORDING[name].search(message)
+    assert match, f"callbacks.compat.{name} does not match the installed jsonargparse's wording:\n{message}"
+    found = tuple(" ".join(g.split()) for g in (match.groups() or (match.group(0),)))
+    assert found == captured, f"callbacks.compat.{name} captures {found}, not {captured}, from:\n{message}"
+
+
+def test_every_wording_pattern_is_provoked():
+    assert {c[1] for c in WORDING_CASES} == set(ERROR_WORDING)
