@@ -137,6 +137,8 @@ def explain_parse_error(message: str, parser=None) -> str:
     """One line for a jsonargparse error message; `parser` (the subcommand's) supplies valid keys."""
     keys = valid_keys(parser) if parser is not None else []
     if m := UNRECOGNIZED_ARGUMENTS.search(message):
+        if not m.group(1).startswith("-"):  # a word where no positional argument is left: not a key
+            return f"unexpected argument '{m.group(1)}'; options are written --key value (see --help)"
         return unknown_key(m.group(1).lstrip("-").split("=", 1)[0], keys)
     if m := KEY_NOT_ACCEPTED.search(message):
         return unknown_key(m.group(1), keys)
