@@ -12,6 +12,7 @@ science under two run names counts once; unreadable run files are named and skip
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Literal
@@ -26,8 +27,13 @@ from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_
 from lightning_app.report.groups import Group, deduplicate, grouped, unique_titles
 from lightning_app.report.runs import RunRecord, load_runs
 from lightning_app.report.tables import accuracy_table, final_lambda_tables, table_markdown
+from lightning_app.run.paths import check_directory_target
 from lightning_app.run.status import FINISHED, STATUSES
 
+REPORT_FILE = "report.md"
+REPORT_HEADING = "# normlab report"  # its first line: how a later report knows the directory is a report's
+# Every figure name write_report gives (`<kind>_<group index>.png`).
+FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope)_\d{2,}\.png")
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
 
@@ -61,7 +67,7 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
     """Write report.md and its figures into `out`; returns the report and the figures written."""
     out.mkdir(parents=True, exist_ok=True)
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
-    lines = ["# normlab report", "", f"{len(runs)} runs under `{source}`: {counts}. Tables and figures use the "
+    lines = [REPORT_HEADING, "", f"{len(runs)} runs under `{source}`: {counts}. Tables and figures use the "
              "finished runs (completed or exploded); every run is listed under Runs.", ""]
     listed = runs
     unique, duplicates = deduplicate(runs)
@@ -100,9 +106,10 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
                             [c for c in envelopes if c[1]], out)
 
     lines += ["## Runs", "", *runs_table(listed), ""]
-    report = out / "report.md"
+    report = out / REPORT_FILE
     atomic_write_text(report, "\n".join(lines))
     written = [p for _, p in figures + curves + landscapes + envelopes if p is not None]
+    _remove_stale_figures(out, written)
     return report, written
 
 
@@ -167,6 +174,33 @@ def _figure_lines(title: str, path: Path | None, out: Path) -> list[str]:
     return [] if path is None else [f"![{title}]({path.relative_to(out).as_posix()})", ""]
 
 
+def check_out_dir(out: Path) -> None:
+    """The report writes into a new or empty directory, or over a previous report, and nowhere else: an
+    `--out` naming a folder of other files (a run directory, a paper's figures) would have its files of
+    the same names replaced and, where they look like figures of an earlier report, deleted."""
+    check_directory_target(out, "the report", "move it away or set --out to write elsewhere",
+                           "set --out to a directory you can write")
+    if out.is_dir() and any(out.iterdir()) and not _holds_a_report(out):
+        raise ValueError(f"--out {out} holds other files and no normlab {REPORT_FILE}; set --out to a new or empty "
+                         "directory, or to a previous report's")
+
+
+def _holds_a_report(out: Path) -> bool:
+    try:
+        with open(out / REPORT_FILE, encoding="utf-8") as f:
+            return f.readline().rstrip("\n") == REPORT_HEADING
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _remove_stale_figures(out: Path, written: list[Path]) -> None:
+    """Figures a previous report wrote that this one did not (fewer groups, nothing left to draw): left in
+    place they would sit beside report.md, unlinked, showing runs the report no longer describes."""
+    for path in out.iterdir():
+        if FIGURE_NAME.fullmatch(path.name) and path not in written:
+            path.unlink()
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="lightning report", description=__doc__.split("\n\n")[1], exit_on_error=False)
     parser.add_argument("runs_dir", type=Path, help="a folder of run directories (searched recursively)")
@@ -179,9 +213,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str]) -> None:
     args = parse_command_line(build_parser(), argv)
+    out = args.out or args.runs_dir / "report"
+    check_out_dir(out)
     runs, skipped = load_runs(args.runs_dir)
     for note in skipped:
         print(f"normlab: {note}", file=sys.stderr)
-    out = args.out or args.runs_dir / "report"
     report, figures = write_report(runs, out, args.metric, source=str(args.runs_dir), skipped=skipped)
     print(f"normlab: report {report} ({len(runs)} runs, {len(figures)} figures)")

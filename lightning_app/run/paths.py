@@ -69,14 +69,20 @@ def is_run_dir(path: Path) -> bool:
 def check_writable(run_dir: Path) -> None:
     """Refuse, before training, what would otherwise fail at the first write: a root, experiment or run
     path that is a file, a `checkpoints` that is a file, a directory this user cannot write."""
-    for path in (*reversed(run_dir.parents[:2]), run_dir, run_dir / CHECKPOINT_DIR):
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"{path} is a file, but the run needs a directory there; move it away or set "
-                             "trainer.default_root_dir / --experiment / --run_name to write elsewhere")
-    existing = next(p for p in (run_dir / CHECKPOINT_DIR, run_dir, *run_dir.parents) if p.exists())
+    check_directory_target(run_dir / CHECKPOINT_DIR, "the run", "move it away or set trainer.default_root_dir / "
+                           "--experiment / --run_name to write elsewhere",
+                           "set trainer.default_root_dir to a directory you can write")
+
+
+def check_directory_target(path: Path, writer: str, file_fix: str, permission_fix: str) -> None:
+    """Refuse a directory that cannot be created or written, before anything is: `path` or one of its
+    parents is a file (then it is the nearest existing path, since nothing exists below a file), or the
+    nearest existing directory is not this user's to write."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{existing} is a file, but {writer} needs a directory there; {file_fix}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to {existing} (permission denied); set trainer.default_root_dir to a "
-                         "directory you can write")
+        raise ValueError(f"cannot write to {existing} (permission denied); {permission_fix}")
 
 
 def check_overwritable(run_dir: Path) -> None:

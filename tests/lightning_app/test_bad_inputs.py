@@ -177,6 +177,7 @@ CHECKED_AGAINST_README_ELSEWHERE = {
     "zero training steps", "batch larger than the training split (also: a val_split leaving less than a batch)",
     "last batch of one with a BN-type norm", "data dir holds only some files", "label out of range (either end)",
     "a `lightning sweep` or `lightning report` option with a bad value",
+    "the report's `--out` is a file or a folder of other files",
 }
 
 

@@ -11,7 +11,7 @@ import pytest
 from lightning_app.cli import main
 from lightning_app.report.figures import envelope
 from lightning_app.report.runs import Series, read_metrics
-from tests.helpers import error_line
+from tests.helpers import error_line, snapshot
 from tests.lightning_app.readme_table import assert_documented
 from tests.lightning_app.report.report_runs import write_metrics_csv, write_run
 
@@ -79,6 +79,38 @@ def test_report_writes_every_figure_it_links(runs_root, tmp_path):
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert image.shape[0] > 300 and image.shape[1] > 500
         assert image[..., :3].std() > 0.05  # something was drawn
+
+
+def test_a_second_report_replaces_the_first_and_leaves_no_stale_figure(runs_root, tmp_path):
+    out = tmp_path / "report"
+    main(["report", str(runs_root), "--out", str(out)])
+    (out / "curves_07.png").write_bytes(b"a figure of runs this report no longer describes")
+    (out / "notes.txt").write_text("the researcher's own notes")
+    main(["report", str(runs_root), "--out", str(out)])
+    linked = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text()))
+    assert {p.name for p in out.glob("*.png")} == linked  # every figure in the folder is one the report shows
+    assert (out / "notes.txt").read_text() == "the researcher's own notes"
+
+
+@pytest.mark.parametrize("place", ["a file", "a folder of other files", "a run directory"])
+def test_the_report_never_writes_over_what_is_not_a_report(runs_root, tmp_path, capsys, place):
+    out = {"a file": tmp_path / "figure.png", "a folder of other files": tmp_path / "paper",
+           "a run directory": next(runs_root.glob("*/*"))}[place]
+    if place == "a file":
+        out.write_bytes(b"not a folder")
+    elif place == "a folder of other files":
+        out.mkdir()
+        (out / "curves_00.png").write_bytes(b"the paper's own figure")
+    before = snapshot(tmp_path)
+    message = error_line(capsys, lambda: main(["report", str(runs_root), "--out", str(out)]))
+    expected = (f"{out} is a file, but the report needs a directory there; move it away or set --out to write "
+                "elsewhere" if place == "a file" else
+                f"--out {out} holds other files and no normlab report.md; set --out to a new or empty directory, or "
+                "to a previous report's")
+    assert message == expected
+    if place != "a run directory":  # the README's example folder is …/paper
+        assert_documented("the report's `--out` is a file or a folder of other files", message)
+    assert snapshot(tmp_path) == before
 
 
 def test_lr_envelope_is_min_and_max_across_runs_at_each_step():
