@@ -169,13 +169,30 @@ def slurm_script(spec: SweepSpec, runs: list[PlannedRun], log_dir: Path, cluster
     return "\n".join(lines)
 
 
+def queued_arrays(script_path: Path) -> list[str]:
+    """The job arrays SLURM still holds (pending, running, requeued) that were submitted from this sweep's
+    script, found by the script's absolute path, which squeue reports as the command; [] without squeue."""
+    if shutil.which("squeue") is None:
+        return []
+    listed = subprocess.run(["squeue", "--noheader", "--format=%F|%o"], capture_output=True, text=True)
+    script = str(script_path.resolve())
+    return sorted({job for job, _, command in (line.partition("|") for line in listed.stdout.splitlines())
+                   if command == script}, key=int)
+
+
 def submit_slurm(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path) -> int:
     todo = [run for run in runs if run.action != "skip"]
     if not todo:
-        print("sweep: every run is finished; nothing to submit")
+        elsewhere = sum(run.holder is not None for run in runs)
+        print("sweep: every run is finished" + (f" or running elsewhere ({elsewhere})" if elsewhere else "")
+              + "; nothing to submit")
         return 0
     log_dir = sweep_dir / "slurm"
     script_path = log_dir / "sweep.sbatch"
+    if queued := queued_arrays(script_path):
+        raise ValueError(f"job array {', '.join(queued)} of this sweep ({script_path}) is still queued or running; "
+                         "submitting again would start its runs a second time. Wait for it to end (squeue), or "
+                         f"cancel it first: scancel {' '.join(queued)}")
     cluster = query_cluster(_settings(spec.slurm, SLURM_KEYS, "slurm").get("partition"))
     script = slurm_script(spec, runs, log_dir, cluster)  # checked before anything is written
     atomic_write_text(script_path, script)

@@ -6,6 +6,7 @@ generated IDX data, waits for SLURM to finish the job array, and reads what the 
   the same command afterwards submits nothing;
 - a task signalled with USR1 (as SLURM does before a time limit) saves `hpc_ckpt_1.ckpt`, is requeued,
   and resumes into the same run directory to the uninterrupted step count;
+- a second submission while the first job array is still queued is refused, naming the job to wait for;
 - a run with trainer.devices 2 on the CPU is a 2-task DDP job (gloo) with world_size 2;
 - every shipped sweep's script is accepted by this CPU cluster (`sbatch --test-only`).
 """
@@ -114,6 +115,27 @@ def test_a_signalled_task_is_requeued_and_resumes_into_its_run_directory(fake_mn
     assert finished["status"] == "completed" and finished["epochs"] == epochs, logs
     assert finished["steps"] == epochs * STEPS_PER_EPOCH  # the requeued task continued, it did not restart
     assert [p.name for p in run.run_dir.parent.iterdir() if p.name != "_sweep"] == [run.run_dir.name]
+
+
+def test_a_second_submission_while_the_first_is_queued_is_refused(fake_mnist_dir, tmp_path):
+    # one task at a time: the second is still pending (no lock taken yet) when the second command plans
+    sweep_file = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn, bn]\nslurm: {max_parallel: 1}\n",
+                            max_epochs=10_000)
+    job, script = submit(sweep_file)
+    written = script.read_bytes()
+    try:
+        again = sweep_command(sweep_file)
+        assert again.returncode == 2, again.stdout[-3000:] + again.stderr[-3000:]
+        assert again.stderr.strip().splitlines()[-1] == (
+            f"normlab: error: job array {job} of this sweep ({script}) is still queued or running; submitting again "
+            f"would start its runs a second time. Wait for it to end (squeue), or cancel it first: scancel {job}")
+        assert script.read_bytes() == written and "Submitted" not in again.stdout
+    finally:
+        subprocess.run(["scancel", job])
+        wait_for(job, timeout=120)
+    resubmitted, _ = submit(sweep_file)  # once the first has left the queue, the same command submits again
+    subprocess.run(["scancel", resubmitted])
+    wait_for(resubmitted, timeout=120)
 
 
 def test_two_devices_on_the_cpu_run_as_a_two_task_ddp_job(fake_mnist_dir, tmp_path):
