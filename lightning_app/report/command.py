@@ -28,7 +28,7 @@ from lightning_app.report.groups import Group, deduplicate, grouped, unique_titl
 from lightning_app.report.runs import RunRecord, load_runs
 from lightning_app.report.tables import accuracy_table, final_lambda_tables, table_markdown
 from lightning_app.run.paths import check_directory_target
-from lightning_app.run.status import FINISHED, STATUSES
+from lightning_app.run.status import FINISHED, KILLED, STATUSES
 
 REPORT_FILE = "report.md"
 REPORT_HEADING = "# normlab report"  # its first line: how a later report knows the directory is a report's
@@ -66,7 +66,9 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
                  skipped: list[str] = ()) -> tuple[Path, list[Path]]:
     """Write report.md and its figures into `out`; returns the report and the figures written."""
     out.mkdir(parents=True, exist_ok=True)
+    killed = sum(r.status == KILLED for r in runs)  # named only when there are some: a state to look into
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
+    counts += f", {killed} {KILLED}" if killed else ""
     lines = [REPORT_HEADING, "", f"{len(runs)} runs under `{source}`: {counts}. Tables and figures use the "
              "finished runs (completed or exploded); every run is listed under Runs.", ""]
     listed = runs

@@ -20,6 +20,7 @@ import yaml
 
 from callbacks.run_summary import SUMMARY_FILE
 from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, get_dotted
+from lightning_app.run.status import live_status
 
 # The axes a study varies, and where each lives in a resolved config.
 AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything"}
@@ -89,9 +90,9 @@ class RunRecord:
     def name(self) -> str:
         return self.config.get("run_name") or self.path.name
 
-    @property
+    @cached_property
     def status(self) -> str:
-        return self.summary.get("status", "unknown")
+        return live_status(self.summary.get("status", "unknown"), self.path)
 
     @property
     def dataset(self) -> str:

@@ -18,7 +18,7 @@ from jsonargparse import ArgumentError
 
 from lightning_app.cli import NormlabCLI
 from lightning_app.run.lock import holder_of
-from lightning_app.run.status import read_status
+from lightning_app.run.status import live_status, read_status
 from lightning_app.sweep.planned_run import PlannedRun
 from lightning_app.sweep.spec import SweepSpec, format_cli_value
 
@@ -40,7 +40,8 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
             duplicates += 1
             continue
         seen.add(run_dir)
-        runs.append(PlannedRun(len(runs), point, args, run_dir, read_status(run_dir), holder_of(run_dir),
+        status = live_status(read_status(run_dir), run_dir)
+        runs.append(PlannedRun(len(runs), point, args, run_dir, status, holder_of(run_dir),
                                 *planner.devices_of()))
     if duplicates:
         print(f"normlab: {duplicates} grid point(s) name a run directory already planned (they differ only in "

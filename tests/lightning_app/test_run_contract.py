@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from callbacks.run_files import atomic_write_text
+from callbacks.run_summary import SUMMARY_FILE
 from lightning_app.checkpoints import AtomicCheckpointIO
 from lightning_app.cli import main
 from lightning_app.report.groups import science_items
@@ -21,6 +22,7 @@ from lightning_app.report.runs import RunRecord
 from lightning_app.run.identity import derive_run_name, first_difference, science_config
 from lightning_app.run.lock import RunLock, RunLocked, holder_of
 from lightning_app.run.paths import LOCK_FILE, check_name, check_writable, clear_run_dir, resume_checkpoint
+from lightning_app.run.status import INTERRUPTED, KILLED, RUNNING, live_status, read_status
 from tests.helpers import tiny_args
 
 
@@ -209,6 +211,24 @@ def test_resume_takes_the_newest_of_last_and_slurm_requeue_checkpoints(tmp_path)
     assert resume_checkpoint(tmp_path) == hpc
     os.utime(last, ns=(3 * 10**18, 3 * 10**18))
     assert resume_checkpoint(tmp_path) == last
+
+
+def test_a_run_that_says_running_after_its_process_died_is_killed(tmp_path):
+    run_dir = tmp_path / "runs" / "exp" / "run"
+    pid = _hold_lock_in_child(run_dir)
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps({"status": RUNNING}))
+    try:
+        assert live_status(read_status(run_dir), run_dir) == RUNNING  # its process holds the lock
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert live_status(read_status(run_dir), run_dir) == KILLED  # nothing could write a last status
+    assert live_status(INTERRUPTED, run_dir) == INTERRUPTED  # a status the process wrote is kept
+    holder = json.loads((run_dir / LOCK_FILE).read_text())
+    (run_dir / LOCK_FILE).write_text(json.dumps({**holder, "host": "another-node"}))
+    assert live_status(RUNNING, run_dir) == RUNNING  # a lock says nothing about another machine's process
+    (run_dir / LOCK_FILE).unlink()
+    assert live_status(RUNNING, run_dir) == RUNNING  # no lock file: a copied runs/ tree
 
 
 def test_the_sweep_plan_skips_a_run_locked_elsewhere_and_resumes_a_requeued_one(tmp_path, monkeypatch):

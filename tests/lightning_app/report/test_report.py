@@ -1,8 +1,10 @@
 """`lightning report` on synthetic run directories written here in the stable format (config.yaml,
 summary.json, CSV-logger metrics.csv): the accuracy table against hand-computed numbers, the
 learning-rate envelope against a hand computation, and every PNG the report links."""
+import json
 import math
 import re
+import socket
 
 import matplotlib.image
 import numpy as np
@@ -111,6 +113,19 @@ def test_the_report_never_writes_over_what_is_not_a_report(runs_root, tmp_path, 
     if place != "a run directory":  # the README's example folder is …/paper
         assert_documented("the report's `--out` is a file or a folder of other files", message)
     assert snapshot(tmp_path) == before
+
+
+def test_a_run_killed_while_running_is_reported_killed_not_running(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", 0.9)
+    killed = write_run(root, "gn", 8, 0, "running", None)
+    # its lock file as the dead process left it: this host, nobody holding it (checked with flock)
+    (killed / "run.lock").write_text(json.dumps({"pid": 999999, "host": socket.gethostname()}))
+    out = tmp_path / "report"
+    main(["report", str(root), "--out", str(out)])
+    text = (out / "report.md").read_text()
+    assert "2 runs under" in text and "1 completed, 0 exploded, 0 failed, 0 interrupted, 0 running, 1 killed." in text
+    assert f"| `study/{killed.name}` | killed |" in text
 
 
 def test_lr_envelope_is_min_and_max_across_runs_at_each_step():
