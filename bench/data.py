@@ -1,8 +1,8 @@
 """Images per second each data path delivers, ready for the model (uint8 batch → on the device,
 cropped, flipped, normalized float), for CIFAR-shaped data at batch 128 and 512:
 
-- `torchvision_pil`: the seeds' pipeline (per-image PIL RandomCrop(32, 4) + flip + ToTensor +
-  Normalize in a DataLoader), the reference;
+- `torchvision_pil`: the pipeline of the GN paper's code (per-image PIL RandomCrop(32, 4) + flip +
+  ToTensor + Normalize in a DataLoader), the reference;
 - `dataloader`: the regular path (one index per batch, batched augmentation after the transfer);
 - `dataloader_2_workers`: the same with 2 persistent workers;
 - `on_device`: the whole set on the device, batches sliced there.
@@ -56,7 +56,7 @@ def module_pipeline(device: torch.device, batch_size: int, **options):
 
 
 def torchvision_pipeline(device: torch.device, batch_size: int):
-    """The seeds' loader: torchvision transforms on PIL images, one image at a time."""
+    """The loader of the GN paper's code: torchvision transforms on PIL images, one image at a time."""
     import torchvision.transforms as T
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset

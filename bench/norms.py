@@ -1,8 +1,8 @@
 """Forward+backward time of every norm layer as a ratio to nn.BatchNorm2d, at ResNet-18 shapes.
 
-Issue 3's target: every GNPlus variant ≤ 1.5× BatchNorm on CPU (≤ 1.2× on a GPU). Two reference rows
+normlab's target: every GNPlus variant ≤ 1.5× BatchNorm on CPU (≤ 1.2× on a GPU). Two reference rows
 show where GNPlus would be without the fused arithmetic (models/norms/moments.py):
-`gn_plus_gn_first[seed]` (reference_arithmetic=True, the seed repository's formulas) and
+`gn_plus_gn_first[seed]` (reference_arithmetic=True, the formulas of the GN paper's code) and
 `gn_plus_gn_first[torch GN+BN]` (the plain composition of torch's GroupNorm and BatchNorm kernels).
 CPU in float32; on a GPU also bfloat16. All layers of one shape are timed interleaved in one run.
 

@@ -1,6 +1,6 @@
 """`LandscapeProbe`: loss landscape, gradient predictiveness and effective β-smoothness along the
 gradient, on the step's own batch (Santurkar et al. 2018, "How Does Batch Normalization Help
-Optimization?", Fig. 4; the GN paper's §3, Figures 6–10, seed 000).
+Optimization?", Fig. 4; the GN paper, Gunawan, Yin & Zhang 2022, §3, Figures 6–10).
 
 At a measured step, with batch B, parameters θ and direction d (the raw gradient g = ∇L(θ;B), or the
 optimizer's update direction), for each step size η_k:

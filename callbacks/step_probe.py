@@ -1,7 +1,8 @@
 """`StepProbe`: what every analysis callback that measures the loss surface at a training step shares.
 
-Santurkar et al. 2018 ("How Does Batch Normalization Help Optimization?", Fig. 4) and the GN paper's
-§3 (seed 000) measure the landscape at θ_t on the step's own batch, without changing the training.
+Santurkar et al. 2018 ("How Does Batch Normalization Help Optimization?", Fig. 4) and the GN paper
+(Gunawan, Yin & Zhang 2022, §3) measure the landscape at θ_t on the step's own batch, without
+changing the training.
 A probe here (`LandscapeProbe`, `HessianTopEigen`):
 
 - runs every `every_n_steps` optimizer steps, in `on_before_optimizer_step`: Lightning 2.6 calls

@@ -98,8 +98,8 @@ class CIFAR10DataModule(_CIFARDataModule):
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
     # Per channel over all 50,000 training images' pixels (/255): 0.49139968, 0.48215841, 0.44653091
     # and 0.24703223, 0.24348513, 0.26158784, as recomputed in kuangliu/pytorch-cifar issues #19 and
-    # #129 (`python -m datamodules.stats cifar10 DIR` recomputes them). The seeds' std (0.2023,
-    # 0.1994, 0.2010) is the mean of per-image stds, a known mistake of that repository.
+    # #129 (`python -m datamodules.stats cifar10 DIR` recomputes them). The GN paper's code uses std
+    # (0.2023, 0.1994, 0.2010), the mean of per-image stds, a known mistake of kuangliu/pytorch-cifar.
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
 
@@ -114,6 +114,6 @@ class CIFAR100DataModule(_CIFARDataModule):
     url = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
     # Per channel over all 50,000 training images' pixels (/255): 0.50707516, 0.48654887, 0.44091784
     # and 0.26733429, 0.25643846, 0.27615047 (weiaicunzai/pytorch-cifar100, conf/global_settings.py).
-    # The seeds reused CIFAR-10's constants here (a defect).
+    # The GN paper's code reused CIFAR-10's constants here (a defect).
     mean = (0.5071, 0.4865, 0.4409)
     std = (0.2673, 0.2564, 0.2762)

@@ -58,7 +58,7 @@ class SVHNDataModule(ImageDataModule):
     image_size = 32
     # Per channel over the 73,257 train images' pixels (/255), as published with DeepCore
     # (PatrickZH/DeepCore, deepcore/datasets/svhn.py); `python -m datamodules.stats svhn DIR`
-    # recomputes them. The seeds normalized with 0.5 / 0.5.
+    # recomputes them. The GN paper's code normalized with 0.5 / 0.5.
     mean = (0.4377, 0.4438, 0.4728)
     std = (0.1980, 0.2010, 0.1970)
 

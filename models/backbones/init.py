@@ -3,7 +3,7 @@
 Convolutions get Kaiming-normal weights (He et al. 2015, "Delving Deep into Rectifiers": std =
 √(2 / fan_out) for ReLU networks, the torchvision ResNet/VGG/DenseNet choice) and zero biases.
 Normalization layers keep the init their factory gives them (γ = 1, β = 0, GNPlus λ = `lambda_init`),
-and linear layers keep PyTorch's default, as in the seed repositories.
+and linear layers keep PyTorch's default, as in the GN paper's published code.
 """
 from __future__ import annotations
 

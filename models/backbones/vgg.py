@@ -4,15 +4,15 @@
 (§3, appendix B.2) on this network (its published code calls it "VGG16"; its README says VGG-11):
 [conv 3×3 (bias) → norm → ReLU] per entry of 64-M-128-M-256-256-M-512-512-M-512-512-M, then a head:
 - `head: linear` (default): 512 → classes, the well-known CIFAR VGG-11 (9,231,114 parameters with bn);
-- `head: mlp`: 512 → 512 → 512 → classes with ReLU between, the seed repository's analysis head.
+- `head: mlp`: 512 → 512 → 512 → classes with ReLU between, the analysis head of the paper's code.
 `width` multiplies every convolution's channel count (0.125: 8-M-16-M-32-32-M-64-64-M-64-64-M), a
 CPU-sized network with the same depth and the same map sizes, for studies that need the late small
 stages (at 28×28 input the last two norm layers see 2×2 maps: a batch statistic averages 4·N values)
 more than they need capacity.
-The convolutions keep their bias before the norm, as the seed does: it makes the network trainable
-with `norm: none`, which the paper's GN-vs-no-norm comparison needs. Max-pools use ceil mode so
-28×28 inputs reach 1×1 too (28 → 14 → 7 → 4 → 2 → 1; at 32×32 ceil and floor agree), and a global
-average pool before the head lets larger inputs through.
+The convolutions keep their bias before the norm, as the paper's code does: it makes the network
+trainable with `norm: none`, which the paper's GN-vs-no-norm comparison needs. Max-pools use ceil
+mode so 28×28 inputs reach 1×1 too (28 → 14 → 7 → 4 → 2 → 1; at 32×32 ceil and floor agree), and a
+global average pool before the head lets larger inputs through.
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def test_split_sizes_and_constants_per_data_set(tmp_path):
     dm.setup("fit")
     assert [len(dm._splits[s]) for s in ("train", "val", "test")] == [180, 20, 40]
     assert (dm.num_classes, dm.in_channels, dm.image_size) == (100, 3, 32)
-    # each data set its own statistics: CIFAR-100's are not CIFAR-10's (the seeds' defect)
+    # each data set its own statistics: CIFAR-100's are not CIFAR-10's (a defect of the GN paper's code)
     assert CIFAR100DataModule.mean != CIFAR10DataModule.mean and CIFAR100DataModule.std != CIFAR10DataModule.std
     assert (dm.crop_padding, dm.horizontal_flip) == (4, True)
     assert (SVHNDataModule().crop_padding, SVHNDataModule().horizontal_flip) == (0, False)

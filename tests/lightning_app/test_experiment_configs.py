@@ -18,7 +18,7 @@ CALLBACK_SECTIONS = ("landscape", "lambda_tracker", "explosion")
 pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
 
 
-def test_there_is_a_config_for_every_seed_experiment():
+def test_there_is_a_config_for_every_paper_experiment():
     assert len(EXPERIMENTS) >= 9 and len(SWEEPS) >= 9
 
 
