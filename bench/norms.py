@@ -2,8 +2,9 @@
 
 normlab's target: every GNPlus variant ≤ 1.5× BatchNorm on CPU (≤ 1.2× on a GPU). Two reference rows
 show where GNPlus would be without the fused arithmetic (models/norms/moments.py):
-`gn_plus_gn_first[seed]` (reference_arithmetic=True, the formulas of the GN paper's code) and
-`gn_plus_gn_first[torch GN+BN]` (the plain composition of torch's GroupNorm and BatchNorm kernels).
+`gn_plus_gn_first[reference_arithmetic]` (the option reference_arithmetic=True: the formulas of the GN
+paper's code) and `gn_plus_gn_first[torch GN+BN]` (the plain composition of torch's GroupNorm and
+BatchNorm kernels).
 CPU in float32; on a GPU also bfloat16. All layers of one shape are timed interleaved in one run.
 
 Two upstream gradients: `dense` (random, contiguous, as a conv's backward hands a layer) and `expanded`
@@ -39,8 +40,8 @@ def _torch_composition(num_channels: int) -> torch.nn.Module:
 def _layers(num_channels: int) -> dict[str, torch.nn.Module]:
     layers = {"bn(torch)": torch.nn.BatchNorm2d(num_channels)}
     layers.update({name: make_norm(name, num_channels, groups=GROUPS) for name in norm_names()})
-    layers["gn_plus_gn_first[seed]"] = make_norm("gn_plus_gn_first", num_channels, groups=GROUPS,
-                                                 reference_arithmetic=True)
+    layers["gn_plus_gn_first[reference_arithmetic]"] = make_norm("gn_plus_gn_first", num_channels,
+                                                                 groups=GROUPS, reference_arithmetic=True)
     layers["gn_plus_gn_first[torch GN+BN]"] = _torch_composition(num_channels)
     return layers
 
