@@ -7,7 +7,7 @@ the file in place when a new column appears (a kill truncates it). `RunMetricsLo
 - on resume keeps the previous segment's rows up to the step the resumed run starts logging at
   (later rows came after the checkpoint and are logged again), and drops a row a kill cut short;
 - rewrites the file (new column, trimming on resume), and `hparams.yaml`, through a temporary file
-  and a rename.
+  and a rename; a Ctrl-C during a save takes effect once the header and the rows agree.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from callbacks.run_files import atomic_write_text
+from lightning_app.run.interrupt import signals_deferred
 
 
 def read_previous_rows(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
@@ -30,7 +31,11 @@ def read_previous_rows(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
         with open(path, newline="") as file:
             text = file.read()
         reader = csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1]))
-        rows = list(reader)
+        # A row longer than the header (DictReader files its extra values under None) was appended after a
+        # Ctrl-C cut a header rewrite short, before `save` deferred signals: which column holds which value
+        # is lost, so it is dropped. It is the stop's own row, normally past the last checkpoint: the
+        # resumed run logs that step again.
+        rows = [row for row in reader if None not in row]
         fieldnames = list(reader.fieldnames or [])
         if rows and "step" not in fieldnames:
             raise ValueError("no 'step' column")
@@ -53,13 +58,16 @@ class _ResumableWriter(ExperimentWriter):
             self.metrics_keys = sorted(fieldnames)
 
     def save(self) -> None:
-        if self._previous_rows is not None and self.metrics:
-            first_step = min(row["step"] for row in self.metrics)
-            kept = [row for row in self._previous_rows if float(row["step"]) < first_step]
-            self._previous_rows = None
-            self._record_new_keys()
-            self._write_all(kept)
-        super().save()
+        # A new column updates the writer's columns, then rewrites the file under the new header: a Ctrl-C
+        # between the two left rows longer than the header, appended by the finalize after every stop.
+        with signals_deferred():
+            if self._previous_rows is not None and self.metrics:
+                first_step = min(row["step"] for row in self.metrics)
+                kept = [row for row in self._previous_rows if float(row["step"]) < first_step]
+                self._previous_rows = None
+                self._record_new_keys()
+                self._write_all(kept)
+            super().save()
 
     def log_hparams(self, params: dict) -> None:  # hparams.yaml, rewritten at every (re)start: atomically too
         self.hparams.update(params)

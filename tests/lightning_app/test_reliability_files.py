@@ -2,7 +2,9 @@
 resume, the RNG states a checkpoint carries."""
 import csv
 import io
+import os
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -59,6 +61,45 @@ def test_metrics_csv_keeps_the_first_segment_across_a_resume(tmp_path):
     second.log_hyperparams({"lr": 0.1})
     assert (metrics_file.parent / "hparams.yaml").read_text() == "lr: 0.1\n"
     assert sorted(p.name for p in metrics_file.parent.iterdir()) == ["hparams.yaml", "metrics.csv"]  # no temp files
+
+
+def test_ctrl_c_during_a_new_column_leaves_a_metrics_csv_a_resume_can_read(tmp_path, monkeypatch):
+    """A new column makes the logger rewrite metrics.csv under a new header; a Ctrl-C arriving in that
+    rewrite once left the logger's columns ahead of the file's header, and the finalize that follows every
+    stop appended rows longer than the header: the resume then failed ("dict contains fields not in
+    fieldnames: None"). The signal here is a real SIGINT, handled as in `lightning fit`."""
+    from lightning_app import run_metrics
+    from lightning_app.run.interrupt import recording
+
+    first = RunMetricsLogger(save_dir=tmp_path, name="exp", version="run")
+    metrics_file = tmp_path / "exp" / "run" / "metrics.csv"
+    real_write = run_metrics.atomic_write_text
+
+    def ctrl_c_then_write(path, text):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives as the logger is about to write the new header
+        real_write(path, text)
+
+    with recording():
+        first.log_metrics({"train/loss": 1.0}, step=0)
+        monkeypatch.setattr(run_metrics, "atomic_write_text", ctrl_c_then_write)
+        with pytest.raises(KeyboardInterrupt):
+            first.log_metrics({"train/loss": 0.5, "val/acc": 0.25}, step=1)  # a new column: the rewrite
+        monkeypatch.undo()
+        first.finalize("interrupted")  # as Lightning's teardown does after a Ctrl-C
+    header, *rows = metrics_file.read_text().splitlines()
+    assert all(len(row.split(",")) == len(header.split(",")) for row in rows), metrics_file.read_text()
+    second = RunMetricsLogger(save_dir=tmp_path, name="exp", version="run")  # the resume
+    second.log_metrics({"train/loss": 0.4}, step=1)
+    assert read_rows(metrics_file) == [{"train/loss": "1.0", "step": "0"}, {"train/loss": "0.4", "step": "1"}]
+
+
+def test_a_metrics_csv_damaged_that_way_before_the_fix_still_resumes(tmp_path):
+    metrics_file = tmp_path / "exp" / "run" / "metrics.csv"
+    metrics_file.parent.mkdir(parents=True)
+    metrics_file.write_text("step,train/loss\n0,1.0\n1,0.5,0.25\n")  # the stop's row, under a stale header
+    resumed = RunMetricsLogger(save_dir=tmp_path, name="exp", version="run")
+    resumed.log_metrics({"train/loss": 0.4}, step=2)  # even where the resume starts past the stop's row
+    assert read_rows(metrics_file) == [{"train/loss": "1.0", "step": "0"}, {"train/loss": "0.4", "step": "2"}]
 
 
 def test_rng_states_come_back_before_the_first_resumed_batch():
