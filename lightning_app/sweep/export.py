@@ -165,7 +165,9 @@ def slurm_script(spec: SweepSpec, runs: list[PlannedRun], log_dir: Path, cluster
     for task, run in enumerate(todo):
         lines.append(f"  {task}) ARGS=({' '.join(shlex.quote(a) for a in ['fit', *run.args])}) ;;  # {run.run_dir}")
     lines += ['  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;', "esac",
-              f'srun {shlex.quote(python)} -m lightning_app "${{ARGS[@]}}"', ""]
+              # --kill-on-bad-exit: a rank that stops with an error (rank 0 refusing a taken run, a crash)
+              # ends the others, which would wait for it in the process group until its 30 min timeout
+              f'srun --kill-on-bad-exit=1 {shlex.quote(python)} -m lightning_app "${{ARGS[@]}}"', ""]
     return "\n".join(lines)
 
 

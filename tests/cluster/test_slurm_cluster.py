@@ -7,7 +7,8 @@ generated IDX data, waits for SLURM to finish the job array, and reads what the 
 - a task signalled with USR1 (as SLURM does before a time limit) saves `hpc_ckpt_1.ckpt`, is requeued,
   and resumes into the same run directory to the uninterrupted step count;
 - a second submission while the first job array is still queued is refused, naming the job to wait for;
-- a run with trainer.devices 2 on the CPU is a 2-task DDP job (gloo) with world_size 2;
+- a run with trainer.devices 2 on the CPU is a 2-task DDP job (gloo) with world_size 2; when another
+  process holds its run, rank 0's refusal ends both ranks at once;
 - every shipped sweep's script is accepted by this CPU cluster (`sbatch --test-only`).
 """
 import json
@@ -150,6 +151,35 @@ def test_two_devices_on_the_cpu_run_as_a_two_task_ddp_job(fake_mnist_dir, tmp_pa
     assert finished["status"] == "completed" and finished["world_size"] == 2, task_logs(script)
     # the global batch of 32 is split 16 per rank: the same steps per epoch as on one device
     assert finished["per_device_batch_size"] == 16 and finished["steps"] == STEPS_PER_EPOCH
+
+
+def test_a_ddp_task_whose_run_is_taken_ends_every_rank_at_once(fake_mnist_dir, tmp_path, monkeypatch):
+    """Rank 0 refuses a run another process trains (exit 2, before the process group forms): srun's
+    --kill-on-bad-exit ends rank 1 with it, which would otherwise wait for rank 0 until the process-group
+    timeout (30 min of the allocation). The script is planned while the run is free, then the run taken."""
+    monkeypatch.chdir(ROOT)
+    sweep_file = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn]\n")
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    spec = load_sweep(sweep_file)
+    (run,) = plan_sweep(spec, ddp)
+    script = run.run_dir.parent / "_sweep" / "slurm" / "sweep.sbatch"
+    script.parent.mkdir(parents=True)
+    script.write_text(slurm_script(spec, [run], script.parent, query_cluster()))
+    holder = subprocess.Popen([sys.executable, "-c", "import signal, sys; from pathlib import Path; "
+                               "from lightning_app.run.lock import RunLock; RunLock(Path(sys.argv[1])).acquire(); "
+                               "print('locked', flush=True); signal.pause()", str(run.run_dir)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        submitted = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+        assert submitted.returncode == 0, submitted.stderr
+        job = submitted.stdout.strip().split(";")[0]
+        wait_for(job, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    logs = task_logs(script)
+    assert f"{run.run_dir} is in use by another training (pid {holder.pid} on host " in logs, logs
 
 
 @pytest.mark.parametrize("sweep_file", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)

@@ -93,7 +93,7 @@ def test_slurm_script_runs_each_unfinished_run_once(tmp_path):
     assert {"--signal=SIGUSR1@90", "--requeue", "--gres=gpu:2", "--ntasks-per-node=2", "--time=01:00:00",
             "--cpus-per-task=8",
             f"--output={log_dir}/%A_%a.log", "--account=lab", f"--chdir={ROOT}"} <= set(directives)
-    assert f'srun {sys.executable} -m lightning_app "${{ARGS[@]}}"' in script
+    assert f'srun --kill-on-bad-exit=1 {sys.executable} -m lightning_app "${{ARGS[@]}}"' in script
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "srun").write_text('#!/bin/bash\nprintf "%s\\0" "$@"\n')
@@ -103,7 +103,8 @@ def test_slurm_script_runs_each_unfinished_run_once(tmp_path):
     for task, run in enumerate(todo):
         env = {**os.environ, "SLURM_ARRAY_TASK_ID": str(task), "PATH": f"{fake_bin}:{os.environ['PATH']}"}
         result = subprocess.run(["bash", str(script_path)], env=env, capture_output=True, text=True, check=True)
-        assert result.stdout.split("\0")[:-1] == [sys.executable, "-m", "lightning_app", "fit", *run.args]
+        assert result.stdout.split("\0")[:-1] == ["--kill-on-bad-exit=1", sys.executable, "-m", "lightning_app", "fit",
+                                                  *run.args]
         assert result.stderr.strip() == "setting up"  # the setup lines ran before srun
     env = {**os.environ, "SLURM_ARRAY_TASK_ID": "2", "PATH": f"{fake_bin}:{os.environ['PATH']}"}
     assert subprocess.run(["bash", str(script_path)], env=env, capture_output=True).returncode == 2
