@@ -177,9 +177,9 @@ def queued_arrays(script_path: Path) -> list[str]:
     if shutil.which("squeue") is None:
         return []
     listed = subprocess.run(["squeue", "--noheader", "--format=%F|%o"], capture_output=True, text=True)
-    script = str(script_path.resolve())
+    script = script_path.resolve()  # both sides resolved: the runs root may be reached through a symlink
     return sorted({job for job, _, command in (line.partition("|") for line in listed.stdout.splitlines())
-                   if command == script}, key=int)
+                   if command.startswith("/") and Path(command).resolve() == script}, key=int)
 
 
 def submit_slurm(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path) -> int:

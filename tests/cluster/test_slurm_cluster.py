@@ -119,8 +119,11 @@ def test_a_signalled_task_is_requeued_and_resumes_into_its_run_directory(fake_mn
 
 
 def test_a_second_submission_while_the_first_is_queued_is_refused(fake_mnist_dir, tmp_path):
+    # the runs root reached through a symlink, as a home directory often is
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
     # one task at a time: the second is still pending (no lock taken yet) when the second command plans
-    sweep_file = tiny_sweep(tmp_path, fake_mnist_dir, "  model.norm: [gn, bn]\nslurm: {max_parallel: 1}\n",
+    sweep_file = tiny_sweep(tmp_path / "link", fake_mnist_dir, "  model.norm: [gn, bn]\nslurm: {max_parallel: 1}\n",
                             max_epochs=10_000)
     job, script = submit(sweep_file)
     written = script.read_bytes()
