@@ -19,12 +19,11 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
-from lightning_app.report.runs import RunRecord, numeric_key
+from lightning_app.report.runs import AXES, RunRecord, numeric_key
 from lightning_app.run.identity import science_config
+from lightning_app.run.status import FINISHED
 
-AXIS_KEYS = {"norm": "model.norm", "batch_size": "data.init_args.batch_size", "lr": "model.lr",
-             "seed": "seed_everything"}
-STATUS_RANK = {"completed": 0, "exploded": 1}
+STATUS_RANK = {status: rank for rank, status in enumerate(FINISHED)}  # completed before exploded
 
 
 def science_items(run: RunRecord) -> dict[str, str]:
@@ -84,7 +83,7 @@ class Group:
 def tied_keys(runs: list[RunRecord], exclude: set[str]) -> dict[str, dict]:
     """Keys (not in `exclude`) whose value is one per batch size across `runs` and differs between them."""
     items = [science_items(run) for run in runs]
-    batch_key = AXIS_KEYS["batch_size"]
+    batch_key = AXES["batch_size"]
     tied = {}
     for key in sorted(set().union(*items) - exclude - {batch_key}):
         per_batch: dict = defaultdict(set)
@@ -99,7 +98,7 @@ def tied_keys(runs: list[RunRecord], exclude: set[str]) -> dict[str, dict]:
 def grouped(runs: list[RunRecord], *varying: str) -> list[Group]:
     """Runs that differ only along the `varying` axes (and, when batch_size varies, in the values tied
     to it within their experiment), in a stable order."""
-    exclude = {AXIS_KEYS[axis] for axis in varying}
+    exclude = {AXES[axis] for axis in varying}
     by_experiment: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
         by_experiment[run.experiment].append(run)
@@ -147,7 +146,7 @@ def group_title(group: Group, *fixed: str) -> str:
     names = {"batch_size": "bs", "lr": "lr", "norm": "norm", "seed": "seed"}
     for axis in fixed:
         values = {json.dumps(r.axis(axis), default=str) for r in group.runs}
-        if AXIS_KEYS[axis] in group.tied or len(values) > 1:
+        if AXES[axis] in group.tied or len(values) > 1:
             continue
         value = run.axis(axis)
         parts.append(f"{names[axis]} {value:g}" if isinstance(value, float) else f"{names[axis]} {value}")
