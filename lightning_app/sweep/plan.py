@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentError
-
 from lightning_app.cli import NormlabCLI
 from lightning_app.run.lock import holder_of
 from lightning_app.run.status import live_status, read_status
@@ -66,7 +64,10 @@ class _RunPlanner(NormlabCLI):
         return parser
 
     def parse_arguments(self, parser, args) -> None:
-        self.config = self._parse(parser, args, self._where)
+        try:  # the CLI's own parse: its one-line explanation of a bad key or value
+            super().parse_arguments(parser, args)
+        except ValueError as error:
+            raise ValueError(f"sweep run ({self._where}): {error}") from None
 
     def _set_seed(self) -> None:
         pass  # seeding belongs to the training processes
@@ -74,15 +75,9 @@ class _RunPlanner(NormlabCLI):
     def instantiate_classes(self) -> None:
         pass
 
-    @staticmethod
-    def _parse(parser, args, where: str):
-        try:
-            return parser.parse_args(args)
-        except ArgumentError as error:
-            raise ValueError(f"sweep run ({where}): {' '.join(str(error).split())}") from None
-
     def run_dir_of(self, args: list[str], point: dict[str, Any], where: str) -> Path:
-        self.config = self._parse(self.parser, args, where)
+        self._where = where
+        self.parse_arguments(self.parser, args)
         seed = self.config.get("seed_everything")
         if isinstance(seed, bool):
             raise ValueError(f"sweep run ({where}): seed_everything={seed!r} gives no reproducible run name; "

@@ -59,6 +59,8 @@ def test_a_bad_grid_value_names_its_run(tmp_path, capsys):
     assert info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("normlab: error: sweep run (model.optimizer=rmsprop):")
+    # the CLI's own one-line explanation, as `lightning fit --model.optimizer rmsprop` prints it
+    assert error.endswith("model.optimizer: got 'rmsprop', expected one of 'sgd', 'adam', 'adamw'")
 
 
 @pytest.mark.parametrize("options,expected", [
