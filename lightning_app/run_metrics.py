@@ -24,19 +24,25 @@ from callbacks.run_files import atomic_write_text
 from lightning_app.run.interrupt import signals_deferred
 
 
+def read_complete_rows(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """metrics.csv's rows and header, less a last row without its newline: rows are appended whole, so
+    such a row was cut by a kill. Shared by the resume (below) and the report (report/runs.py)."""
+    with open(path, newline="") as file:
+        text = file.read()
+    reader = csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1]))
+    return list(reader), list(reader.fieldnames or [])
+
+
 def read_previous_rows(path: str | os.PathLike) -> tuple[list[dict], list[str]]:
-    """The complete rows and the columns of an earlier segment's metrics.csv (a row without its newline
-    was cut by a kill and is dropped); a file this logger did not write is a ValueError naming it."""
+    """The complete rows and the columns of an earlier segment's metrics.csv; a file this logger did
+    not write is a ValueError naming it."""
     try:
-        with open(path, newline="") as file:
-            text = file.read()
-        reader = csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1]))
+        rows, fieldnames = read_complete_rows(path)
         # A row longer than the header (DictReader files its extra values under None) was appended after a
         # Ctrl-C cut a header rewrite short, before `save` deferred signals: which column holds which value
         # is lost, so it is dropped. It is the stop's own row, normally past the last checkpoint: the
         # resumed run logs that step again.
-        rows = [row for row in reader if None not in row]
-        fieldnames = list(reader.fieldnames or [])
+        rows = [row for row in rows if None not in row]
         if rows and "step" not in fieldnames:
             raise ValueError("no 'step' column")
         for row in rows:

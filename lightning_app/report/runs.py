@@ -21,6 +21,7 @@ import yaml
 from callbacks.run_summary import SUMMARY_FILE
 from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, get_dotted
 from lightning_app.run.status import live_status
+from lightning_app.run_metrics import read_complete_rows
 
 # The axes a study varies, and where each lives in a resolved config.
 AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything"}
@@ -37,13 +38,13 @@ class Series:
 
 def read_metrics(path: Path) -> dict[str, Series]:
     """Every column of a CSV-logger `metrics.csv` as a Series over the rows where it has a value. A step
-    logged twice (a resumed run repeats the steps after its last checkpoint) keeps its latest value.
-    A file that is not such a table is a ValueError naming the file and the first bad line."""
+    logged twice (a resumed run repeats the steps after its last checkpoint) keeps its latest value; a
+    last row a kill cut short is left out. A file that is not such a table is a ValueError naming the
+    file and the first bad line."""
     if not path.is_file():
         return {}
     try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows, _ = read_complete_rows(path)  # a last row a kill cut short is not the file's fault
     except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{path}: not a CSV-logger metrics file ({error})") from None
     columns: dict[str, dict[tuple[int, int], float]] = {}

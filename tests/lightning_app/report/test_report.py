@@ -121,11 +121,15 @@ def test_a_run_killed_while_running_is_reported_killed_not_running(tmp_path):
     killed = write_run(root, "gn", 8, 0, "running", None)
     # its lock file as the dead process left it: this host, nobody holding it (checked with flock)
     (killed / "run.lock").write_text(json.dumps({"pid": 999999, "host": socket.gethostname()}))
+    with open(killed / "metrics.csv", "a") as f:
+        f.write("0,2.3")  # the row the kill cut short, without its newline
     out = tmp_path / "report"
     main(["report", str(root), "--out", str(out)])
     text = (out / "report.md").read_text()
     assert "2 runs under" in text and "1 completed, 0 exploded, 0 failed, 0 interrupted, 0 running, 1 killed." in text
     assert f"| `study/{killed.name}` | killed |" in text
+    assert "no curves for" not in text  # the killed run's complete rows are still read
+    assert read_metrics(killed / "metrics.csv")["train/loss"].values.size > 0
 
 
 def test_lr_envelope_is_min_and_max_across_runs_at_each_step():
