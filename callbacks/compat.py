@@ -28,7 +28,11 @@ PRIVATE_ATTRIBUTES = {
                                                     "_monitor_candidates"),
     "pytorch_lightning.loggers.csv_logs.ExperimentWriter": ("_check_log_dir_exists", "_record_new_keys",
                                                             "_rewrite_with_new_header"),
-    "torch": ("_foreach_norm",),
+    "torch": ("_foreach_norm", "_foreach_copy_"),
+    # models/ cannot import callbacks/, so its two private torch base classes are only listed here:
+    # registry.py (which modules are norm layers) and statistics.py (what a BN layer's statistics cover)
+    "torch.nn.modules.batchnorm": ("_NormBase", "_BatchNorm"),
+    "pytorch_lightning.trainer.connectors.signal_connector._SignalConnector": ("_slurm_sigusr_handler_fn",),
 }
 
 
@@ -56,6 +60,17 @@ def subcommand_parsers(parser) -> dict:
 def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The 2-norm of each tensor in one fused call."""
     return torch._foreach_norm(tensors)
+
+
+def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """`dst.copy_(src)` for each pair, in one fused call."""
+    torch._foreach_copy_(destinations, sources)
+
+
+def slurm_requeue_handler(trainer):
+    """Lightning's SIGUSR1 handler under SLURM (save `hpc_ckpt_*.ckpt`, requeue the job), to call it
+    at a batch end rather than inside the signal."""
+    return trainer._signal_connector._slurm_sigusr_handler_fn
 
 
 # -- jsonargparse's error wording --------------------------------------------------------------------

@@ -59,7 +59,7 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from callbacks.compat import foreach_norm
+from callbacks.compat import foreach_copy, foreach_norm
 from callbacks.run_files import write_json
 from callbacks.run_summary import RunSummary
 from models.norms import GNPlus
@@ -160,7 +160,7 @@ class ExplosionDetector(Callback):
                              batch_idx: int) -> None:
         self._batch_idx = batch_idx
         if self._buffers and batch_idx % trainer.accumulate_grad_batches == 0:
-            torch._foreach_copy_(self._buffer_copies, self._buffers)
+            foreach_copy(self._buffer_copies, self._buffers)
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
         loss = loss.detach()
@@ -252,7 +252,7 @@ class ExplosionDetector(Callback):
             act = "stop"
         if act in ("stop", "skip_step") and optimizer is not None:
             if before_update:
-                torch._foreach_copy_(self._buffers, self._buffer_copies)
+                foreach_copy(self._buffers, self._buffer_copies)
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     p.grad = None  # the optimizer now leaves every parameter and its state alone

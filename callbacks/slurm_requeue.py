@@ -17,7 +17,7 @@ import signal
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from callbacks.compat import cluster_environment
+from callbacks.compat import cluster_environment, slurm_requeue_handler
 
 
 class SlurmRequeueAtBatchEnd(Callback):
@@ -54,7 +54,7 @@ class SlurmRequeueAtBatchEnd(Callback):
             signalled = trainer.strategy.reduce_boolean_decision(signalled, all=False)
         if signalled:
             self._done = True  # SLURM ends this job once requeued; the requeued one starts afresh
-            trainer._signal_connector._slurm_sigusr_handler_fn(self._signum, None)
+            slurm_requeue_handler(trainer)(self._signum, None)
 
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self._signum is not None:

@@ -11,8 +11,9 @@ from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning import Trainer
 
-from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_norm,
-                              layer_sync, parser_actions, subcommand_parsers)
+from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_copy,
+                              foreach_norm, layer_sync, parser_actions, slurm_requeue_handler,
+                              subcommand_parsers)
 
 
 def resolve(owner: str):
@@ -34,6 +35,7 @@ def test_trainer_internals():
     synced = Trainer(accelerator="cpu", devices=1, strategy="ddp", logger=False, enable_checkpointing=False,
                      enable_progress_bar=False, enable_model_summary=False, sync_batchnorm=True)
     assert layer_sync(synced.strategy) is not None
+    assert callable(slurm_requeue_handler(trainer))
 
 
 def test_parser_internals():
@@ -43,6 +45,12 @@ def test_parser_internals():
     parser.add_subcommands().add_subcommand("fit", fit)
     assert subcommand_parsers(parser) == {"fit": fit}
     assert "lr" in [action.dest for action in parser_actions(fit)]
+
+
+def test_foreach_copy_copies_each_pair():
+    sources, destinations = [torch.randn(3, 4), torch.randn(5)], [torch.zeros(3, 4), torch.zeros(5)]
+    foreach_copy(destinations, sources)
+    assert all(torch.equal(d, s) for d, s in zip(destinations, sources))
 
 
 def test_foreach_norm_matches_torch_norm():
