@@ -13,8 +13,9 @@ Every optimizer step, once the gradient is complete and before the optimizer app
 - `spike`: `grad/norm` > `spike_factor` × the running reference, the (lower) `spike_quantile` quantile
   of the last `window` finite norms (default 10 × the 0.9 quantile of 100), for `spike_patience` steps in a row, once `warmup_steps` steps have been observed in this fit;
 - `vanish`: `grad/norm` < `vanish_threshold` for `vanish_patience` steps in a row;
-- `nonfinite_weights` (at the end of training, `on_train_end`): a weight or buffer is not finite, or the
-  last loss was not (a warned NaN, an update that overflowed): the run ends `exploded`, never `completed`.
+- at the end of training (`on_train_end`): `nonfinite_weights` when a weight or buffer is not finite (an
+  update that overflowed), else `nan_loss` when the last loss was not (a warned NaN): the run ends
+  `exploded`, never `completed`.
 
 `action` applies to the non-finite triggers (default `stop`), `spike_action` to `spike` and `vanish`
 (default `warn`): a spike of the gradient norm is common in healthy small-batch training, a NaN
@@ -151,6 +152,8 @@ class ExplosionDetector(Callback):
         self._loss: torch.Tensor | None = None
         self._last_loss: torch.Tensor | None = None  # of the last step, for the final check
         self._param_norms: torch.Tensor | None = None
+        self._param_names: list[str] = []
+        self._batch_idx = 0  # of the current step; the final check may run before any step
         # The forward pass of a bad step already moved the BN running statistics: keep a copy to undo it.
         undoes = self.action != "warn" or self.spike_action != "warn"
         self._buffers = [b for b in pl_module.buffers()] if undoes else []
@@ -224,7 +227,7 @@ class ExplosionDetector(Callback):
             return
         kind = TRIGGERS.index("nonfinite_weights" if not weights_finite else "nan_loss") + 1
         value = math.nan if loss is None else float(loss)
-        self._pending = [(trainer.global_step, trainer.current_epoch, getattr(self, "_batch_idx", 0))]
+        self._pending = [(trainer.global_step, trainer.current_epoch, self._batch_idx)]
         self._event = torch.tensor([kind, value, math.nan, 0.0])
         self._read(trainer, pl_module, None, final=True)
 
@@ -302,7 +305,7 @@ class ExplosionDetector(Callback):
                   checkpoint: str | None) -> dict:
         norms = self._param_norms.tolist() if self._param_norms is not None else []
         # Non-finite norms first (they name where the explosion is), then the largest.
-        top = sorted(zip(getattr(self, "_param_names", []), norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
+        top = sorted(zip(self._param_names, norms), key=lambda item: (math.isfinite(item[1]), -abs(item[1])))
         groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
         return {
             "step": step, "epoch": epoch, "batch_idx": batch_idx, "trigger": trigger,

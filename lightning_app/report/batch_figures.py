@@ -22,6 +22,7 @@ import numpy as np
 from lightning_app.report.figures import finite, images_seen, norm_colour, save_figure, seed_band
 from lightning_app.report.runs import RunRecord, numeric_key
 from lightning_app.report.tables import AccuracyTable, final_lambda_tables, layer_order, ordered_norms
+from lightning_app.run.identity import model_args
 
 LAMBDA_RANGE = (0.0, 1.0)  # σ(λ) lives in (0, 1): one fixed axis for every λ panel
 
@@ -68,7 +69,7 @@ def lambda_start(runs: list[RunRecord]) -> float:
         for key, series in run.metrics.items():
             if key.startswith("lambda/") and len(series.steps) and series.steps[0] == 0:
                 return float(series.values[0])
-    options = (run.config.get("model") or {}).get("norm_options") or {} if runs else {}
+    options = model_args(runs[0].config).get("norm_options") or {} if runs else {}
     return 1.0 / (1.0 + math.exp(-float(options.get("lambda_init", 1.0))))
 
 

@@ -10,11 +10,10 @@ from callbacks.run_summary import COMPLETED, EXPLODED, FAILED, INTERRUPTED, RUNN
 from lightning_app.run.lock import holder_of, read_holder
 
 STATUSES = (COMPLETED, EXPLODED, FAILED, INTERRUPTED, RUNNING)
-# A finished run is refused by `fit` without --overwrite and skipped by a sweep; the others resume.
+# A finished run is refused by `fit` without --overwrite and skipped by a sweep; every other status resumes.
 FINISHED = (COMPLETED, EXPLODED)
-RESUMABLE = (RUNNING, FAILED, INTERRUPTED)  # RUNNING on disk: the process was killed (or still holds the lock)
-# Never written: what `live_status` calls a run whose summary.json still says running after its process died
-# (SIGKILL, out of memory) without the chance to write a last status. It resumes like RUNNING.
+# Never written: what `live_status` calls a run whose summary.json still says running after its process
+# died (SIGKILL, out of memory) without the chance to write a last status. It resumes like RUNNING.
 KILLED = "killed"
 
 

@@ -1,7 +1,8 @@
 """The checks every norm layer shares: option values, group counts, and statistics of one value.
 
 Each is one line naming the layer type, the value and what is allowed, so the CLI can print it as
-`normlab: error: ...`. Option values are checked once, before a layer is built (`check_options`):
+`normlab: error: ...`. Option values are checked before a layer is built (`check_options`, by the
+backbone builder for the whole network, then by each layer's factory call):
 ε > 0 keeps 1/√(σ² + ε) finite for a constant input (Ioffe & Szegedy 2015, §3, Algorithm 1), and a
 running-average momentum outside [0, 1] extrapolates instead of averaging (torch's BatchNorm2d:
 r ← (1 − m)·r + m·x̂). A statistic computed from a single value is x − μ = 0: the layer's output is
