@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from lightning_app.report.runs import AXES, RunRecord, numeric_key
-from lightning_app.run.identity import science_config
+from lightning_app.run.identity import science_config, science_hash
 from lightning_app.run.status import FINISHED
 
 STATUS_RANK = {status: rank for rank, status in enumerate(FINISHED)}  # completed before exploded
@@ -51,7 +51,7 @@ def deduplicate(runs: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
     """One run per (experiment, science config with seed); a note for each set of duplicates."""
     by_science: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
-        by_science[(run.experiment, _digest(science_items(run)))].append(run)
+        by_science[(run.experiment, science_hash(run.config))].append(run)  # the run name's hash
     kept, notes = [], []
     for (_, digest), same in by_science.items():
         same.sort(key=lambda r: (STATUS_RANK.get(r.status, 2), -_mtime(r)))
