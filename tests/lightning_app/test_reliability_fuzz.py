@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from lightning_app.cli import main
 from models.backbones import BACKBONES
 from models.norms import norm_names
-from tests.helpers import ROOT
+from tests.helpers import ERROR_PREFIX, ROOT
 
 # The README's messages for the invalid corners of this grid.
 DOCUMENTED_ERRORS = {
@@ -66,9 +66,9 @@ def fit_one_step(config: dict, data_dir) -> str | None:
             return None
         except SystemExit as exit_:
             assert exit_.code == 2, stderr.getvalue()[-2000:]
-    lines = [line for line in stderr.getvalue().splitlines() if line.startswith("normlab: error: ")]
+    lines = [line for line in stderr.getvalue().splitlines() if line.startswith(ERROR_PREFIX)]
     assert len(lines) == 1 and "Traceback" not in stderr.getvalue(), stderr.getvalue()[-2000:]
-    return lines[0][len("normlab: error: "):]
+    return lines[0][len(ERROR_PREFIX):]
 
 
 def check(config: dict, data_dir) -> None:

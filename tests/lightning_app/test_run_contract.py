@@ -23,11 +23,7 @@ from lightning_app.run.identity import derive_run_name, first_difference, scienc
 from lightning_app.run.lock import RunLock, RunLocked, holder_of
 from lightning_app.run.paths import LOCK_FILE, check_name, check_writable, clear_run_dir, resume_checkpoint
 from lightning_app.run.status import INTERRUPTED, KILLED, RUNNING, live_status, read_status
-from tests.helpers import tiny_args
-
-
-def snapshot(root):
-    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+from tests.helpers import ROOT, error_line, snapshot, tiny_args
 
 
 @pytest.mark.parametrize("name", ["a/b", "/abs/path", ".", "..", "../up", ".hidden", ""])
@@ -53,11 +49,9 @@ def test_overwrite_with_an_escaping_name_deletes_nothing(fake_mnist_dir, tmp_pat
     (root / "exp" / "other" / "summary.json").write_text(json.dumps({"status": "completed"}))
     before = snapshot(tmp_path)
     extra = [a.format(victim=victim, victim_name=victim.name) for a in escape]
-    with pytest.raises(SystemExit) as info:
-        main(tiny_args(fake_mnist_dir, root, "--experiment", "exp", "--overwrite", "true", *extra))
-    assert info.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("normlab: error:")]
-    assert len(errors) == 1 and "must be a single directory name" in errors[0], errors
+    message = error_line(capsys, lambda: main(tiny_args(fake_mnist_dir, root, "--experiment", "exp", "--overwrite",
+                                                        "true", *extra)))
+    assert "must be a single directory name" in message
     assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["fake_mnist", "runs", "victim"]
 
 
@@ -234,7 +228,7 @@ def test_a_run_that_says_running_after_its_process_died_is_killed(tmp_path):
 def test_the_sweep_plan_skips_a_run_locked_elsewhere_and_resumes_a_requeued_one(tmp_path, monkeypatch):
     from lightning_app.sweep.plan import plan_sweep, print_plan
     from lightning_app.sweep.spec import load_sweep
-    from tests.lightning_app.sweep.test_sweep_launchers import ROOT, make_sweep
+    from tests.lightning_app.sweep.test_sweep_launchers import make_sweep
 
     monkeypatch.chdir(ROOT)
     spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn]\n"))

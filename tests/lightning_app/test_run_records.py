@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from lightning_app.cli import main
-from tests.helpers import run_dirs, tiny_args
+from tests.helpers import error_line, run_dirs, tiny_args
 
 RECORD = ("config.yaml", "metrics.csv", "summary.json", "hparams.yaml", "checkpoints/last.ckpt")
 
@@ -21,29 +21,11 @@ def record_hashes(run_dir):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, fake_mnist_dir_module):
+def finished(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("records") / "runs"
-    main(tiny_args(fake_mnist_dir_module, root, "--trainer.max_epochs", "1"))
+    main(tiny_args(data_dir, root, "--trainer.max_epochs", "1"))
     (run_dir,) = run_dirs(root)
-    return fake_mnist_dir_module, root, run_dir
-
-
-@pytest.fixture(scope="module")
-def fake_mnist_dir_module(tmp_path_factory):
-    from tests.fakedata import write_fake_mnist
-
-    folder = tmp_path_factory.mktemp("fake_mnist")
-    write_fake_mnist(folder)
-    return folder
-
-
-def error_line(capsys, args):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    assert info.value.code == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("normlab: error:")]
-    assert len(errors) == 1, errors
-    return errors[0]
+    return data_dir, root, run_dir
 
 
 def test_validate_test_predict_write_apart_and_change_no_byte_of_the_fit(finished, capsys):
@@ -88,9 +70,10 @@ def test_a_saved_config_relaunched_with_a_changed_value_is_a_new_run(finished, c
 def test_a_checkpoint_of_another_data_set_is_refused(finished, capsys):
     data, root, run_dir = finished
     before = {p: record_hashes(p) for p in run_dirs(root)}
-    message = error_line(capsys, tiny_args(data, root, "--data", "datamodules.MNISTDataModule", "--data.init_args.data_dir",
-                                           str(data), "--data.init_args.batch_size", "32", "--trainer.max_epochs", "1",
-                                           "--ckpt_path", str(run_dir / "checkpoints/last.ckpt")))
+    args = tiny_args(data, root, "--data", "datamodules.MNISTDataModule", "--data.init_args.data_dir", str(data),
+                     "--data.init_args.batch_size", "32", "--trainer.max_epochs", "1",
+                     "--ckpt_path", str(run_dir / "checkpoints/last.ckpt"))
+    message = error_line(capsys, lambda: main(args))
     assert "whose science differs (data.class_path: 'datamodules.FashionMNISTDataModule' -> " \
            "'datamodules.MNISTDataModule')" in message
     assert {p: record_hashes(p) for p in run_dirs(root)} == before  # and no new run directory
@@ -99,8 +82,9 @@ def test_a_checkpoint_of_another_data_set_is_refused(finished, capsys):
 def test_overwrite_refuses_to_delete_the_checkpoint_it_is_given(finished, capsys):
     data, root, run_dir = finished
     before = record_hashes(run_dir)
-    message = error_line(capsys, tiny_args(data, root, "--trainer.max_epochs", "1", "--overwrite", "true",
-                                           "--ckpt_path", str(run_dir / "checkpoints/last.ckpt")))
+    args = tiny_args(data, root, "--trainer.max_epochs", "1", "--overwrite", "true",
+                     "--ckpt_path", str(run_dir / "checkpoints/last.ckpt"))
+    message = error_line(capsys, lambda: main(args))
     assert "--overwrite true would delete the checkpoint --ckpt_path names" in message
     assert record_hashes(run_dir) == before
 
@@ -123,7 +107,8 @@ def test_overwrite_refuses_a_directory_that_holds_no_run(finished, capsys):
     thesis = run_dir.parent / "thesis"
     thesis.mkdir()
     (thesis / "notes.txt").write_text("years of work")
-    message = error_line(capsys, tiny_args(data, root, "--run_name", "thesis", "--overwrite", "true"))
+    message = error_line(capsys, lambda: main(tiny_args(data, root, "--run_name", "thesis",
+                                                        "--overwrite", "true")))
     assert f"--overwrite: {thesis} holds no normlab run" in message
     assert [p.name for p in thesis.iterdir()] == ["notes.txt"]
 
@@ -136,13 +121,14 @@ def test_a_metrics_file_that_is_not_one_is_named_before_training(finished, tmp_p
     (copy / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
     (copy / "metrics.csv").write_bytes(b"\x00\xff garbage\nno,step,column\n1,2,3\n")
     before = record_hashes(copy)
-    message = error_line(capsys, tiny_args(data, tmp_path / "runs", "--trainer.max_epochs", "1"))
+    message = error_line(capsys, lambda: main(tiny_args(data, tmp_path / "runs", "--trainer.max_epochs",
+                                                        "1")))
     assert f"{copy / 'metrics.csv'} is not a metrics file of a run" in message
     assert record_hashes(copy) == before
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_one_line(finished, tmp_path, capsys):
     data, root, run_dir = finished
-    message = error_line(capsys, tiny_args(data, tmp_path, "--ckpt_path", "last"))
+    message = error_line(capsys, lambda: main(tiny_args(data, tmp_path, "--ckpt_path", "last")))
     assert "--ckpt_path last:" in message and "holds no checkpoint" in message
     assert not any(tmp_path.iterdir())

@@ -14,7 +14,8 @@ from lightning_app.sweep.export import write_wandb_sweep
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep
 from tests.fakedata import write_fake_mnist
-from tests.lightning_app.sweep.test_sweep_end_to_end import ROOT, tiny_sweep
+from tests.helpers import ROOT
+from tests.lightning_app.sweep.test_sweep_end_to_end import tiny_sweep
 from tests.lightning_app.test_wandb_offline import items, wait_for_exit_record
 
 AGENT = {"WANDB_SWEEP_ID": "sweep0001", "WANDB_RUN_ID": "agentrun42", "WANDB_PROJECT": "normlab-agent-test"}
