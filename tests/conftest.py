@@ -1,10 +1,12 @@
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from tests.fakedata import write_fake_mnist  # noqa: E402
+from datamodules import FashionMNISTDataModule  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
 
 
@@ -41,3 +43,14 @@ def run_from_repo_root(monkeypatch):
     """Run the test from the repository root: config paths in sweeps and presets are relative to the cwd.
     Modules that need it ask with `pytestmark = pytest.mark.usefixtures("run_from_repo_root")`."""
     monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def system_fashion_mnist() -> Path:
+    """Debian's Fashion-MNIST (`dataset-fashion-mnist`), where FashionMNISTDataModule looks by default.
+    `make test` installs it (`make data`); without it the test fails saying so, never skips unseen."""
+    folder = Path(FashionMNISTDataModule.system_dirs[0])
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"{folder} lacks Debian's Fashion-MNIST: run `make data` "
+                    "(apt-get install dataset-fashion-mnist)")
+    return folder

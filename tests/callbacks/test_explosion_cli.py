@@ -68,7 +68,8 @@ def test_quickstart_sgd_lr_50_without_a_preset_ends_exploded(fake_mnist_dir, tmp
 
 
 @pytest.mark.slow
-def test_healthy_batch_2_training_raises_no_event_where_the_old_rule_fired(tmp_path, monkeypatch):
+def test_healthy_batch_2_training_raises_no_event_where_the_old_rule_fired(tmp_path, monkeypatch,
+                                                                           system_fashion_mnist):
     """Real Fashion-MNIST (the system copy), 500 training images, small CNN with BN at batch 2, Adam,
     2,000 steps: late in training, when most examples are fitted, single hard examples make the
     gradient norm heavy-tailed. The old rule (10 × the running median) fires on this very trace
@@ -83,7 +84,7 @@ def test_healthy_batch_2_training_raises_no_event_where_the_old_rule_fired(tmp_p
     (run_dir,) = run_dirs(tmp_path / "runs")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 2000 and summary["explosion"] is None
-    assert summary["data_source"] == "/usr/share/datasets/fashion-mnist"
+    assert summary["data_source"] == str(system_fashion_mnist)
     rows = csv.DictReader(open(run_dir / "metrics.csv"))
     norms = [float(r["grad/norm"]) for r in rows if r.get("grad/norm")]
     assert len(norms) == 2000

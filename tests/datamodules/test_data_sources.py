@@ -19,7 +19,7 @@ from tests.fakedata import write_fake_cifar, write_fake_mnist
 from tests.lightning_app.readme_table import assert_documented
 from tests.helpers import ERROR_PREFIX, run_dirs, tiny_args
 
-SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
+SYSTEM_COPY = FashionMNISTDataModule.system_dirs[0]
 
 
 def write_int8_labels(path: Path, labels: np.ndarray) -> None:
@@ -39,7 +39,7 @@ def test_explicit_data_dir_with_only_the_training_files_lists_the_missing_ones(t
     message = str(info.value)
     assert f"{tmp_path / 'partial'} lacks t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]" in message
     assert "train-images" not in message.split("lacks", 1)[1].split(";")[0]  # only what is missing
-    assert "an explicit data_dir must hold every file" in message and str(SYSTEM_COPY) not in message
+    assert "an explicit data_dir must hold every file" in message and SYSTEM_COPY not in message
     assert "download not tried" in message and dm.data_source is None
     assert_documented("data dir holds only some files", message)
 
@@ -51,14 +51,14 @@ def test_explicit_data_dir_that_does_not_exist_does_not_fall_back(tmp_path):
         dm.setup("fit")
 
 
-@pytest.mark.skipif(not SYSTEM_COPY.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
-def test_default_data_dir_reads_every_file_from_the_system_copy_and_says_so(tmp_path, monkeypatch, capsys):
+def test_default_data_dir_reads_every_file_from_the_system_copy_and_says_so(tmp_path, monkeypatch, capsys,
+                                                                           system_fashion_mnist):
     monkeypatch.chdir(tmp_path)
     write_fake_mnist(tmp_path / "data")  # the default folder holds only some files: not mixed in
     (tmp_path / "data" / "t10k-labels-idx1-ubyte.gz").unlink()
     dm = FashionMNISTDataModule(download=False)
     x, y = dm.load_split(train=True)
-    assert len(y) == 60000 and dm.data_source == str(SYSTEM_COPY)  # not the 256 generated images
+    assert len(y) == 60000 and dm.data_source == SYSTEM_COPY  # not the 256 generated images
     assert dm.load_split(train=False)[1].shape == (10000,)
 
 

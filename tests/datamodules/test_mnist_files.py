@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -87,9 +85,7 @@ def test_bad_batch_size(bad):
         MNISTDataModule(batch_size=bad)
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
-def test_real_fashion_mnist_files(tmp_path, monkeypatch):
+def test_real_fashion_mnist_files(tmp_path, monkeypatch, system_fashion_mnist):
     monkeypatch.chdir(tmp_path)  # the default data_dir `data` is empty there: the system copy is read
     dm = FashionMNISTDataModule(download=False)
     x, y = dm.load_split(train=True)
@@ -98,4 +94,4 @@ def test_real_fashion_mnist_files(tmp_path, monkeypatch):
     mean, std = channel_stats(x)
     assert abs(mean[0] - dm.mean[0]) < 1e-4 and abs(std[0] - dm.std[0]) < 1e-4
     assert dm.load_split(train=False)[0].shape == (10000, 1, 28, 28)
-    assert dm.data_source == "/usr/share/datasets/fashion-mnist"
+    assert dm.data_source == str(system_fashion_mnist)

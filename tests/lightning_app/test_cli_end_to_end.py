@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -89,13 +88,10 @@ def test_relaunch_prefers_a_newer_slurm_requeue_checkpoint(fake_mnist_dir, tmp_p
     assert f"from {run_dir / 'checkpoints/last.ckpt'}" in relaunch_as_if_killed()
 
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
-
-
-def test_a_few_dozen_steps_on_real_fashion_mnist_beat_chance_clearly(tmp_path):
+def test_a_few_dozen_steps_on_real_fashion_mnist_beat_chance_clearly(tmp_path, system_fashion_mnist):
     """The one end-to-end check that the pipeline learns: 40 steps of batch 128 (5,120 of the 60,000
     training images), then 2,560 test images. Chance is 0.1 for 10 classes."""
-    main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--data.init_args.data_dir", str(FASHION_MNIST),
+    main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--data.init_args.data_dir", str(system_fashion_mnist),
           "--data.init_args.download", "false", "--data.init_args.val_split", "1000", "--trainer.max_epochs", "1",
           "--trainer.limit_train_batches", "40", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches",
           "10", "--data.init_args.eval_batch_size", "256", "--trainer.default_root_dir", str(tmp_path),
