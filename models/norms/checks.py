@@ -11,33 +11,26 @@ finds such layers from the backbone's shapes before training).
 """
 from __future__ import annotations
 
-import math
 
 import torch
+
+from models.option_ranges import is_finite_number, is_integer
 
 NOISE_OPTIONS = ("noise_mean", "noise_std", "noise_granularity")
 NOISE_GRANULARITIES = ("element", "group")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value) -> bool:
-    return _is_number(value) and math.isfinite(value)
-
-
 # option -> (predicate, what is allowed); an option a layer does not take is reported by make_norm.
 OPTION_RANGES = {
-    "eps": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    "momentum": (lambda v: v is None or (_finite(v) and 0 <= v <= 1),
+    "eps": (lambda v: is_finite_number(v) and v > 0, "a finite number > 0"),
+    "momentum": (lambda v: v is None or (is_finite_number(v) and 0 <= v <= 1),
                  "a number in [0, 1] (the running-average weight of the new batch) or null (cumulative average)"),
-    "lambda_init": (_finite, "a finite number (λ; the GN weight is σ(λ))"),
-    "examples_per_group": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "lambda_init": (is_finite_number, "a finite number (λ; the GN weight is σ(λ))"),
+    "examples_per_group": (lambda v: v is None or (is_integer(v) and v >= 1),
                            "an integer >= 1 or null (the whole batch)"),
     "reference_arithmetic": (lambda v: isinstance(v, bool), "true or false"),
-    "noise_mean": (_finite, "a finite number"),
-    "noise_std": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "noise_mean": (is_finite_number, "a finite number"),
+    "noise_std": (lambda v: is_finite_number(v) and v >= 0, "a finite number >= 0"),
     "noise_granularity": (lambda v: v in NOISE_GRANULARITIES, ", ".join(NOISE_GRANULARITIES)),
 }
 
