@@ -11,7 +11,6 @@ finds such layers from the backbone's shapes before training).
 """
 from __future__ import annotations
 
-
 import torch
 
 from models.option_ranges import is_finite_number, is_integer
