@@ -16,6 +16,8 @@ not import lightning_app) and lightning_app/ share it.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -65,6 +67,22 @@ def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
     """`dst.copy_(src)` for each pair, in one fused call."""
     torch._foreach_copy_(destinations, sources)
+
+
+@contextmanager
+def weights_in_memory(trainer) -> Iterator[None]:
+    """`trainer.test(model)` / `validate(model)` inside the block score the model's own weights. Under
+    SLURM, Lightning loads the newest `hpc_ckpt_*.ckpt` of default_root_dir into a test called without
+    `ckpt_path` even when a model is given (`_CheckpointConnector._parse_ckpt_path`): after a requeued
+    run, the final test would score the weights of the requeue moment. A user-managed empty path
+    selects no checkpoint."""
+    connector = trainer._checkpoint_connector
+    saved = connector._user_managed, connector._ckpt_path
+    connector._user_managed, connector._ckpt_path = True, None
+    try:
+        yield
+    finally:
+        connector._user_managed, connector._ckpt_path = saved
 
 
 def slurm_requeue_handler(trainer):

@@ -35,7 +35,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from callbacks.compat import subcommand_parsers
+from callbacks.compat import subcommand_parsers, weights_in_memory
 from callbacks.explosion import ExplosionDetector
 from callbacks.hessian import HessianTopEigen
 from callbacks.lambda_tracker import LambdaTracker
@@ -281,7 +281,8 @@ class NormlabCLI(LightningCLI):
         cfg = self.config_init[self.subcommand]
         summary = RunSummary.find(self.trainer)
         if cfg.test_after_fit and summary is not None and summary.summary["status"] == "completed":
-            self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+            with weights_in_memory(self.trainer):  # not a SLURM requeue checkpoint's
+                self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
         if self.trainer.is_global_zero and summary is not None:
             s = summary.summary
             test = f"{s['test_acc']:.4f}" if s["test_acc"] is not None else "n/a"

@@ -9,11 +9,11 @@ import pytest
 import torch
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 from lightning_fabric.plugins.environments import LightningEnvironment
-from pytorch_lightning import Trainer
+from pytorch_lightning import LightningModule, Trainer
 
 from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_copy,
                               foreach_norm, layer_sync, parser_actions, slurm_requeue_handler,
-                              subcommand_parsers)
+                              subcommand_parsers, weights_in_memory)
 
 
 def resolve(owner: str):
@@ -45,6 +45,36 @@ def test_parser_internals():
     parser.add_subcommands().add_subcommand("fit", fit)
     assert subcommand_parsers(parser) == {"fit": fit}
     assert "lr" in [action.dest for action in parser_actions(fit)]
+
+
+def test_a_test_under_slurm_scores_the_weights_in_memory_not_a_requeue_checkpoint(tmp_path, monkeypatch):
+    """Lightning's own behaviour first (the reason for weights_in_memory): under SLURM a test without
+    ckpt_path loads the newest hpc_ckpt_*.ckpt over the model it is given; inside the block it does not."""
+    model = torch.nn.Linear(3, 2)
+    module = _TestedModule(model)
+    trainer = Trainer(accelerator="cpu", devices=1, default_root_dir=tmp_path, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    torch.save({"state_dict": {k: torch.zeros_like(v) for k, v in module.state_dict().items()},
+                "pytorch-lightning_version": "2.0.0"}, tmp_path / "hpc_ckpt_1.ckpt")  # the requeue moment
+    final = {k: v.clone() for k, v in module.state_dict().items()}
+    for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "job"}.items():
+        monkeypatch.setenv(name, value)  # SLURMEnvironment.detect() is now true
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 3)), batch_size=4)
+    with weights_in_memory(trainer):
+        trainer.test(module, dataloaders=data, verbose=False)
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in final.items())
+    trainer.test(module, dataloaders=data, verbose=False)  # without: Lightning loads the hpc checkpoint
+    assert all(torch.equal(v, torch.zeros_like(v)) for v in module.state_dict().values())
+
+
+class _TestedModule(LightningModule):
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def test_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
 
 
 def test_foreach_copy_copies_each_pair():
