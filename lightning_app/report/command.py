@@ -25,15 +25,19 @@ from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_fin
                                                 plot_lambda_trajectories)
 from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
 from lightning_app.report.groups import Group, deduplicate, grouped, unique_titles
+from lightning_app.report.landscape_claims import landscape_claims, table1, table1_claims, table1_markdown
+from lightning_app.report.lr_bands import plot_pair, studies
+from lightning_app.report.claims import claims_markdown
 from lightning_app.report.runs import RunRecord, load_runs
-from lightning_app.report.tables import accuracy_table, final_lambda_tables, table_markdown
+from lightning_app.report.tables import accuracy_table, final_lambda_tables, ordered_norms, table_markdown
 from lightning_app.run.paths import check_directory_target
 from lightning_app.run.status import FINISHED, KILLED, STATUSES
 
 REPORT_FILE = "report.md"
 REPORT_HEADING = "# normlab report"  # its first line: how a later report knows the directory is a report's
 # Every figure name write_report gives (`<kind>_<group index>.png`).
-FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope)_\d{2,}\.png")
+FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope|paper_landscape)"
+                         r"_\d{2,}\.png")
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
 
@@ -107,10 +111,12 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
                             "them at each step; a narrow band means training does not depend much on the LR.",
                             [c for c in envelopes if c[1]], out)
 
+    paper_lines, paper_figures = _paper_landscape_section(runs, out)
+    lines += paper_lines
     lines += ["## Runs", "", *runs_table(listed), ""]
     report = out / REPORT_FILE
     atomic_write_text(report, "\n".join(lines))
-    written = [p for _, p in figures + curves + landscapes + envelopes if p is not None]
+    written = [p for _, p in figures + curves + landscapes + envelopes + paper_figures if p is not None]
     _remove_stale_figures(out, written)
     return report, written
 
@@ -157,6 +163,37 @@ def _lambda_section(groups: list[Group], titles: list[str], out: Path) -> tuple[
         lines[:0] = ["## σ(λ) of the GNPlus layers", "", "GN paper §4: s = σ(λ) weighs the GN part, 1 − s the BN "
                      "part; λ is logged by `callbacks.lambda_tracker.LambdaTracker`. Every λ panel shares the y axis "
                      "[0, 1].", ""]
+    return lines, figures
+
+
+def _paper_landscape_section(runs: list[RunRecord], out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """Per landscape study (runs differing only in norm, weight decay, LR and seed): the GN paper's paired
+    figures (Figures 6–10), its Table 1, and every claim's number per seed with a verdict."""
+    lines, figures = [], []
+    for study in studies(runs):
+        title = unique_titles(grouped(study.runs, "norm", "weight_decay", "lr", "seed"), "batch_size")[0]
+        lines += [f"### {title}", "", f"{len(study.runs)} runs with landscape probes, seeds "
+                  f"{', '.join(map(str, study.seeds))}.", ""]
+        for pair, l2 in study.pairs():
+            path = plot_pair(study, pair, l2, out / f"paper_landscape_{len(figures):02d}.png", title)
+            figures.append((pair.label, path))
+            lines += [f"**{pair.label}{f' {l2:g}' if pair.regularized else ''}**", "", *_figure_lines(pair.label, path, out)]
+        claims = landscape_claims(study)
+        table = table1(study)
+        if table is not None:
+            lines += [f"**Table 1**: best validation accuracy (%) at lr {table.lr:g}, mean ± std over seeds; drop = "
+                      "without L2 − with L2 (points).", "", table1_markdown(table, ordered_norms(n for n, _ in study.arms)),
+                      ""]
+            claims += table1_claims(table)
+        if claims:
+            lines += ["**Claims**: the number per seed (✗ where its condition fails there) and the verdict over "
+                      "seeds. Definitions: `lightning_app/report/landscape_claims.py`.", "", claims_markdown(claims), ""]
+    if lines:
+        lines[:0] = ["## The GN paper's landscape analysis (Figures 6–10, Table 1)", "",
+                     "Each band: at each probed step, the lowest `landscape/*_min` and the highest `landscape/*_max` "
+                     "over the arm's learning rates (the probe's min–max over step sizes η, Santurkar et al. 2018, "
+                     "then over the five LRs, as the GN paper's appendix B.2); filled for the first seed, dashed "
+                     "edges for the others.", ""]
     return lines, figures
 
 

@@ -143,7 +143,7 @@ def group_title(group: Group, *fixed: str) -> str:
     neither tied to the batch size nor different between its runs."""
     run = group.runs[0]
     parts = [run.experiment, run.dataset, run.backbone]
-    names = {"batch_size": "bs", "lr": "lr", "norm": "norm", "seed": "seed"}
+    names = {"batch_size": "bs", "lr": "lr", "norm": "norm", "seed": "seed", "weight_decay": "wd"}
     for axis in fixed:
         values = {json.dumps(r.axis(axis), default=str) for r in group.runs}
         if AXES[axis] in group.tied or len(values) > 1:

@@ -24,7 +24,8 @@ from lightning_app.run.status import live_status
 from lightning_app.run_metrics import read_complete_rows
 
 # The axes a study varies, and where each lives in a resolved config.
-AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything"}
+AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything",
+        "weight_decay": "model.weight_decay"}
 
 
 @dataclass(frozen=True)
