@@ -28,6 +28,8 @@ from lightning_app.report.groups import Group, deduplicate, grouped, unique_titl
 from lightning_app.report.landscape_claims import landscape_claims, table1, table1_claims, table1_markdown
 from lightning_app.report.lr_bands import plot_pair, studies
 from lightning_app.report.claims import claims_markdown
+from lightning_app.report.course_claims import course_claims
+from lightning_app.report.noise_claims import candidate_claims, noise_claims
 from lightning_app.report.runs import RunRecord, load_runs
 from lightning_app.report.tables import accuracy_table, final_lambda_tables, ordered_norms, table_markdown
 from lightning_app.run.paths import check_directory_target
@@ -112,7 +114,7 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
                             [c for c in envelopes if c[1]], out)
 
     paper_lines, paper_figures = _paper_landscape_section(runs, out)
-    lines += paper_lines
+    lines += paper_lines + _claims_section(runs)
     lines += ["## Runs", "", *runs_table(listed), ""]
     report = out / REPORT_FILE
     atomic_write_text(report, "\n".join(lines))
@@ -195,6 +197,22 @@ def _paper_landscape_section(runs: list[RunRecord], out: Path) -> tuple[list[str
                      "then over the five LRs, as the GN paper's appendix B.2); filled for the first seed, dashed "
                      "edges for the others.", ""]
     return lines, figures
+
+
+def _claims_section(runs: list[RunRecord]) -> list[str]:
+    """Per experiment, the claims of the course report and of the GN paper's noise and A.5 experiments
+    whose runs it holds (each claim set picks the configurations it compares and skips what is missing)."""
+    lines = []
+    for experiment in sorted({run.experiment for run in runs}):
+        members = [run for run in runs if run.experiment == experiment]
+        claims = course_claims(members) + noise_claims(members) + candidate_claims(members)
+        if claims:
+            lines += [f"### {experiment}", "", claims_markdown(claims), ""]
+    if lines:
+        lines[:0] = ["## Claims of the papers", "", "The number per seed (✗ where its condition fails there) and the "
+                     "verdict over seeds. Definitions: `lightning_app/report/course_claims.py` (course report) and "
+                     "`noise_claims.py` (GN paper, output noise and appendix A.5).", ""]
+    return lines
 
 
 def _tied_lines(group: Group) -> list[str]:
