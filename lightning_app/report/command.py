@@ -180,7 +180,7 @@ def _paper_landscape_section(runs: list[RunRecord], out: Path) -> tuple[list[str
             path = plot_pair(study, pair, l2, out / f"paper_landscape_{len(figures):02d}.png", title)
             figures.append((pair.label, path))
             lines += [f"**{pair.label}{f' {l2:g}' if pair.regularized else ''}**", "", *_figure_lines(pair.label, path, out)]
-        claims = landscape_claims(study)
+        claims = landscape_claims(study) + landscape_claims(study, "paper_code")
         table = table1(study)
         if table is not None:
             lines += [f"**Table 1**: best validation accuracy (%) at lr {table.lr:g}, mean ± std over seeds; drop = "
@@ -189,7 +189,9 @@ def _paper_landscape_section(runs: list[RunRecord], out: Path) -> tuple[list[str
             claims += table1_claims(table)
         if claims:
             lines += ["**Claims**: the number per seed (✗ where its condition fails there) and the verdict over "
-                      "seeds. Definitions: `lightning_app/report/landscape_claims.py`.", "", claims_markdown(claims), ""]
+                      "seeds; each loss claim on the probe's bands and on the measure of the paper's code (the training loss "
+                      "across the LR runs). Definitions: `lightning_app/report/landscape_claims.py`.", "",
+                      claims_markdown(claims), ""]
     if lines:
         lines[:0] = ["## The GN paper's landscape analysis (Figures 6–10, Table 1)", "",
                      "Each band: at each probed step, the lowest `landscape/*_min` and the highest `landscape/*_max` "

@@ -1,7 +1,8 @@
 """The GN paper's landscape claims (Gunawan, Yin & Zhang 2022, §3.2, appendix A.3–A.6: Figures 6–10) and
 its Table 1, each as a number per seed from the bands of `lr_bands.py`, with a verdict (`claims.py`).
 
-Every number is recomputable from the runs' `metrics.csv` (`landscape/<quantity>_min|max`):
+Every number is recomputable from the runs' `metrics.csv` (`landscape/<quantity>_min|max`, or `train/loss`
+for the paper's own measure):
 - the band of an arm (a norm at one weight decay) at probed step t: low(t) = the lowest
   `<quantity>_min` over its LR runs, high(t) = the highest `<quantity>_max`; width(t) = high(t) − low(t);
 - S: the probed steps where every LR run of both compared arms has a value; early = the first quarter
@@ -11,6 +12,9 @@ Every number is recomputable from the runs' `metrics.csv` (`landscape/<quantity>
   of S where width_A(t) > width_B(t);
 - **level ratio** A/B = mean over S of (low_A + high_A)/2 ÷ the same for B ("lower values");
 - **% min above** = the share of S where low_A(t) > low_B(t) (or > high_B(t): "even above its maximum").
+- Each loss claim is measured twice: on the probe's bands (Santurkar et al.'s definition, which the
+  paper's text cites) and on the measure of the paper's code, the spread of the logged training loss
+  across the LR runs (`train/loss`; there the band has no step-size part).
 - Table 1: the best validation accuracy (the paper reads its best epoch) at the study's largest LR (the
   paper's 5e-4); the **drop** under L2 = accuracy without L2 − accuracy with it, in points.
 Conditions: "wider"/"smaller" = ratio > 1 (< 1) and % wider > 50 (< 50); "constantly" = ≥ 90 % of S;
@@ -94,16 +98,16 @@ def _per_seed(study: LandscapeStudy, arms: tuple, quantity: str, judge, part: st
     return results
 
 
-def _unchanged_both(study: LandscapeStudy, norm: str, l2: float) -> dict:
-    """Per seed: the L2/no-L2 width ratio of both quantities, holding when both are within UNCHANGED."""
+def _unchanged(study: LandscapeStudy, norm: str, l2: float, quantities: tuple[str, ...]) -> dict:
+    """Per seed: the L2/no-L2 width ratio of each quantity, holding when all are within UNCHANGED."""
     results = {}
     for seed in study.seeds:
         ratios = []
-        for quantity in ("loss", "grad_pred"):
+        for quantity in quantities:
             c = Comparison.of(study.band((norm, l2), seed, quantity), study.band((norm, 0.0), seed, quantity))
             if c is not None:
                 ratios.append(c.width_ratio())
-        if len(ratios) == 2:
+        if len(ratios) == len(quantities):
             results[seed] = SeedResult(" / ".join(f"{r:.2f}" for r in ratios),
                                        all(UNCHANGED[0] <= r <= UNCHANGED[1] for r in ratios))
     return results
@@ -115,54 +119,64 @@ def _widens(c: Comparison) -> SeedResult:
 
 
 WIDTH = "width ratio {a}/{b} (% of steps wider)"
+# What a claim's band is measured on: the probe (Santurkar et al.'s same-batch steps along the gradient),
+# or the paper's own code (the training loss across the LR runs; it has no gradient counterpart here).
+MEASURES = {"probe": {"loss": "loss landscape", "grad_pred": "gradient predictiveness"},
+            "paper_code": {"train_loss": "loss landscape"}}
+MEASURE_LABELS = {"probe": "probe", "paper_code": "paper's code: train/loss over LRs"}
 
 
-def landscape_claims(study: LandscapeStudy) -> list[Claim]:
-    """Every claim of Figures 6–10 the study can measure (a claim whose arms are missing is left out)."""
+def landscape_claims(study: LandscapeStudy, measure: str = "probe") -> list[Claim]:
+    """Every claim of Figures 6–10 the study can measure on `measure`'s bands (a claim whose arms are
+    missing is left out)."""
     claims: list[Claim] = []
+    quantities = MEASURES[measure]
+    label = MEASURE_LABELS[measure]
 
-    def add(source, statement, measure, condition, seeds):
+    def add(source, statement, number, condition, seeds):
         if seeds:
-            claims.append(Claim(source, statement, measure, condition, seeds))
+            claims.append(Claim(source, statement, f"{label}: {number}", condition, seeds))
 
-    none_ = lambda norm: (norm, 0.0)  # noqa: E731 (an arm without L2)
-    add("Figure 6", "GN's loss landscape has a wider range than BN's", WIDTH.format(a="GN", b="BN"),
-        "> 1 and > 50 %", _per_seed(study, (none_("gn"), none_("bn")), "loss", _wider))
-    add("Figure 6", "GN's minimum loss is constantly higher than BN's", "% of steps GN's band minimum > BN's",
-        "≥ 90 %", _per_seed(study, (none_("gn"), none_("bn")), "loss",
-                            lambda c: SeedResult(f"{100 * c.share_min_above():.0f} %",
-                                                 c.share_min_above() >= CONSTANTLY)))
-    add("Figure 6", "early in training GN's minimum loss is even higher than BN's maximum",
-        "% of early steps GN's band minimum > BN's band maximum", "> 50 %",
-        _per_seed(study, (none_("gn"), none_("bn")), "loss",
-                  lambda c: SeedResult(f"{100 * c.share_min_above('high'):.0f} %", c.share_min_above("high") > 0.5),
-                  part="early"))
-    add("Figure 6", "GN's gradient predictiveness has a wider range than BN's", WIDTH.format(a="GN", b="BN"),
-        "> 1 and > 50 %", _per_seed(study, (none_("gn"), none_("bn")), "grad_pred", _wider))
-    for quantity, name in (("loss", "loss landscape"), ("grad_pred", "gradient predictiveness")):
+    def clean(norm):  # an arm without L2
+        return norm, 0.0
+
+    gn_bn = (clean("gn"), clean("bn"))
+    for quantity, name in quantities.items():
+        add("Figure 6", f"GN's {name} has a wider range than BN's", WIDTH.format(a="GN", b="BN"), "> 1 and > 50 %",
+            _per_seed(study, gn_bn, quantity, _wider))
+        if quantity == "grad_pred":
+            continue
+        add("Figure 6", "GN's minimum loss is constantly higher than BN's", "% of steps GN's band minimum > BN's",
+            "≥ 90 %", _per_seed(study, gn_bn, quantity, lambda c: SeedResult(f"{100 * c.share_min_above():.0f} %",
+                                                                             c.share_min_above() >= CONSTANTLY)))
+        add("Figure 6", "early in training GN's minimum loss is even higher than BN's maximum",
+            "% of early steps GN's band minimum > BN's band maximum", "> 50 %",
+            _per_seed(study, gn_bn, quantity, lambda c: SeedResult(f"{100 * c.share_min_above('high'):.0f} %",
+                                                                   c.share_min_above("high") > 0.5), part="early"))
+    for quantity, name in quantities.items():
         add("Figure 7", f"early in training the network without normalization has a smaller {name} range than "
             "with GN", "early " + WIDTH.format(a="none", b="GN"), "< 1 and < 50 %",
-            _per_seed(study, (none_("none"), none_("gn")), quantity, _narrower, part="early"))
+            _per_seed(study, (clean("none"), clean("gn")), quantity, _narrower, part="early"))
         add("Figure 7", f"in the middle period GN's {name} range is smaller than without normalization",
             "middle " + WIDTH.format(a="GN", b="none"), "< 1 and < 50 %",
-            _per_seed(study, (none_("gn"), none_("none")), quantity, _narrower, part="middle"))
+            _per_seed(study, (clean("gn"), clean("none")), quantity, _narrower, part="middle"))
+    names = " / ".join(quantities.values())
     for l2 in study.l2_values:
-        for quantity, name in (("loss", "loss-landscape"), ("grad_pred", "gradient-predictiveness")):
+        for quantity, name in quantities.items():
             add("Figure 8", f"L2 {l2:g} widens GN's {name} range", "width ratio GN with L2 / without",
                 f"≥ {WIDENS}", _per_seed(study, (("gn", l2), ("gn", 0.0)), quantity, _widens))
-        add("Figure 8", f"L2 {l2:g} does not change BN's ranges", "width ratio BN with L2 / without (loss / grad. "
-            "pred.)", f"both in [{UNCHANGED[0]}, {UNCHANGED[1]}]", _unchanged_both(study, "bn", l2))
-    for quantity, name in (("loss", "loss landscape"), ("grad_pred", "gradient predictiveness")):
-        pair = (none_("gn_plus_gn_first"), none_("gn"))
+        add("Figure 8", f"L2 {l2:g} does not change BN's ranges", f"width ratio BN with L2 / without ({names})",
+            f"all in [{UNCHANGED[0]}, {UNCHANGED[1]}]", _unchanged(study, "bn", l2, tuple(quantities)))
+    pair = (clean("gn_plus_gn_first"), clean("gn"))
+    for quantity, name in quantities.items():
         add("Figure 9", f"GNPlusGNFirst's {name} has a smaller range than GN's", WIDTH.format(a="GNPlus", b="GN"),
             "< 1 and < 50 %", _per_seed(study, pair, quantity, _narrower))
         add("Figure 9", f"GNPlusGNFirst's {name} has lower values than GN's", "level ratio GNPlus/GN (band middle)",
-            "< 1", _per_seed(study, pair, quantity,
-                             lambda c: SeedResult(f"{c.level_ratio():.2f}", c.level_ratio() < 1)))
+            "< 1", _per_seed(study, pair, quantity, lambda c: SeedResult(f"{c.level_ratio():.2f}", c.level_ratio() < 1)))
     for l2 in study.l2_values:
         add("Figure 10", f"under L2 {l2:g}, GNPlusGNFirst's ranges do not change",
-            "width ratio GNPlus with L2 / without (loss / grad. pred.)",
-            f"both in [{UNCHANGED[0]}, {UNCHANGED[1]}]", _unchanged_both(study, "gn_plus_gn_first", l2))
+            f"width ratio GNPlus with L2 / without ({names})", f"all in [{UNCHANGED[0]}, {UNCHANGED[1]}]",
+            _unchanged(study, "gn_plus_gn_first", l2, tuple(quantities)))
     return claims
 
 

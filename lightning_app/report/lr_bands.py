@@ -12,7 +12,9 @@ here is both: at probed step t of one arm (a norm at one weight decay) and one s
     high(t) = max over the arm's LR runs of landscape/<quantity>_max(t)
 
 for quantity `loss` (loss landscape: L(θ − η·g; B), η = 0 included) and `grad_pred` (gradient
-predictiveness: ‖∇L(θ − η·g; B) − g‖). A run that exploded counts until its last finite probe; `runs`
+predictiveness: ‖∇L(θ − η·g; B) − g‖). Quantity `train_loss` is the measure of the paper's own code
+(its notebooks 3–6, 9–12): the logged training loss (`train/loss`, one batch per point), so its band is
+the spread of the training loss across the LR runs alone. A run that exploded counts until its last finite probe; `runs`
 says how many LR runs each point has, and comparisons use only the steps where every run of both arms
 has one (`common_steps`).
 
@@ -32,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lightning_app.report.figures import band, norm_colour, save_figure  # noqa: E402
+from lightning_app.report.figures import band, finite, norm_colour, save_figure  # noqa: E402
 from lightning_app.report.groups import grouped  # noqa: E402
 from lightning_app.report.runs import RunRecord, numeric_key  # noqa: E402
 
@@ -80,9 +82,17 @@ class Band:
         return self.low[index], self.high[index]
 
 
+def run_band(run: RunRecord, quantity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(steps, low, high) of one run: the probe's extremes over η, or the training loss (low = high)."""
+    if quantity != "train_loss":
+        return band(run, quantity)
+    series = run.metrics.get("train/loss")
+    return None if series is None else (series.steps, finite(series.values), finite(series.values))
+
+
 def lr_band(runs: list[RunRecord], quantity: str) -> Band | None:
     """The band over step sizes and learning rates of one arm and seed (module docstring)."""
-    found = [(run, b) for run in runs if (b := band(run, quantity)) is not None]
+    found = [(run, b) for run in runs if (b := run_band(run, quantity)) is not None]
     if not found:
         return None
     steps = np.array(sorted(set().union(*(b[0].tolist() for _, b in found))), dtype=np.int64)
@@ -161,6 +171,21 @@ def studies(runs: list[RunRecord]) -> list[LandscapeStudy]:
     return found
 
 
+LOG_SCALE_RATIO = 10.0  # arms whose highest values differ more than this share a log axis
+
+
+def _needs_log_scale(study: LandscapeStudy, arms: list, quantity: str) -> bool:
+    """True when one arm's band reaches more than LOG_SCALE_RATIO × the other's highest value: on a linear
+    axis the lower band would be a flat line (no normalization against GN). Values must be positive."""
+    tops, bottoms = [], []
+    for arm in arms:
+        bands = [b for seed in study.seeds if (b := study.band(arm, seed, quantity)) is not None]
+        if bands:
+            tops.append(max(float(np.nanmax(b.high)) for b in bands))
+            bottoms.append(min(float(np.nanmin(b.low)) for b in bands))
+    return len(tops) == 2 and min(bottoms) > 0 and max(tops) > LOG_SCALE_RATIO * min(tops)
+
+
 def plot_pair(study: LandscapeStudy, pair: PaperPair, l2: float, path: Path, title: str) -> Path | None:
     """Left the loss landscape, right the gradient predictiveness, against training step: for each of the
     pair's two norms, the band of the first seed filled (the paper ran one seed) and the band edges of
@@ -187,7 +212,9 @@ def plot_pair(study: LandscapeStudy, pair: PaperPair, l2: float, path: Path, tit
                 ax.plot(b.steps, b.high, gid=f"high:{gid}", **style)
                 if i == 1:
                     ax.plot([], [], color=colour, linestyle="--", linewidth=0.7, label=f"{arm[0]} (other seeds)")
-        ax.set(title=panel, xlabel="training step", ylabel=f"{ylabel}: min–max over η and LRs")
+        log = _needs_log_scale(study, arms, quantity)
+        ax.set(title=panel + (" (log scale)" if log else ""), xlabel="training step",
+               ylabel=f"{ylabel}: min–max over η and LRs", yscale="log" if log else "linear")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     if not drawn:

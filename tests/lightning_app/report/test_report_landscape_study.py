@@ -139,7 +139,7 @@ def test_every_claim_number_matches_a_hand_computation(tmp_path):
     assert middle.seeds[0] == SeedResult("0.67 (0 %)", True)
 
     # Figure 8: gn with L2 (seed 0): widths 3 at every step vs 2 → 1.50 ≥ 1.1; seed 1: 2.1/2 = 1.05 < 1.1
-    widens = by_statement(claims, "widens GN's loss-landscape range")
+    widens = by_statement(claims, "widens GN's loss landscape range")
     assert widens.seeds[0] == SeedResult("1.50", True) and widens.seeds[1] == SeedResult("1.05", False)
     assert widens.verdict == PARTLY
     unchanged_bn = by_statement(claims, "does not change BN's ranges")
@@ -229,3 +229,38 @@ def test_no_paired_figure_without_two_arms_of_a_pair(tmp_path):
     assert studies(runs) == []
     assert [p.figure for p in PAPER_PAIRS] == [f"Figure {n}" for n in (6, 7, 8, 9, 10)]
     assert np.isfinite(lr_band(runs, "loss").low).all()
+
+
+def test_a_band_ten_times_higher_gets_a_log_axis(tmp_path, drawn):
+    """No normalization's band can reach 100 × GN's; on a linear axis GN's band would be a flat line."""
+    root = tmp_path / "runs"
+    write_arm(root, "gn", 0.0, 0, {1e-4: constant(1.0, 2.0), 2e-4: constant(1.0, 3.0)})
+    write_arm(root, "none", 0.0, 0, {1e-4: constant(0.5, 2.0), 2e-4: constant(1.0, 300.0)})  # 300 > 10 × 3
+    write_arm(root, "bn", 0.0, 0, {1e-4: constant(0.5, 1.0), 2e-4: constant(0.5, 29.0)})  # 29 < 10 × 3
+    runs, _ = load_runs(root)
+    (study,) = studies(runs)
+    pairs = {p.figure: p for p, _ in study.pairs()}
+    plot_pair(study, pairs["Figure 7"], 0.0, tmp_path / "7.png", "t")
+    plot_pair(study, pairs["Figure 6"], 0.0, tmp_path / "6.png", "t")
+    figure7, figure6 = drawn
+    assert [ax.get_yscale() for ax in figure7.axes] == ["log", "log"]
+    assert "(log scale)" in figure7.axes[0].get_title()
+    assert [ax.get_yscale() for ax in figure6.axes] == ["linear", "linear"]
+
+
+def test_claims_on_the_measure_of_the_papers_code(tmp_path):
+    """The training loss across the LR runs (no probe): gn's runs at 2.0 and 3.0, bn's at 1.0 and 1.2."""
+    root = tmp_path / "runs"
+    for norm, losses in (("gn", (2.0, 3.0)), ("bn", (1.0, 1.2))):
+        for lr, loss in zip((1e-4, 2e-4), losses):
+            rows = landscape_rows(constant(1.0, 2.0)) + [{"epoch": 0, "step": s, "train/loss": loss} for s in STEPS]
+            write_run(root, norm, 128, 0, "completed", 0.8, lr=lr, rows=rows, model={"weight_decay": 0.0},
+                      run_name=f"{norm}_lr{lr:g}")
+    runs, _ = load_runs(root)
+    (study,) = studies(runs)
+    claims = landscape_claims(study, "paper_code")
+    wider = by_statement(claims, "GN's loss landscape has a wider range")
+    assert wider.measure.startswith("paper's code: train/loss over LRs")
+    assert wider.seeds[0] == SeedResult("5.00 (100 %)", True)  # widths 1.0 against 0.2
+    assert by_statement(claims, "even higher than BN's maximum").seeds[0] == SeedResult("100 %", True)  # 2 > 1.2
+    assert not [c for c in claims if "gradient predictiveness" in c.statement]
