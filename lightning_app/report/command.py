@@ -25,7 +25,8 @@ from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_fin
                                                 plot_lambda_trajectories)
 from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
 from lightning_app.report.groups import Group, deduplicate, grouped, unique_titles
-from lightning_app.report.landscape_claims import landscape_claims, table1, table1_claims, table1_markdown
+from lightning_app.report.landscape_claims import (gn_beats_none_claim, landscape_claims, table1, table1_claims,
+                                                   table1_markdown)
 from lightning_app.report.lr_bands import plot_pair, studies
 from lightning_app.report.claims import claims_markdown
 from lightning_app.report.course_claims import course_claims
@@ -187,6 +188,7 @@ def _paper_landscape_section(runs: list[RunRecord], out: Path) -> tuple[list[str
                       "without L2 − with L2 (points).", "", table1_markdown(table, ordered_norms(n for n, _ in study.arms)),
                       ""]
             claims += table1_claims(table)
+        claims += gn_beats_none_claim(study)
         if claims:
             lines += ["**Claims**: the number per seed (✗ where its condition fails there) and the verdict over "
                       "seeds; each loss claim on the probe's bands and on the measure of the paper's code (the training loss "

@@ -221,6 +221,22 @@ def table1_claims(table: Table1) -> list[Claim]:
     return claims
 
 
+def gn_beats_none_claim(study: LandscapeStudy) -> list[Claim]:
+    """GN paper, appendix A.1 (Figure 4, VGG-11): with GN the network validates better than without
+    normalization. Number: GN's best validation accuracy − no normalization's at each LR, without L2."""
+    results = {}
+    for seed in study.seeds:
+        best = {norm: {float(r.axis("lr")): r.accuracy("best_val_acc")
+                       for r in study.arms.get((norm, 0.0), {}).get(seed, [])} for norm in ("gn", "none")}
+        lrs = sorted(set(best["gn"]) & set(best["none"]))
+        gaps = [100 * (best["gn"][lr] - best["none"][lr]) for lr in lrs
+                if best["gn"][lr] is not None and best["none"][lr] is not None]
+        if gaps:
+            results[seed] = SeedResult(" / ".join(f"{g:+.2f}" for g in gaps), all(g > 0 for g in gaps))
+    return [Claim("Figure 4 (A.1)", "VGG-11 with GN validates better than without normalization",
+                  "best val. acc. gn − none at each LR, no L2 (points)", "all > 0", results)] if results else []
+
+
 def table1_markdown(table: Table1, norms: list[str]) -> str:
     """Rows norm; columns without L2, each L2 value, and the drop; mean ± sample std over seeds."""
     def cell(values) -> str:

@@ -9,7 +9,8 @@ from lightning_app.report import claims as claims_module
 from lightning_app.report import lr_bands
 from lightning_app.report.claims import HELD, NOT_HELD, NOT_MEASURED, PARTLY, Claim, SeedResult
 from lightning_app.report.command import write_report
-from lightning_app.report.landscape_claims import landscape_claims, table1, table1_claims, table1_markdown
+from lightning_app.report.landscape_claims import (gn_beats_none_claim, landscape_claims, table1, table1_claims,
+                                                   table1_markdown)
 from lightning_app.report.lr_bands import PAPER_PAIRS, lr_band, plot_pair, studies
 from lightning_app.report.runs import load_runs
 from tests.lightning_app.report.report_runs import write_run
@@ -167,6 +168,9 @@ def test_table1_and_its_claims(tmp_path):
     # gn: without L2 80, 80; with L2 77.5, 79.5 → 78.50 ± 1.41; drops 2.5, 0.5 → 1.50 ± 1.41
     assert "| gn | 80.00 ± 0.00 | 78.50 ± 1.41 | 1.50 ± 1.41 |" in markdown
     assert "| bn | 85.00 ± 0.00 | 85.00 ± 0.00 | 0.00 ± 0.00 |" in markdown
+    # gn validates at 70 % (lr 1e-4) and 80 % (2e-4); none at the default 80 % of write_arm
+    (figure4,) = gn_beats_none_claim(study)
+    assert figure4.seeds[0] == SeedResult("-10.00 / +0.00", False) and figure4.verdict == NOT_HELD
     gn_drop, bn_drop = table1_claims(table)
     assert gn_drop.seeds == {0: SeedResult("+2.50", True), 1: SeedResult("+0.50", False)}
     assert gn_drop.verdict == PARTLY and bn_drop.verdict == HELD
