@@ -85,7 +85,7 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
         lines += ["## Run files left out", "", *(f"- {note}" for note in [*skipped, *duplicates]), ""]
 
     table_groups = grouped(runs, "norm", "batch_size", "seed")
-    table_titles = unique_titles(table_groups, "lr")
+    table_titles = unique_titles(table_groups, "lr", "weight_decay")
     accuracy_lines, figures = _accuracy_section(table_groups, table_titles, metric, out)
     lambda_lines, lambda_figures = _lambda_section(table_groups, table_titles, out)
     lines += accuracy_lines + lambda_lines
@@ -100,7 +100,8 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
 
     landscape_groups = grouped(runs, "norm", "seed")
     landscapes = [(t, plot_landscape(g.runs, out / f"landscape_{i:02d}.png", t))
-                  for i, (t, g) in enumerate(zip(unique_titles(landscape_groups, "batch_size", "lr"), landscape_groups))]
+                  for i, (t, g) in enumerate(zip(unique_titles(landscape_groups, "batch_size", "lr", "weight_decay"),
+                                                 landscape_groups))]
     lines += figure_section("Landscape", "Santurkar et al. (2018), Fig. 4: at each probed step, the band between "
                             "the lowest and highest loss (and gradient predictiveness) over the probe's step "
                             "sizes, and the effective β-smoothness; one colour per norm, probes and seeds averaged "
@@ -108,7 +109,8 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
 
     envelope_groups = grouped(runs, "norm", "lr", "seed")
     envelopes = [(t, plot_lr_envelope(g.runs, out / f"lr_envelope_{i:02d}.png", t))
-                 for i, (t, g) in enumerate(zip(unique_titles(envelope_groups, "batch_size"), envelope_groups))]
+                 for i, (t, g) in enumerate(zip(unique_titles(envelope_groups, "batch_size", "weight_decay"),
+                                                envelope_groups))]
     lines += figure_section("Learning-rate envelope", "GN paper, Figures 6–8: for runs that differ only in the "
                             "learning rate, the band between the lowest and the highest training loss across "
                             "them at each step; a narrow band means training does not depend much on the LR.",

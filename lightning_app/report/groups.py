@@ -140,7 +140,7 @@ def tied_rule(key: str, by_batch: dict) -> str:
 
 def group_title(group: Group, *fixed: str) -> str:
     """What a group's runs share, readably: experiment, data set, backbone and the fixed axes that are
-    neither tied to the batch size nor different between its runs."""
+    neither tied to the batch size nor different between its runs (a weight decay only when not 0)."""
     run = group.runs[0]
     parts = [run.experiment, run.dataset, run.backbone]
     names = {"batch_size": "bs", "lr": "lr", "norm": "norm", "seed": "seed", "weight_decay": "wd"}
@@ -149,6 +149,8 @@ def group_title(group: Group, *fixed: str) -> str:
         if AXES[axis] in group.tied or len(values) > 1:
             continue
         value = run.axis(axis)
+        if axis == "weight_decay" and not value:
+            continue
         parts.append(f"{names[axis]} {value:g}" if isinstance(value, float) else f"{names[axis]} {value}")
     return " · ".join(str(p) for p in parts)
 
