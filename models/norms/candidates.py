@@ -70,10 +70,12 @@ class BatchGroupNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         per_group = n if self.examples_per_group is None else self.examples_per_group
+        use_batch_statistics = self.training or per_group == 1
+        if not use_batch_statistics:
+            per_group = n  # eval with the running estimates: the grouping of examples plays no part
         if n % per_group or x[0].numel() % self.groups:
             raise ValueError(f"norm {self.name!r}: input shape {tuple(x.shape)} does not split into groups of "
                              f"{per_group} examples and {self.groups} groups of C·H·W")
-        use_batch_statistics = self.training or per_group == 1
         count = per_group * (x[0].numel() // self.groups)
         if use_batch_statistics:
             check_batch_values(self.name, x, count, f"{per_group} example(s) × a group of C·H·W")
