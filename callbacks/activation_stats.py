@@ -56,6 +56,7 @@ from torch import nn
 
 from callbacks.run_files import atomic_write_text
 from models.norms import GNPlus, is_norm_module
+from models.option_ranges import is_finite_number, is_integer
 
 HISTOGRAM_FILE = "activation_histograms.jsonl"
 WHERE = ("before", "after")
@@ -127,7 +128,7 @@ def correlation_ratio(values: torch.Tensor, groups: int) -> float:
 
 
 class _LayerRecord:
-    """One layer's sums for one measurement: Σx, Σx² per channel, values per channel, histogram counts."""
+    """One layer's sums for one measurement: Σx, Σx² and the count per channel, and the histogram counts."""
 
     def __init__(self):
         self.sum = self.sum_of_squares = self.count = None
@@ -164,9 +165,6 @@ class ActivationStatistics(Callback):
             bins: equal-width histogram bins over `value_range` (at most 512, W&B's limit).
             value_range: the histograms' (lo, hi); values outside are counted below and above.
         """
-        def is_integer(value) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
         if not is_integer(every_n_steps) or every_n_steps < 1:
             raise ValueError(f"activation_stats.every_n_steps must be an integer >= 1, got {every_n_steps!r}")
         if layers is not None and not (isinstance(layers, (list, tuple)) and layers
@@ -180,8 +178,7 @@ class ActivationStatistics(Callback):
         if not is_integer(bins) or not 1 <= bins <= MAX_BINS:
             raise ValueError(f"activation_stats.bins must be an integer in [1, {MAX_BINS}], got {bins!r}")
         if not (isinstance(value_range, (list, tuple)) and len(value_range) == 2
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                        for v in value_range) and value_range[0] < value_range[1]):
+                and all(map(is_finite_number, value_range)) and value_range[0] < value_range[1]):
             raise ValueError(f"activation_stats.value_range must be two finite numbers [lo, hi] with lo < hi, "
                              f"got {value_range!r}")
         self.every_n_steps, self.layers, self.channels = every_n_steps, layers, [int(c) for c in channels]
@@ -195,7 +192,13 @@ class ActivationStatistics(Callback):
 
     # -- layers ------------------------------------------------------------------------------------
     def select_layers(self, pl_module: nn.Module) -> list[str]:
-        """The module paths to measure; an unknown path or a channel a layer lacks is one ValueError line."""
+        """The module paths to measure; an unknown path, a channel a layer lacks or a compiled network is
+        one ValueError line."""
+        if getattr(pl_module, "hparams", {}).get("compile"):
+            # torch.compile does not guard on module hooks (torch._dynamo.config.skip_nnmodule_hook_guards):
+            # hooks added after the first compiled call would never run, nothing would be measured
+            raise ValueError("activation_stats: model.compile=true runs the network through torch.compile, which "
+                             "does not call hooks added after compiling; measure with model.compile: false")
         available = norm_layer_paths(pl_module)
         if self.layers is None:
             paths = [p for p in available if not any(p.startswith(f"{q}.") for q in available)]
@@ -208,8 +211,8 @@ class ActivationStatistics(Callback):
         for path in paths:
             channels = channel_count(pl_module.get_submodule(path))
             if channels is not None and max(self.channels) >= channels:
-                raise ValueError(f"activation_stats.channels: layer {path} has {channels} channels (0..{channels - 1}), "
-                                 f"got channel {max(self.channels)}")
+                raise ValueError(f"activation_stats.channels: layer {path} has {channels} channels "
+                                 f"(0..{channels - 1}), got channel {max(self.channels)}")
         return paths
 
     # -- hooks -------------------------------------------------------------------------------------
@@ -217,6 +220,7 @@ class ActivationStatistics(Callback):
         self._paths = self.select_layers(pl_module)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._last_step = None
         self._file = Path(trainer.log_dir or trainer.default_root_dir) / HISTOGRAM_FILE  # a collective under DDP
         if trainer.is_global_zero:
             self._file.parent.mkdir(parents=True, exist_ok=True)
@@ -282,7 +286,8 @@ class ActivationStatistics(Callback):
     def _finish(self, trainer: Trainer) -> None:
         if self._step is None:
             return
-        step, records = self._step, {p: r for p, r in self._records.items() if r.sum is not None and len(r.histograms) == 2}
+        step = self._step
+        records = {p: r for p, r in self._records.items() if r.sum is not None and len(r.histograms) == 2}
         self._step, self._records = None, {}
         self._remove_hooks()
         if not records:
@@ -304,7 +309,7 @@ class ActivationStatistics(Callback):
         k = len(self.channels)
         for path, record in records.items():
             c = record.sum.numel()
-            total, squares, count = flat[offset: offset + c], flat[offset + c: offset + 2 * c], flat[offset + 2 * c: offset + 3 * c]
+            total, squares, count = flat[offset: offset + 3 * c].view(3, c)
             offset += 3 * c
             for where in WHERE:
                 counts = flat[offset: offset + k * (self.bins + 2)].view(k, self.bins + 2).round().long()

@@ -198,6 +198,22 @@ def test_unknown_layer_or_channel_is_one_line_naming_what_exists():
         ActivationStatistics(channels=[0, 16]).select_layers(model)
 
 
+def test_a_compiled_network_is_refused():
+    """torch.compile'd code does not run hooks added after compiling (checked here with the eager backend):
+    the callback would silently measure nothing, so it refuses."""
+    net = nn.Sequential(nn.Linear(3, 3), nn.GroupNorm(1, 3))
+    compiled, x, calls = torch.compile(net, backend="eager"), torch.randn(4, 3), []
+    compiled(x)
+    handle = net[1].register_forward_hook(lambda *args: calls.append(1))
+    compiled(x)
+    handle.remove()
+    assert calls == []
+    model = ImageClassifier(backbone="small_cnn", norm="gn", norm_groups=4, in_channels=1, image_size=28, compile=True)
+    with pytest.raises(ValueError, match=re.escape("activation_stats: model.compile=true runs the network through "
+                                                   "torch.compile, which does not call hooks added after compiling")):
+        ActivationStatistics().select_layers(model)
+
+
 @pytest.mark.parametrize("bad,message", [
     (dict(every_n_steps=0), "activation_stats.every_n_steps must be an integer >= 1, got 0"),
     (dict(every_n_steps=True), "activation_stats.every_n_steps must be an integer >= 1, got True"),

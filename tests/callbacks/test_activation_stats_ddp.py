@@ -23,8 +23,8 @@ def fit(data_dir, root, *extra):
     args = tiny_args(data_dir, root, "--model.norm", "gn_plus_gn_first", "--model.optimizer", "sgd",
                      "--model.lr", "0.05", "--model.schedule", "constant", "--trainer.max_steps", "4",
                      "--trainer.accelerator", "cpu", "--trainer.deterministic", "true", "--test_after_fit", "false",
-                     "--config", str(ROOT / "configs/presets/activations.yaml"), "--activation_stats.every_n_steps", "2",
-                     *extra)
+                     "--config", str(ROOT / "configs/presets/activations.yaml"),
+                     "--activation_stats.every_n_steps", "2", *extra)
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "lightning_app", *args], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=600)
@@ -49,11 +49,12 @@ def test_two_processes_log_the_global_batch_once(data_dir, tmp_path):
     lines = (two_dir / HISTOGRAM_FILE).read_text().splitlines()
     records = read_histograms(two_dir / HISTOGRAM_FILE)
     assert len(lines) == len(records) == 2 * 2 * 3 * 2  # written once: steps × layers × channels × before/after
-    reference = {(r["step"], r["layer"], r["channel"], r["where"]): r for r in read_histograms(one_dir / HISTOGRAM_FILE)}
+    key = lambda r: (r["step"], r["layer"], r["channel"], r["where"])  # noqa: E731
+    reference = {key(r): r for r in read_histograms(one_dir / HISTOGRAM_FILE)}
     for record in records:
         images, size = 32, (28 * 28 if record["layer"] == "net.features.1" else 14 * 14)
         assert record["below"] + sum(record["counts"]) + record["above"] == images * size
-        same = reference[record["step"], record["layer"], record["channel"], record["where"]]
+        same = reference[key(record)]
         # the two trainings agree to rounding (test_ddp_equivalence.py): a value within that of a bin edge
         # may land in the neighbouring bin, nothing more
         assert sum(abs(a - b) for a, b in zip(record["counts"] + [record["below"], record["above"]],

@@ -140,6 +140,8 @@ ROWS = [
      ["activation_stats.layers: no norm layer 'net.nope' in the model; available: net.features.1, net.features.5"]),
     ("activation statistics: channel out of range", [*ACTIVATIONS, "--activation_stats.channels", "[0, 16]"],
      ["activation_stats.channels: layer net.features.1 has 16 channels (0..15), got channel 16"]),
+    ("activation statistics with a compiled network", [*ACTIVATIONS, "--model.compile", "true"],
+     ["activation_stats: model.compile=true runs the network through torch.compile"]),
     ("activation statistics: every_n_steps 0", [*ACTIVATIONS, "--activation_stats.every_n_steps", "0"],
      ["activation_stats.every_n_steps must be an integer >= 1, got 0"]),
 ]

@@ -109,7 +109,8 @@ def test_quickstart_with_the_wandb_preset_writes_an_offline_run(fake_mnist_dir, 
     activation_rows = {row["trainer/global_step"]: row for row in history if "activation/net.features.1/mean@0" in row}
     assert sorted(activation_rows) == [0, 4]
     for record in histograms:
-        row, key = activation_rows[record["step"]], f"activation_hist/{record['layer']}/{record['where']}@{record['channel']}"
+        row = activation_rows[record["step"]]
+        key = f"activation_hist/{record['layer']}/{record['where']}@{record['channel']}"
         assert row[f"{key}/_type"] == "histogram" and row[f"{key}/values"] == record["counts"]
         assert row[f"{key}/bins"] == bin_edges(60, (-6, 6)).tolist()
     summary = json.loads((run_dir / "summary.json").read_text())
