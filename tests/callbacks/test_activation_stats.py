@@ -168,6 +168,19 @@ def test_nan_and_infinite_values_count_below_above_or_nowhere(tmp_path):
         assert record["below"] + sum(record["counts"]) + record["above"] == values.numel() - 2  # two NaN
 
 
+def test_with_gradient_accumulation_the_first_batch_of_the_window_is_measured(tmp_path):
+    first, second = known_batch(), known_batch() * 2 + 1
+    capture = MetricsCapture()
+    Trainer(accelerator="cpu", max_steps=1, accumulate_grad_batches=2, logger=[capture], default_root_dir=tmp_path,
+            callbacks=[ActivationStatistics(channels=[3])], enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False).fit(KnownInputModel(gn=make_norm("gn", C, groups=G)),
+                                            DataLoader(TensorDataset(torch.cat([first, second])), batch_size=len(first)))
+    var, mean = torch.var_mean(channel_values(first, 3), unbiased=False)
+    assert capture.rows[0]["activation/norms.gn/mean@3"] == pytest.approx(float(mean), rel=1e-12)
+    assert capture.rows[0]["activation/norms.gn/var@3"] == pytest.approx(float(var), rel=1e-12)
+    assert {r["step"] for r in read_histograms(tmp_path / HISTOGRAM_FILE)} == {0}
+
+
 @pytest.mark.parametrize("norm,expected", [
     ("gn", ["net.features.1", "net.features.5"]),
     ("none", ["net.features.1", "net.features.5"]),  # the identity in the norm's place, same paths
