@@ -35,6 +35,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from callbacks.activation_stats import ActivationStatistics
 from callbacks.compat import subcommand_parsers, weights_in_memory
 from callbacks.explosion import ExplosionDetector
 from callbacks.hessian import HessianTopEigen
@@ -69,6 +70,7 @@ CALLBACK_KEYS: dict[str, type] = {
     "hessian": HessianTopEigen,
     "explosion": ExplosionDetector,
     "lambda_tracker": LambdaTracker,
+    "activation_stats": ActivationStatistics,
 }
 
 
@@ -193,6 +195,9 @@ class NormlabCLI(LightningCLI):
         cfg = self.config_init[self.subcommand]
         self._check_batch_size()
         self._check_ckpt_path(cfg)
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ActivationStatistics):
+                callback.select_layers(self.model)  # an unknown layer path is refused before the run is taken
         if isinstance(self.datamodule, ImageDataModule):
             self.datamodule.setup("fit")  # bad data files are refused before the run directory is taken (fit's
             # own setup call then finds the splits loaded)

@@ -3,9 +3,10 @@
 The run name reads like `fashion_mnist_small_cnn_gn_g4_bs128_lr0.001_s0_3f9a1c`: the axes a study
 varies, then a short hash of every value that changes what is trained (so two configs differing
 anywhere else never share a directory). Paths, worker counts, logging switches and the measuring
-callbacks (landscape, Hessian, λ tracker, explosion detector: they restore the training state and
-were tested bit-identical with and without) are not part of it. The sweep planner, `fit`'s resume
-check and the report's grouping all use `science_config`, so they agree on what "the same run" is.
+callbacks (landscape, Hessian, λ tracker, explosion detector, activation statistics: they restore
+the training state or only read it, and were tested bit-identical with and without) are not part of
+it. The sweep planner, `fit`'s resume check and the report's grouping all use `science_config`, so
+they agree on what "the same run" is.
 """
 from __future__ import annotations
 

@@ -31,8 +31,20 @@ def _check_batch(layer: str, module: nn.Module, inputs: tuple) -> None:
         check_batch_values(layer, x, x.numel() // max(x.shape[1], 1), "(N, H, W) per channel")
 
 
+class NoNorm(nn.Identity):
+    """`none`: the identity in a norm layer's place. Its own type, so that callbacks find the place (the
+    activation statistics of a network without normalization sit at the same module paths)."""
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        self.num_channels = num_channels
+
+    def extra_repr(self) -> str:
+        return str(self.num_channels)
+
+
 def none(num_channels: int, groups: int) -> nn.Module:
-    return nn.Identity()
+    return NoNorm(num_channels)
 
 
 def batch_norm(num_channels: int, groups: int, eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:

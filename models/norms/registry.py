@@ -29,7 +29,7 @@ class NormSpec:
 
 
 NORMS: dict[str, NormSpec] = {
-    "none": NormSpec(basic.none, batch_statistics=False),
+    "none": NormSpec(basic.none, batch_statistics=False, module_types=(basic.NoNorm,)),
     "bn": NormSpec(basic.batch_norm, batch_statistics=True),
     "gn": NormSpec(basic.group_norm, batch_statistics=False, module_types=(ReferenceGroupNorm,)),
     "ln": NormSpec(basic.layer_norm, batch_statistics=False),
