@@ -52,6 +52,13 @@ def mean_train_loss(run: RunRecord) -> float | None:
     return float(values.mean()) if len(values) else None
 
 
+def final_train_loss(run: RunRecord) -> float | None:
+    """The mean of the last quarter of the logged training loss (at least one point): where training
+    ended, smoothed over the single-batch noise of each logged value."""
+    values = finite_values(run, "train/loss")
+    return float(values[-max(1, len(values) // 4):].mean()) if len(values) else None
+
+
 def last_train_accuracy(run: RunRecord) -> float | None:
     """The training accuracy of the last epoch (`train/acc`, accumulated over that epoch), in %."""
     values = finite_values(run, "train/acc")

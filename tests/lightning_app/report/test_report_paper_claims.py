@@ -79,31 +79,36 @@ def test_noise_and_candidate_claims_by_hand(tmp_path):
     root = tmp_path / "runs"
     noise = {"noise_mean": 1e-3, "noise_std": 1.001, "noise_granularity": "element"}
     for seed in (0, 1):
-        run(root, "noise", "bn", seed, best=0.85)
-        run(root, "noise", "bn", seed, model={"norm_options": noise}, best=0.83)  # costs 2 points
-        # gn with noise: vanished at 10 % in seed 0; trains (70 %) in seed 1
+        run(root, "noise", "bn", seed, best=0.85, loss=0.5)
+        # bn with noise trains (loss 0.8 ≤ ln 10 / 2 = 1.15) in seed 0; stays at 1.2 in seed 1; validates 40 %
+        run(root, "noise", "bn", seed, model={"norm_options": noise}, best=0.40, loss=0.8 if seed == 0 else 1.2)
+        # gn with noise: vanished at loss 2.30 in seed 0; trains (loss 0.9, 70 %) in seed 1
         run(root, "noise", "gn", seed, model={"norm_options": noise}, best=0.10 if seed == 0 else 0.70,
-            vanish=seed == 0)
-        run(root, "noise", "gn_plus_gn_first", seed, model={"norm_options": noise}, best=0.86)
-        run(root, "a5", "gbgn", seed, bs=128, lr=0.01, best=0.80)
-        run(root, "a5", "gbgn", seed, bs=4, lr=1e-3, best=0.60, status="exploded")  # above 50 %, but exploded
-        run(root, "a5", "bgn", seed, bs=128, lr=0.01, best=0.45)  # below 50 %: does not train
-        run(root, "a5", "bgn", seed, bs=4, lr=1e-3, best=0.10, vanish=True)
+            vanish=seed == 0, loss=2.3 if seed == 0 else 0.9)
+        run(root, "noise", "gn_plus_gn_first", seed, model={"norm_options": noise}, best=0.86, loss=0.7)
+        run(root, "a5", "gbgn", seed, bs=128, lr=0.01, best=0.80, loss=0.5)
+        run(root, "a5", "gbgn", seed, bs=4, lr=1e-3, best=0.60, status="exploded", loss=0.5)  # exploded: fails
+        run(root, "a5", "bgn", seed, bs=128, lr=0.01, best=0.45, loss=0.5)  # below 50 %: does not work
+        run(root, "a5", "bgn", seed, bs=4, lr=1e-3, best=0.10, vanish=True, loss=2.3)
     runs, _ = load_runs(root)
     claims = noise_claims([r for r in runs if r.experiment == "noise"])
     vanishes = by_statement(claims, "GN's gradients vanish")
-    assert vanishes.seeds[0] == SeedResult("10.00 %, vanished", True)
-    assert vanishes.seeds[1] == SeedResult("70.00 %", False) and vanishes.verdict == PARTLY
-    assert by_statement(claims, "BN trains").seeds[0] == SeedResult("83.00 %; cost +2.00", True)
+    assert vanishes.seeds[0] == SeedResult("loss 2.30, vanished", True)
+    assert vanishes.seeds[1] == SeedResult("loss 0.90", False) and vanishes.verdict == PARTLY
+    bn_trains = by_statement(claims, "BN avoids the vanishing")
+    assert bn_trains.seeds == {0: SeedResult("loss 0.80", True), 1: SeedResult("loss 1.20", False)}
+    bn_better = by_statement(claims, "BN validates better than GN")
+    # seed 0: bn 40 > gn 10 and bn trains; seed 1: gn 70 > bn 40
+    assert bn_better.seeds == {0: SeedResult("bn 40.00 / gn 10.00", True), 1: SeedResult("bn 40.00 / gn 70.00", False)}
     best = by_statement(claims, "validates best")
-    assert best.seeds[1] == SeedResult("bn 83.00 / gn 70.00 / gn_plus_gn_first 86.00", True)
+    assert best.seeds[1] == SeedResult("gn_plus_gn_first 86.00 / bn 40.00 / gn 70.00", True)
 
     a5 = candidate_claims([r for r in runs if r.experiment == "a5"])
-    assert by_statement(a5, "GBGN works in setting A").seeds[0] == SeedResult("80.00 %", True)
-    assert by_statement(a5, "GBGN fails in setting B").seeds[0] == SeedResult("60.00 %, exploded", True)
+    assert by_statement(a5, "GBGN works in setting A").seeds[0] == SeedResult("loss 0.50, 80.00 %", True)
+    assert by_statement(a5, "GBGN fails in setting B").seeds[0] == SeedResult("loss 0.50, 60.00 %, exploded", True)
     bgn_a = by_statement(a5, "BGN works in setting A")
-    assert bgn_a.seeds[0] == SeedResult("45.00 %", False) and bgn_a.verdict == NOT_HELD
-    assert by_statement(a5, "BGN fails in setting B").seeds[1] == SeedResult("10.00 %, vanished", True)
+    assert bgn_a.seeds[0] == SeedResult("loss 0.50, 45.00 %", False) and bgn_a.verdict == NOT_HELD
+    assert by_statement(a5, "BGN fails in setting B").seeds[1] == SeedResult("loss 2.30, 10.00 %, vanished", True)
 
 
 def test_report_lists_each_experiments_claims(tmp_path):
