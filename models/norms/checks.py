@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from models.option_ranges import is_finite_number, is_integer
+from value_ranges import is_finite_number, is_integer
 
 NOISE_OPTIONS = ("noise_mean", "noise_std", "noise_granularity")
 NOISE_GRANULARITIES = ("element", "group")
