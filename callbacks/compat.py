@@ -31,9 +31,6 @@ PRIVATE_ATTRIBUTES = {
     "pytorch_lightning.loggers.csv_logs.ExperimentWriter": ("_check_log_dir_exists", "_record_new_keys",
                                                             "_rewrite_with_new_header"),
     "torch": ("_foreach_norm", "_foreach_copy_"),
-    # models/ cannot import callbacks/, so its two private torch base classes are only listed here:
-    # registry.py (which modules are norm layers) and statistics.py (what a BN layer's statistics cover)
-    "torch.nn.modules.batchnorm": ("_NormBase", "_BatchNorm"),
     "pytorch_lightning.trainer.connectors.signal_connector._SignalConnector": ("_slurm_sigusr_handler_fn",),
 }
 

@@ -14,13 +14,14 @@ import hashlib
 import json
 from typing import Any, Iterable
 
+from models.norms import is_grouped
+
 # Config keys (dotted) whose values decide the result of a run, and data keys that do not.
 SCIENCE_KEYS = ("model", "data", "seed_everything", "trainer.max_epochs", "trainer.max_steps", "trainer.precision",
                 "trainer.accumulate_grad_batches", "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
                 "trainer.sync_batchnorm", "trainer.limit_train_batches")  # a trimmed run is not the full run
 NON_SCIENCE_DATA_KEYS = {"data_dir", "download", "num_workers", "pin_memory", "persistent_workers",
                          "eval_batch_size", "on_device"}  # on_device: the same batches, faster
-UNGROUPED_NORMS = {"none", "bn", "ln", "in"}
 BATCH_SIZE_KEY = "data.init_args.batch_size"  # the global training batch in a resolved config
 
 
@@ -69,7 +70,7 @@ def derive_run_name(cfg: dict) -> str:
     batch_size = get_dotted(cfg, BATCH_SIZE_KEY)
     norm = model.get("norm", "norm")
     parts = [data_name(cfg.get("data")), model.get("backbone", "model"), norm]
-    if norm not in UNGROUPED_NORMS:
+    if is_grouped(norm):  # the registry says whether norm_groups changes the layer
         parts.append(f"g{model.get('norm_groups', 32)}")
     lr = model.get("lr")
     parts += [f"bs{'?' if batch_size is None else batch_size}", f"lr{lr:g}" if isinstance(lr, (int, float)) else "lr?",

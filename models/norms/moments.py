@@ -216,7 +216,7 @@ def _recomputed_grads(coefficients: Coefficients, x: torch.Tensor, tensors: list
     return (grad_x, None, *grad_tensors)
 
 
-def update_running_statistics(bn: torch.nn.modules.batchnorm._BatchNorm, batch_mean: torch.Tensor,
+def update_running_statistics(bn: torch.nn.Module, batch_mean: torch.Tensor,
                               batch_var: torch.Tensor, count: int) -> None:
     """Update `bn`'s running estimates exactly as `nn.BatchNorm2d` does in training.
 
