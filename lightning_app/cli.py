@@ -55,7 +55,8 @@ from lightning_app.run.interrupt import RunInterrupted, interruption, recording
 from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, check_run_identity, eval_run_dir,
                                       fit_resume_checkpoint, resolve_run_name, take_run_dir)
 from lightning_app.run.lock import RunLock
-from lightning_app.run.paths import CHECKPOINT_DIR, check_name, default_experiment, resume_checkpoint, run_path
+from lightning_app.run.paths import (CHECKPOINT_DIR, check_name, default_experiment, is_ckpt_path_keyword,
+                                     resume_checkpoint, run_path)
 from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
@@ -230,7 +231,7 @@ class NormlabCLI(LightningCLI):
     # -- checks that need the built objects, before anything is written ----------------------------
     def _check_ckpt_path(self, cfg) -> None:
         path = cfg.get("ckpt_path")
-        if path is not None and path not in ("best", "hpc", "registry"):
+        if path is not None and not is_ckpt_path_keyword(path):
             check_checkpoint(path, self.model)
 
     def _check_batch_size(self) -> None:
@@ -268,7 +269,7 @@ class NormlabCLI(LightningCLI):
         return trainer
 
     def _fit_loggers_and_callbacks(self, cfg, trainer_cfg: dict, callbacks: list) -> tuple[list, list, Path]:
-        csv = RunMetricsLogger(save_dir=str(self.run_dir.parent.parent), name=cfg.experiment, version=cfg.run_name)
+        csv = RunMetricsLogger(save_dir=str(self.run_dir), name="", version="")  # metrics.csv in the run directory
         if not any(isinstance(c, ExplosionDetector) for c in callbacks):
             callbacks = [ExplosionDetector(), *callbacks]  # always on: no run ends `completed` with NaN weights
         callbacks = [*callbacks, RunSummary(), RNGState(), SlurmRequeueAtBatchEnd()]
