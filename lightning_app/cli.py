@@ -38,9 +38,6 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from callbacks.activation_stats import ActivationStatistics
 from callbacks.compat import subcommand_parsers, weights_in_memory
 from callbacks.explosion import ExplosionDetector
-from callbacks.hessian import HessianTopEigen
-from callbacks.lambda_tracker import LambdaTracker
-from callbacks.landscape import LandscapeProbe
 from callbacks.rng_state import RNGState
 from callbacks.run_summary import RunSummary
 from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
@@ -57,22 +54,13 @@ from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target,
 from lightning_app.run.lock import RunLock
 from lightning_app.run.paths import (CHECKPOINT_DIR, check_name, default_experiment, is_ckpt_path_keyword,
                                      resume_checkpoint, run_path)
+from lightning_app.run.science import CALLBACKS
 from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
 from models.norms import uses_batch_statistics
 from models.norms.sync import NormlabSyncBatchNorm
-
-# Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
-# (a list under trainer.callbacks would be replaced, not merged, by a second --config).
-CALLBACK_KEYS: dict[str, type] = {
-    "landscape": LandscapeProbe,
-    "hessian": HessianTopEigen,
-    "explosion": ExplosionDetector,
-    "lambda_tracker": LambdaTracker,
-    "activation_stats": ActivationStatistics,
-}
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -144,8 +132,8 @@ class NormlabCLI(LightningCLI):
         for key in ("num_classes", "in_channels", "image_size"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}" if self.subclass_mode_model
                                   else f"model.{key}", apply_on="instantiate")
-        for key, callback_class in CALLBACK_KEYS.items():
-            parser.add_lightning_class_args(callback_class, key, subclass_mode=True, required=False)
+        for key, callback in CALLBACKS.items():  # each under a top-level key of its own (run/science.py)
+            parser.add_lightning_class_args(callback.cls, key, subclass_mode=True, required=False)
 
     # -- run directory (the contract lives in lightning_app/run/) -----------------------------------
     def before_instantiate_classes(self) -> None:
