@@ -7,7 +7,7 @@ CLI adds this detector to every run with its defaults unless the config gives on
 
 Every optimizer step, once the gradient is complete and before the optimizer applies it
 (`on_before_optimizer_step`), the detector computes the global gradient norm `grad/norm` (one fused
-`torch._foreach_norm`, logged every step) and checks, in this order of precedence:
+`compat.foreach_norm`, logged every step) and checks, in this order of precedence:
 - `nan_loss`: the training loss is not finite;
 - `inf_grad`: `grad/norm` is not finite;
 - `spike`: `grad/norm` > `spike_factor` × the running reference, the (lower) `spike_quantile` quantile

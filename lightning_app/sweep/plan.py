@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from callbacks.compat import UnseededCLI
 from lightning_app.cli import NormlabCLI
 from lightning_app.run.lock import holder_of
 from lightning_app.run.paths import experiment_of, sweep_dir_of
@@ -46,11 +47,12 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
     return runs
 
 
-class _RunPlanner(NormlabCLI):
+class _RunPlanner(UnseededCLI, NormlabCLI):
     """NormlabCLI's parser and run naming, without instantiating a model, a data module or a trainer.
 
     Built once (building the parser is the slow part); each run is then one parse plus the CLI's own
-    `before_instantiate_classes`, which fills in `experiment` and `run_name` and sets `run_dir`.
+    `before_instantiate_classes`, which fills in `experiment` and `run_name` and sets `run_dir`. It
+    seeds nothing: seeding belongs to the training processes.
     """
 
     def __init__(self, first_args: list[str], where: str):
@@ -67,9 +69,6 @@ class _RunPlanner(NormlabCLI):
             super().parse_arguments(parser, args)
         except ValueError as error:
             raise ValueError(f"sweep run ({self._where}): {error}") from None
-
-    def _set_seed(self) -> None:
-        pass  # seeding belongs to the training processes
 
     def instantiate_classes(self) -> None:
         pass
