@@ -56,6 +56,29 @@ def _all(kind: str, *keys: str) -> dict[str, str]:
     return dict.fromkeys(keys, kind)
 
 
+@dataclass(frozen=True)
+class CallbackOptions:
+    cls: type
+    options: dict[str, Classification]
+
+
+# The callbacks a preset switches on through a top-level key of its own (so that presets compose: a list
+# under trainer.callbacks would be replaced, not merged, by a second --config), with each option's class.
+CALLBACKS: dict[str, CallbackOptions] = {
+    "landscape": CallbackOptions(LandscapeProbe, _all(
+        NOT_SCIENCE, "every_n_steps", "step_sizes", "relative_to_lr", "direction", "exclude_norm_params")),
+    "hessian": CallbackOptions(HessianTopEigen, _all(NOT_SCIENCE, "every_n_steps", "iterations", "tolerance", "seed")),
+    "explosion": CallbackOptions(ExplosionDetector, {
+        "action": ScienceUnless("stop"), "spike_action": ScienceUnless("warn"), "spike_factor": ScienceUnless(10.0),
+        "spike_quantile": ScienceUnless(0.9), "window": ScienceUnless(100), "warmup_steps": ScienceUnless(1),
+        "spike_patience": ScienceUnless(1), "vanish_threshold": ScienceUnless(1e-8),
+        "vanish_patience": ScienceUnless(100), "sync_every": ScienceUnless(1), "max_skips": ScienceUnless(10),
+        "grad_norm_every_n_steps": NOT_SCIENCE}),
+    "lambda_tracker": CallbackOptions(LambdaTracker, _all(NOT_SCIENCE, "every_n_steps", "log_raw", "log_grad_norm")),
+    "activation_stats": CallbackOptions(ActivationStatistics, _all(
+        NOT_SCIENCE, "every_n_steps", "layers", "channels", "bins", "value_range")),
+}
+
 # Every key of a resolved `fit` config (dotted; a data module's options under data.init_args).
 KEYS: dict[str, Classification] = {
     "seed_everything": SCIENCE,
@@ -95,32 +118,8 @@ KEYS: dict[str, Classification] = {
         # plateau schedule)
         "limit_val_batches", "limit_test_batches", "limit_predict_batches", "val_check_interval",
         "check_val_every_n_epoch", "num_sanity_val_steps", "reload_dataloaders_every_n_epochs"))),
-    # callbacks under a key of their own (`CALLBACKS`)
-    **_all(CALLBACK, "landscape", "hessian", "explosion", "lambda_tracker", "activation_stats"),
-}
-
-
-@dataclass(frozen=True)
-class CallbackOptions:
-    cls: type
-    options: dict[str, Classification]
-
-
-# The callbacks a preset switches on through a top-level key of its own (so that presets compose: a list
-# under trainer.callbacks would be replaced, not merged, by a second --config), with each option's class.
-CALLBACKS: dict[str, CallbackOptions] = {
-    "landscape": CallbackOptions(LandscapeProbe, _all(
-        NOT_SCIENCE, "every_n_steps", "step_sizes", "relative_to_lr", "direction", "exclude_norm_params")),
-    "hessian": CallbackOptions(HessianTopEigen, _all(NOT_SCIENCE, "every_n_steps", "iterations", "tolerance", "seed")),
-    "explosion": CallbackOptions(ExplosionDetector, {
-        "action": ScienceUnless("stop"), "spike_action": ScienceUnless("warn"), "spike_factor": ScienceUnless(10.0),
-        "spike_quantile": ScienceUnless(0.9), "window": ScienceUnless(100), "warmup_steps": ScienceUnless(1),
-        "spike_patience": ScienceUnless(1), "vanish_threshold": ScienceUnless(1e-8),
-        "vanish_patience": ScienceUnless(100), "sync_every": ScienceUnless(1), "max_skips": ScienceUnless(10),
-        "grad_norm_every_n_steps": NOT_SCIENCE}),
-    "lambda_tracker": CallbackOptions(LambdaTracker, _all(NOT_SCIENCE, "every_n_steps", "log_raw", "log_grad_norm")),
-    "activation_stats": CallbackOptions(ActivationStatistics, _all(
-        NOT_SCIENCE, "every_n_steps", "layers", "channels", "bins", "value_range")),
+    # callbacks under a key of their own
+    **_all(CALLBACK, *CALLBACKS),
 }
 _BY_CLASS_PATH = {f"{c.cls.__module__}.{c.cls.__name__}": c for c in CALLBACKS.values()}
 
