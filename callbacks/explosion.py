@@ -103,12 +103,12 @@ class ExplosionDetector(Callback):
             spike_factor: a spike is `grad/norm` above this multiple of the running reference (> 1).
             spike_quantile: the running reference is this (lower) quantile of the last `window` finite
                 norms, in (0, 1]. Default 0.9, not the median (0.5): at batch 2 the norm's tail is heavy late
-                in training, where 10 × the median fired 842 times in a healthy 20,000-step run and 10 × the
-                0.9 quantile never (bench/RESULTS.md, "explosion_rule").
+                in training, where 10 × the median raises false alarms in healthy runs and 10 × the 0.9
+                quantile does not (bench/RESULTS.md, "explosion_rule").
             window: steps in the running reference.
-            warmup_steps: steps observed before spikes are checked. Default 1: the quickstart's first
-                norms move < 1.3x step to step, while lr 1e4 jumps 3e8x at step 1, which a
-                longer warm-up would let through (the reference then holds exploded values).
+            warmup_steps: steps observed before spikes are checked. Default 1: a healthy run's first
+                norms move little step to step, while a far too large learning rate explodes the norm at
+                step 1, which a longer warm-up would let through (the reference then holds exploded values).
             spike_patience: consecutive steps above `spike_factor` × the reference that make one `spike` event.
             vanish_threshold: `grad/norm` below this counts towards `vanish`; None turns the check off.
             vanish_patience: consecutive steps below `vanish_threshold` that make a `vanish` event.
