@@ -91,6 +91,11 @@ def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return torch._foreach_norm(tensors)
 
 
+def forward_hook_counts(module: torch.nn.Module) -> tuple[int, int]:
+    """How many forward pre-hooks and forward hooks `module` itself holds (torch has no public count)."""
+    return len(module._forward_pre_hooks), len(module._forward_hooks)
+
+
 def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
     """`dst.copy_(src)` for each pair, in one fused call."""
     torch._foreach_copy_(destinations, sources)

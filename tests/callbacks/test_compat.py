@@ -13,7 +13,7 @@ from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning import LightningModule, Trainer
 
 from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_copy,
-                              foreach_norm, layer_sync, parser_actions, slurm_requeue_handler,
+                              foreach_norm, forward_hook_counts, layer_sync, parser_actions, slurm_requeue_handler,
                               subcommand_parsers, weights_in_memory)
 from lightning_app.checkpoints import LastCheckpoint
 from lightning_app.cli import NormlabCLI
@@ -124,6 +124,18 @@ def test_the_sweep_planner_seeds_nothing(tmp_path, monkeypatch):
             pass
     Seeding(args=args, run=False)
     assert os.environ["PL_GLOBAL_SEED"] == "7"
+
+
+def test_forward_hook_counts_follow_registration_and_removal():
+    layer = torch.nn.Linear(2, 2)
+    assert forward_hook_counts(layer) == (0, 0)
+    handles = [layer.register_forward_pre_hook(lambda m, args: None),
+               layer.register_forward_hook(lambda m, args, out: None),
+               layer.register_forward_hook(lambda m, args, out: None)]
+    assert forward_hook_counts(layer) == (1, 2)
+    for handle in handles:
+        handle.remove()
+    assert forward_hook_counts(layer) == (0, 0)
 
 
 def test_foreach_copy_copies_each_pair():
