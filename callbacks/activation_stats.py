@@ -56,11 +56,22 @@ from torch import nn
 
 from callbacks.run_files import atomic_write_text
 from models.norms import GNPlus, is_norm_module
-from models.option_ranges import is_finite_number, is_integer
+from value_ranges import Range, check_values, integer, is_finite_number, is_integer
 
 HISTOGRAM_FILE = "activation_histograms.jsonl"
 WHERE = ("before", "after")
 MAX_BINS = 512  # W&B's largest histogram
+OPTIONS = {
+    "every_n_steps": integer(1),
+    "layers": Range(lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) > 0
+                                            and all(isinstance(name, str) for name in v)),
+                    "null (every norm layer) or a non-empty list of module paths"),
+    "channels": Range(lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(is_integer(c) and c >= 0 for c in v)
+                      and len(set(v)) == len(v), "a non-empty list of distinct integers >= 0"),
+    "bins": Range(lambda v: is_integer(v) and 1 <= v <= MAX_BINS, f"an integer in [1, {MAX_BINS}]"),
+    "value_range": Range(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_finite_number, v))
+                         and v[0] < v[1], "two finite numbers [lo, hi] with lo < hi"),
+}
 
 
 def bin_edges(bins: int, value_range: Sequence[float]) -> np.ndarray:
@@ -165,22 +176,8 @@ class ActivationStatistics(Callback):
             bins: equal-width histogram bins over `value_range` (at most 512, W&B's limit).
             value_range: the histograms' (lo, hi); values outside are counted below and above.
         """
-        if not is_integer(every_n_steps) or every_n_steps < 1:
-            raise ValueError(f"activation_stats.every_n_steps must be an integer >= 1, got {every_n_steps!r}")
-        if layers is not None and not (isinstance(layers, (list, tuple)) and layers
-                                       and all(isinstance(name, str) for name in layers)):
-            raise ValueError(f"activation_stats.layers must be null (every norm layer) or a non-empty list of "
-                             f"module paths, got {layers!r}")
-        if not (isinstance(channels, (list, tuple)) and channels and all(is_integer(c) and c >= 0 for c in channels)
-                and len(set(channels)) == len(channels)):
-            raise ValueError(f"activation_stats.channels must be a non-empty list of distinct integers >= 0, "
-                             f"got {channels!r}")
-        if not is_integer(bins) or not 1 <= bins <= MAX_BINS:
-            raise ValueError(f"activation_stats.bins must be an integer in [1, {MAX_BINS}], got {bins!r}")
-        if not (isinstance(value_range, (list, tuple)) and len(value_range) == 2
-                and all(map(is_finite_number, value_range)) and value_range[0] < value_range[1]):
-            raise ValueError(f"activation_stats.value_range must be two finite numbers [lo, hi] with lo < hi, "
-                             f"got {value_range!r}")
+        check_values("activation_stats.", OPTIONS, {"every_n_steps": every_n_steps, "layers": layers,
+                                                    "channels": channels, "bins": bins, "value_range": value_range})
         self.every_n_steps, self.layers, self.channels = every_n_steps, layers, [int(c) for c in channels]
         self.bins, self.value_range = bins, (float(value_range[0]), float(value_range[1]))
         self._paths: list[str] = []

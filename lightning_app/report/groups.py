@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from lightning_app.report.runs import AXES, RunRecord, numeric_key
 from lightning_app.run.identity import get_dotted, science_config, science_hash
+from lightning_app.run.paths import SUMMARY_FILE
 from lightning_app.run.status import FINISHED
 
 STATUS_RANK = {status: rank for rank, status in enumerate(FINISHED)}  # completed before exploded
@@ -65,7 +66,7 @@ def deduplicate(runs: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
 
 def _mtime(run: RunRecord) -> float:
     try:
-        return (run.path / "summary.json").stat().st_mtime
+        return (run.path / SUMMARY_FILE).stat().st_mtime
     except OSError:
         return 0.0
 

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from callbacks.compat import UnseededCLI
 from lightning_app.cli import NormlabCLI
 from lightning_app.run.lock import holder_of
+from lightning_app.run.paths import experiment_of, sweep_dir_of
 from lightning_app.run.status import live_status, read_status
 from lightning_app.sweep.planned_run import PlannedRun
 from lightning_app.sweep.spec import SweepSpec, format_cli_value
-
-SWEEP_DIR = "_sweep"  # beside the run directories: logs, the slurm script, the W&B sweep file
 
 
 def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
@@ -47,11 +47,12 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
     return runs
 
 
-class _RunPlanner(NormlabCLI):
+class _RunPlanner(UnseededCLI, NormlabCLI):
     """NormlabCLI's parser and run naming, without instantiating a model, a data module or a trainer.
 
     Built once (building the parser is the slow part); each run is then one parse plus the CLI's own
-    `before_instantiate_classes`, which fills in `experiment` and `run_name` and sets `run_dir`.
+    `before_instantiate_classes`, which fills in `experiment` and `run_name` and sets `run_dir`. It
+    seeds nothing: seeding belongs to the training processes.
     """
 
     def __init__(self, first_args: list[str], where: str):
@@ -68,9 +69,6 @@ class _RunPlanner(NormlabCLI):
             super().parse_arguments(parser, args)
         except ValueError as error:
             raise ValueError(f"sweep run ({self._where}): {error}") from None
-
-    def _set_seed(self) -> None:
-        pass  # seeding belongs to the training processes
 
     def instantiate_classes(self) -> None:
         pass
@@ -107,13 +105,13 @@ def _describe(point: dict[str, Any]) -> str:
 
 def sweep_dir(runs: list[PlannedRun]) -> Path:
     """`<root>/<experiment>/_sweep`: where the sweep keeps its logs and generated files."""
-    return runs[0].run_dir.parent / SWEEP_DIR
+    return sweep_dir_of(runs[0].run_dir)
 
 
 def print_plan(spec: SweepSpec, runs: list[PlannedRun]) -> None:
     counts = {action: sum(r.action == action for r in runs) for action in ("skip", "resume", "start")}
     elsewhere = sum(r.holder is not None for r in runs)
-    where = runs[0].run_dir.parent if runs else "-"
+    where = experiment_of(runs[0].run_dir) if runs else "-"
     print(f"sweep {spec.experiment}: {len(runs)} runs in {where} ({counts['skip'] - elsewhere} finished, "
           + (f"{elsewhere} running elsewhere, " if elsewhere else "")
           + f"{counts['resume']} to resume, {counts['start']} to start)")

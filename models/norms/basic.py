@@ -14,6 +14,7 @@ from functools import partial
 from torch import nn
 
 from models.norms.checks import check_batch_values, check_groups
+from models.norms.extents import Extent, Shape, per_channel, per_sample
 from models.norms.reference_arithmetic import ReferenceGroupNorm
 
 
@@ -64,3 +65,14 @@ def layer_norm(num_channels: int, groups: int, eps: float = 1e-5) -> nn.Module:
 
 def instance_norm(num_channels: int, groups: int, eps: float = 1e-5) -> nn.Module:
     return nn.GroupNorm(num_channels, num_channels, eps=eps)
+
+
+def batch_norm_statistics(layer: nn.Module, shape: Shape) -> list[Extent]:
+    """`bn`: one statistic per channel over N×H×W."""
+    return [per_channel(shape)]
+
+
+def group_norm_statistics(layer: nn.Module, shape: Shape) -> list[Extent]:
+    """`gn`, `ln`, `in`: one statistic per sample and group, over its C/G channels × H×W."""
+    groups = layer.groups if isinstance(layer, ReferenceGroupNorm) else layer.num_groups
+    return [per_sample(shape, groups)]

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.activation_stats import HISTOGRAM_FILE, ActivationStatistics, bin_edges, read_histograms
+from callbacks.compat import forward_hook_counts
 from models.classifier import ImageClassifier
 from models.norms import make_norm
 from tests.callbacks.probe_models import MetricsCapture
@@ -251,7 +252,7 @@ def test_bad_settings_are_refused(bad, message):
 
 
 def hook_counts(module: nn.Module) -> dict[str, tuple[int, int]]:
-    return {name: (len(m._forward_pre_hooks), len(m._forward_hooks)) for name, m in module.named_modules()}
+    return {name: forward_hook_counts(m) for name, m in module.named_modules()}
 
 
 class HookWatcher(Callback):
