@@ -1,6 +1,7 @@
 """`make mutate`: mutation testing of the modules whose logic decides a number, each against its own tests.
 
     python -m tests.mutate [MODULE[=FILE,...] ...]     (default: every module below, in this order)
+    python -m tests.mutate --table [MODULE ...]        (the rows of what earlier runs left, running nothing)
 
 A mutant is a small change to one function (a `<` for a `<=`, a constant, a dropped call: mutmut 3,
 pinned in the Makefile); it is killed when some test fails on it. Each module runs in its own scratch
@@ -85,6 +86,12 @@ def results(where: Path) -> dict[str, int | None]:
     return codes
 
 
+def last_run(where: Path) -> str:
+    """The day mutmut last recorded a result there."""
+    metas = list((where / "mutants").rglob("*.py.meta"))
+    return date.fromtimestamp(max(m.stat().st_mtime for m in metas)).isoformat() if metas else "-"
+
+
 def run_module(module: str, files: tuple[str, ...], tests: tuple[str, ...]) -> str:
     where = scratch_copy(module, files, tests)
     mutmut = Path(sys.executable).with_name("mutmut")
@@ -95,24 +102,33 @@ def run_module(module: str, files: tuple[str, ...], tests: tuple[str, ...]) -> s
     if run.returncode != 0:
         raise SystemExit(f"mutate: mutmut failed on {module} (exit {run.returncode}); log: {where / 'mutmut.log'}\n"
                          + run.stdout[-3000:])
-    codes = results(where)
+    return table_row(module)
+
+
+def table_row(module: str) -> str:
+    """The module's row and its unexplained survivors, from the results its last run left."""
+    codes = results(SCRATCH / module)
     equivalent = equivalent_mutants()
     killed = sorted(n for n, c in codes.items() if c in KILLED)
     survived = sorted(n for n, c in codes.items() if c in SURVIVED)
-    other = sorted(f"{n} ({c})" for n, c in codes.items() if c not in KILLED and c not in SURVIVED)
+    other = sorted(f"{n} ({c})" for n, c in codes.items() if c is not None and c not in KILLED | SURVIVED)
     explained = [n for n in survived if n in equivalent]
     unexplained = [n for n in survived if n not in equivalent]
     judged = len(killed) + len(unexplained)
     rate = f"{100 * len(killed) / judged:.1f} %" if judged else "n/a"
     row = (f"| {module} | {len(codes)} | {len(killed)} | {len(survived)} | {len(explained)} | {rate} | "
-           f"`make mutate MODULES={module}` | {date.today().isoformat()} |")
+           f"`make mutate MODULES={module}` | {last_run(SCRATCH / module)} |")
     notes = [f"  survived, not explained in tests/MUTATION.md: {n}" for n in unexplained]
     notes += [f"  neither killed nor survived (mutmut exit code): {n}" for n in other]
+    unrun = sum(c is None for c in codes.values())
+    notes += [f"  not run yet: {unrun} mutants"] if unrun else []
     return "\n".join([row, *notes])
 
 
 def main(argv: list[str]) -> None:
-    chosen = argv or list(MODULES)
+    table_only = argv[:1] == ["--table"]
+    chosen = argv[1:] if table_only else argv
+    chosen = chosen or list(MODULES)
     print("| module | mutants | killed | survived | equivalent | kill rate (non-equivalent) | command | date |")
     print("|---|---|---|---|---|---|---|---|")
     for item in chosen:
@@ -120,7 +136,10 @@ def main(argv: list[str]) -> None:
         if module not in MODULES:
             raise SystemExit(f"mutate: unknown module {module!r}; allowed: {', '.join(MODULES)}")
         files, tests = MODULES[module]
-        print(run_module(module, tuple(narrowed.split(",")) if narrowed else files, tests), flush=True)
+        if table_only:
+            print(table_row(module) if (SCRATCH / module / "mutants").is_dir() else f"| {module} | not run |")
+        else:
+            print(run_module(module, tuple(narrowed.split(",")) if narrowed else files, tests), flush=True)
 
 
 if __name__ == "__main__":
