@@ -6,36 +6,20 @@ import csv
 import json
 
 import matplotlib.image
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from callbacks.activation_stats import HISTOGRAM_FILE, read_histograms
 from lightning_app.cli import main
-from lightning_app.report import activation_figures
 from lightning_app.report.activation_figures import (MAX_RIDGES, plot_activation_histograms, plot_channel_means,
                                                      plot_grad_norms)
 from lightning_app.report.command import FIGURE_NAME, REPORT_HEADING
 from lightning_app.report.runs import load_runs
-from tests.helpers import ROOT, run_dirs, tiny_args
+from tests.helpers import ROOT, tiny_args
 from tests.lightning_app.report.report_runs import write_run
 from tests.lightning_app.report.test_report_figures import artist, band_edges
 
 DEEP, SHALLOW = "net.features.5", "net.features.1"
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures the plot functions would save (test_report_png_... saves real ones)."""
-    saved = []
-
-    def keep(fig, path):
-        saved.append(fig)
-        return path
-
-    monkeypatch.setattr(activation_figures, "save_figure", keep)
-    yield saved
-    plt.close("all")
 
 
 def histogram_line(step, layer, channel, where, counts, below=0, above=0, value_range=(-3.0, 3.0)):
