@@ -36,6 +36,7 @@ from lightning_app.report.runs import RunRecord, Series, numeric_key  # noqa: E4
 from lightning_app.report.tables import layer_order, ordered_norms  # noqa: E402
 
 MAX_RIDGES = 12  # histograms per panel: more overlap into a blur
+WINDOW_SHARE = 0.005  # the x axis leaves out the lowest and highest 0.5 % of a histogram's values
 RIDGE_SPACING = 0.6  # ridge baselines apart, as a share of the panel's highest density
 CHANNEL_KEY = re.compile(r"activation/(?P<layer>.+)/(?P<stat>mean|var)@(?P<channel>\d+)")
 GRAD_BINS = 60  # bold bin means of grad/norm: thousands of steps stay one readable line per norm
@@ -74,14 +75,18 @@ def density(record: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def value_window(records: list[dict]) -> tuple[float, float] | None:
-    """The span of the bins that hold values in any of `records`, one empty bin more on each side where
-    the range has one; None when no value fell inside the range."""
+    """The x span that shows the bulk of the values: over `records`, from the bin holding the lowest to the
+    bin holding the highest WINDOW_SHARE quantile of each histogram's in-range values, one bin more on
+    each side where the range has one (a few far values would otherwise squeeze every peak into a line);
+    None when no value fell inside the range."""
     spans = []
     for record in records:
         edges = bin_edges(record["bins"], record["range"])
-        filled = np.flatnonzero(record["counts"])
-        if len(filled):
-            spans.append((edges[max(filled[0] - 1, 0)], edges[min(filled[-1] + 2, record["bins"])]))
+        cumulative = np.cumsum(np.asarray(record["counts"], dtype=float))
+        if cumulative[-1] > 0:
+            first = int(np.searchsorted(cumulative, WINDOW_SHARE * cumulative[-1], side="right"))
+            last = int(np.searchsorted(cumulative, (1 - WINDOW_SHARE) * cumulative[-1], side="left"))
+            spans.append((edges[max(first - 1, 0)], edges[min(last + 2, record["bins"])]))
     return (min(lo for lo, _ in spans), max(hi for _, hi in spans)) if spans else None
 
 
@@ -112,15 +117,16 @@ def plot_activation_histograms(runs: list[RunRecord], path: Path, title: str) ->
                 ax.fill_between(x, base, base + y, color="white", zorder=2 * k)  # hides the older ridges behind
                 ax.plot(x, base + y, color=colour, linewidth=1.0, zorder=2 * k + 1, gid=f"hist:{norm}:{where}:{step}")
             window = value_window([by_step[step] for step in steps])
-            if window is not None:  # the bins that hold values, not the whole fixed range: narrow peaks stay readable
+            if window is not None:
                 ax.set_xlim(*window)
             ax.set_yticks([(len(steps) - 1 - k) * spacing for k in range(len(steps))],
                           [f"step {step}" for step in steps], fontsize=7)
             ax.set(title=f"{norm} (seed {run.axis('seed')}) · {layer}, channel {channel}: {where} the norm",
                    xlabel="value")
             ax.title.set_fontsize(9)
-    fig.suptitle(f"Channel histograms over training (density; back/top: first step, front/bottom: last): {title}",
-                 fontsize=10)
+    fig.suptitle(f"Channel histograms over training: {title}\n(density; back/top: the first measured step, "
+                 f"front/bottom: the last; x: the central {100 * (1 - 2 * WINDOW_SHARE):g} % of each histogram's "
+                 "values)", fontsize=10)
     return save_figure(fig, path)
 
 

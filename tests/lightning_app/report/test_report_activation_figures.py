@@ -12,7 +12,7 @@ import pytest
 from callbacks.activation_stats import HISTOGRAM_FILE, read_histograms
 from lightning_app.cli import main
 from lightning_app.report.activation_figures import (MAX_RIDGES, plot_activation_histograms, plot_channel_means,
-                                                     plot_grad_norms)
+                                                     plot_grad_norms, value_window)
 from lightning_app.report.command import FIGURE_NAME, REPORT_HEADING
 from lightning_app.report.runs import load_runs
 from tests.helpers import ROOT, tiny_args
@@ -83,6 +83,8 @@ def test_ridges_are_the_histograms_as_densities_oldest_at_the_back(tmp_path, dra
                 row = [c and c + 7 * (where == "after") for c in counts[step]]  # seed 0's
                 assert np.allclose(height, np.array(row) / (sum(row) + 3 + 1) / width)
     assert all(ax.get_xlim() == (-3.0, 2.0) for ax in fig.axes)  # bins 1-3 hold values: them and one bin more
+    wide = {"bins": 100, "range": [0, 100], "counts": [1] + [0] * 49 + [1000] + [0] * 48 + [1], "below": 0, "above": 0}
+    assert value_window([wide]) == (49.0, 52.0)  # two far values out of 1002 (0.1 % each) leave the peak readable
     ax = fig.axes[0]
     ticks = dict(zip((t.get_text() for t in ax.get_yticklabels()), ax.get_yticks()))
     steps = sorted(int(label.removeprefix("step ")) for label in ticks)
