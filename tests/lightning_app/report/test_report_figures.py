@@ -2,33 +2,17 @@
 carries, against values computed here by hand (the PNG itself is checked in test_report.py)."""
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import yaml
 
-from lightning_app.report import batch_figures, figures
+from lightning_app.report import figures
 from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
                                                 plot_lambda_trajectories)
 from lightning_app.report.figures import plot_landscape, plot_training_curves
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table
 from tests.lightning_app.report.report_runs import write_run
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures the plot functions would save (saving a PNG is test_report.py's business)."""
-    saved = []
-
-    def keep(fig, path):
-        saved.append(fig)
-        return path
-
-    monkeypatch.setattr(figures, "save_figure", keep)
-    monkeypatch.setattr(batch_figures, "save_figure", keep)
-    yield saved
-    plt.close("all")
 
 
 def artist(fig, gid: str):
