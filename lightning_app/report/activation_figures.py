@@ -22,6 +22,7 @@ Series carry gids naming what they show: `hist:<norm>:<where>:<step>` (a ridge),
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -187,22 +188,34 @@ def plot_channel_means(runs: list[RunRecord], path: Path, title: str) -> Path | 
     return save_figure(fig, path)
 
 
-def plot_grad_norms(runs: list[RunRecord], path: Path, title: str) -> Path | None:
-    """`grad/norm` per step of each norm among `runs` (the first seed of each) on a log axis: every logged
-    step thin, bin means bold, so both spikes and the trend show. Needs two norms to overlay."""
-    chosen = first_seed_per_norm(runs, lambda r: "grad/norm" in r.metrics)
+def plot_grad_norms(runs: list[RunRecord], path: Path, title: str, every_seed: bool = False) -> Path | None:
+    """`grad/norm` per step of each norm among `runs` (the first seed of each, or with `every_seed` one line
+    per seed, told apart by line style) on a log axis: every logged step thin, bin means bold, so both
+    spikes and the trend show. Needs two norms to overlay."""
+    logged = [run for run in runs if "grad/norm" in run.metrics]
+    chosen = first_seed_per_norm(logged, lambda r: True)
     if len(chosen) < 2:
         return None
+    norm_order = list(chosen)
+    lines = sorted(logged, key=lambda r: (norm_order.index(r.axis("norm")), numeric_key(r.axis("seed")))) \
+        if every_seed else list(chosen.values())
+    seed_styles = ["-", "--", ":", "-."]
+    seed_order = sorted({run.axis("seed") for run in lines}, key=numeric_key)
     fig, ax = plt.subplots(figsize=(9, 4.4))
-    for norm, run in chosen.items():
+    for run in lines:
+        norm, seed = run.axis("norm"), run.axis("seed")
         series = run.metrics["grad/norm"]
-        colour = norm_colour(norm)
+        colour, gid = norm_colour(norm), f"{norm}:s{seed}" if every_seed else norm
+        style = seed_styles[seed_order.index(seed) % len(seed_styles)] if every_seed else "-"
         values = finite(series.values)
-        ax.plot(series.steps, values, color=colour, linewidth=0.4, alpha=0.35, gid=f"grad_raw:{norm}")
+        ax.plot(series.steps, values, color=colour, linewidth=0.4, alpha=0.35, gid=f"grad_raw:{gid}")
         x, mean = binned(series.steps, values, bins=GRAD_BINS)
-        ax.plot(x, mean, color=colour, linewidth=1.8, label=f"{norm} (seed {run.axis('seed')})", gid=f"grad:{norm}")
+        ax.plot(x, mean, color=colour, linestyle=style, linewidth=1.8, label=f"{norm} (seed {seed})",
+                gid=f"grad:{gid}")
     ax.set(yscale="log", xlabel="training step", ylabel="gradient L2 norm (all parameters)",
-           title=f"Gradient L2 norm per step (thin: every logged step; bold: means in ≤ {GRAD_BINS} bins)\n{title}")
+           title=f"Gradient L2 norm per step (thin: every logged step; bold: means in ≤ {GRAD_BINS} bins)\n"
+                 + textwrap.fill(title, 100))
     ax.title.set_fontsize(9)
-    ax.legend(title="norm")
+    ax.legend(title="norm", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
     return save_figure(fig, path)

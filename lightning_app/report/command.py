@@ -6,7 +6,7 @@ atomically: accuracy tables in the GN paper's layout with accuracy against batch
 layer (table and figure) and λ trajectories (tables.py, batch_figures.py), training
 curves against images seen, landscape bands and the learning-rate envelope (figures.py), and where runs
 measured their norm layers the course report's histograms, channel means and gradient norms
-(activation_figures.py).
+(activation_figures.py), and under output noise every seed's gradient norm.
 Runs are grouped by what they share (groups.py): a table, its curves and λ figures hold runs that
 differ only in norm, batch size, seed and the values tied to the batch size; a landscape figure and the
 activation figures runs that differ only in norm and seed; an envelope runs that differ only in norm, LR
@@ -36,6 +36,7 @@ from lightning_app.report.lr_bands import plot_pair, studies
 from lightning_app.report.claims import claims_markdown
 from lightning_app.report.course_claims import course_claims
 from lightning_app.report.noise_claims import candidate_claims, noise_claims
+from lightning_app.report.run_select import value
 from lightning_app.report.runs import RunRecord, load_runs
 from lightning_app.report.tables import accuracy_table, final_lambda_tables, ordered_norms, table_markdown
 from lightning_app.run.paths import check_directory_target
@@ -45,7 +46,7 @@ REPORT_FILE = "report.md"
 REPORT_HEADING = "# normlab report"  # its first line: how a later report knows the directory is a report's
 # Every figure name write_report gives (`<kind>_<group index>.png`).
 FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope|paper_landscape"
-                         r"|activation_hist|channel_means|grad_norm)_\d{2,}\.png")
+                         r"|activation_hist|channel_means|grad_norm|noise_grad_norm)_\d{2,}\.png")
 # The figures drawn per group: (file name, caption, drawing); the λ figures per GN-paper table, the course
 # report's three views per group with activation statistics.
 LAMBDA_FIGURES = (("final_lambda", None, plot_final_lambda_vs_batch), ("lambda", None, plot_lambda_trajectories))
@@ -128,13 +129,15 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
                             [c for c in envelopes if c[1]], out)
 
     activation_lines, activation_figures = _activation_section(landscape_groups, landscape_titles, out)
-    lines += activation_lines
+    noise_lines, noise_figures = _output_noise_section(landscape_groups, landscape_titles, out)
+    lines += activation_lines + noise_lines
     paper_lines, paper_figures = _paper_landscape_section(runs, out)
     lines += paper_lines + _claims_section(runs)
     lines += ["## Runs", "", *runs_table(listed), ""]
     report = out / REPORT_FILE
     atomic_write_text(report, "\n".join(lines))
-    written = [p for _, p in figures + curves + landscapes + envelopes + activation_figures + paper_figures
+    written = [p for _, p in figures + curves + landscapes + envelopes + activation_figures + noise_figures
+                                     + paper_figures
                if p is not None]
     _remove_stale_figures(out, written)
     return report, written
@@ -199,6 +202,26 @@ def _activation_section(groups: list[Group], titles: list[str],
                            "± one standard deviation, and for grouped norms the group coherence η² (1: the channels "
                            "of a group share the statistic). Gradient L2 norm: `grad/norm` of the norms overlaid, "
                            "log axis.", sections), figures
+
+
+def _output_noise_section(groups: list[Group], titles: list[str],
+                          out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """Per group of runs with Gaussian noise on the norms' outputs (GN paper, §3.2.1, Figures 5 and 11):
+    the gradient norm of every norm and seed, the paper's evidence of vanishing gradients, since one
+    seed's collapse is what a first-seed figure could miss."""
+    def plot_every_seed(runs, path, title):
+        return plot_grad_norms(runs, path, title, every_seed=True)
+
+    sections, figures = [], []
+    for i, (title, group) in enumerate(zip(titles, groups)):
+        if any((value(run, "noise_std") or 0) > 0 for run in group.runs):
+            section, drawn = _group_figures(group.runs, i, title, out, (("noise_grad_norm", None, plot_every_seed),))
+            sections.append((title, section))
+            figures += drawn
+    return _group_sections("Gradient norm under output noise", "GN paper, Figure 5: with noise on every norm "
+                           "layer's output, GN's gradients vanish while BN's do not. `grad/norm` (the global L2 norm "
+                           "of the gradient) of every norm and seed, one line style per seed, log axis; the explosion "
+                           "detector's vanish check fires below 1e-8.", sections), figures
 
 
 def _group_sections(heading: str, introduction: str, sections: list[tuple[str, list[str]]]) -> list[str]:

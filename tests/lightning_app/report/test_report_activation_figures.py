@@ -148,6 +148,48 @@ def test_gradient_norms_one_line_per_norm_on_a_log_axis(tmp_path, drawn):
     assert plot_grad_norms(load_runs(tmp_path / "one")[0], tmp_path / "g1.png", "t") is None  # nothing to overlay
 
 
+def noise_runs(root):
+    """bn and gn, seeds 0 and 1, without and with output noise; constant grad/norm per run, gn seed 1 low."""
+    noise = {"noise_mean": 1e-3, "noise_std": 1.001, "noise_granularity": "element"}
+    levels = {}
+    for norm_options, tag in ((None, "clean"), (noise, "noisy")):
+        for norm in ("bn", "gn"):
+            for seed in (0, 1):
+                level = 0.1 if (norm, seed) == ("gn", 1) else 2.0 + seed
+                write_run(root, norm, 128, seed, "completed", 0.8, model={"norm_options": norm_options},
+                          run_name=f"{norm}_{tag}_s{seed}",
+                          rows=[{"epoch": 0, "step": s, "grad/norm": level} for s in range(0, 100, 10)])
+                levels[(norm, seed)] = level
+    return levels
+
+
+def test_under_output_noise_the_report_draws_every_seeds_gradient_norm(tmp_path):
+    # GN paper, Figure 5: one seed of three collapsing is what a first-seed figure would miss. Only the
+    # noisy group (no activation statistics anywhere) gets the figure.
+    root = tmp_path / "runs"
+    noise_runs(root)
+    out = tmp_path / "report"
+    main(["report", str(root), "--out", str(out)])
+    text = (out / "report.md").read_text()
+    section = text[text.index("## Gradient norm under output noise"):]
+    (figure,) = sorted(out.glob("noise_grad_norm_*.png"))
+    assert text.count("](noise_grad_norm_") == 1 and "noise_granularity: element" in section.split(figure.name)[0]
+    assert "Activation statistics" not in text and not list(out.glob("grad_norm_*"))
+
+
+def test_every_seed_gradient_norm_lines_per_norm_and_seed(tmp_path, drawn):
+    levels = noise_runs(tmp_path / "runs")
+    noisy = [r for r in load_runs(tmp_path / "runs")[0] if "noisy" in r.name]
+    plot_grad_norms(noisy, tmp_path / "g.png", "t", every_seed=True)
+    (fig,) = drawn
+    for (norm, seed), level in levels.items():
+        assert np.allclose(artist(fig, f"grad_raw:{norm}:s{seed}").get_ydata(), level)
+        assert np.allclose(artist(fig, f"grad:{norm}:s{seed}").get_ydata(), level)
+    assert artist(fig, "grad:gn:s0").get_linestyle() != artist(fig, "grad:gn:s1").get_linestyle()
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "bn (seed 0)", "bn (seed 1)", "gn (seed 0)", "gn (seed 1)"]
+
+
 def test_a_report_without_activation_statistics_has_no_such_figures(tmp_path):
     root = tmp_path / "runs"
     for norm in ("bn", "gn"):  # every run logs grad/norm (the explosion detector): not enough for the figures
