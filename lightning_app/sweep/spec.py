@@ -24,6 +24,9 @@ from typing import Any
 
 import yaml
 
+from lightning_app.run.paths import check_name
+from lightning_app.yaml_files import load_yaml
+
 SWEEP_KEYS = ("experiment", "config", "args", "grid", "seeds", "slurm", "wandb")
 
 
@@ -100,7 +103,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sweep file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path.read_text(), str(path)) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a sweep file is a mapping with keys {', '.join(SWEEP_KEYS)}")
     unknown = sorted(set(raw) - set(SWEEP_KEYS))
@@ -135,6 +138,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     experiment = raw.get("experiment") or path.stem
     if not isinstance(experiment, str) or "/" in experiment:
         raise ValueError(f"{path}: 'experiment' must be a plain name (no '/'), got {experiment!r}")
+    check_name(f"{path}: experiment", experiment)  # it also names the SLURM job and the W&B sweep
     return SweepSpec(path=path, experiment=experiment, configs=tuple(configs), args=dict(args), grids=parsed_grids,
                      seeds=tuple(seeds) if seeds is not None else None, slurm=dict(raw.get("slurm") or {}),
                      wandb=dict(raw.get("wandb") or {}))
