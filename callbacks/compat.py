@@ -142,6 +142,10 @@ PARSER_KEY = re.compile(r'Parser key "([^"]+)"(?: element \d+)?:\s*(.*)', re.S)
 # "Given value" lines.
 CLASS_PATH_PROBLEM = re.compile(
     r"Problem with given class_path '([^']+)':\s*(.*?)(?:\n\s*- |\n\s*Given value|\Z)", re.S)
+# "Importing 'x.Y' is not allowed, denied by the '*' entry of the import path denylist. ...": the reason
+# above for a class_path outside the packages lightning_app/class_paths.py lets a config import. Group 1:
+# the import path.
+IMPORT_DENIED = re.compile(r"Importing '([^']+)' is not allowed, denied by")
 # "Option 'batch_sise' is not accepted": the reason above for an init argument the class does not take.
 # Group 1: the argument.
 OPTION_NOT_ACCEPTED = re.compile(r"Option '([^']+)' is not accepted")

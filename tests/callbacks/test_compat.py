@@ -16,6 +16,7 @@ from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environ
                               foreach_norm, forward_hook_counts, layer_sync, parser_actions, slurm_requeue_handler,
                               subcommand_parsers, weights_in_memory)
 from lightning_app.checkpoints import LastCheckpoint
+from lightning_app.class_paths import restrict_class_paths
 from lightning_app.cli import NormlabCLI
 from lightning_app.sweep.plan import _RunPlanner
 from tests.helpers import ROOT
@@ -161,7 +162,9 @@ BOX = f"{Box.__module__}.Box"
 
 @pytest.fixture(scope="module")
 def wording_parser():
-    """A `fit` subcommand with a key of each kind the CLI's error messages are about."""
+    """A `fit` subcommand with a key of each kind the CLI's error messages are about, under the CLI's
+    import-path policy (lightning_app/class_paths.py)."""
+    restrict_class_paths()
     fit = ArgumentParser(exit_on_error=False)
     fit.add_argument("--config", action=ActionConfigFile)
     fit.add_argument("--lr", type=float)
@@ -185,6 +188,7 @@ WORDING_CASES = [
      ("sizes", "Expected a <class 'int'>. Got value: x")),
     ("CLASS_PATH_PROBLEM", "CLASS_PATH_PROBLEM", ["--box", f"{BOX}Nope"],
      (f"{BOX}Nope", f"module '{Box.__module__}' has no attribute 'BoxNope'")),
+    ("IMPORT_DENIED", "IMPORT_DENIED", ["--box", "elsewhere.Box"], ("elsewhere.Box",)),
     ("OPTION_NOT_ACCEPTED", "OPTION_NOT_ACCEPTED", ["--box", BOX, "--box.sise", "2"], ("sise",)),
     ("UNION_ERRORS", "UNION_ERRORS", ["--epochs", "x"],
      ("- Expected a <class 'int'> - Expected a <class 'NoneType'>",)),
