@@ -7,9 +7,18 @@ truncated `last.ckpt`. `AtomicCheckpointIO` writes beside the target, fsyncs, th
 so the file is always either the old or the new checkpoint. A Ctrl-C during the write takes effect
 when the file is complete (`signals_deferred`).
 
-Reading: `check_checkpoint(path, model)` loads the file once before a run uses it and turns the two
-ways it can be unusable into one line naming the file: unreadable (truncated, corrupt, not a
-checkpoint) or saved from another architecture (names the differing hyper-parameters and tensors).
+Reading: a checkpoint is data from others (shared between people and clusters), never code. Every
+load, normlab's own and Lightning's (`ckpt_path`, a resume, a SLURM requeue: the Trainer reads them
+through its CheckpointIO, which the CLI makes `AtomicCheckpointIO`), goes through
+`load_checkpoint_file`: the pickle's globals are listed from its opcodes without running any, anything
+beyond torch's weights-only set (tensors, numbers, strings, lists, tuples, dicts) is refused naming it,
+and only then is the file unpickled with `weights_only=True`. A normlab checkpoint needs nothing more:
+saved checkpoints of every norm, optimizer, LR schedule, data module, precision and callback state hold
+no other type (`tests/lightning_app/test_hostile_checkpoints.py` keeps it so), so no type is allow-listed. `check_checkpoint(path, model)` loads the file once before a run
+uses it and turns the ways it can be unusable into one line naming the file: unreadable (truncated,
+corrupt, not a checkpoint), saved from another architecture (names the differing hyper-parameters and
+tensors), or, for a resume, holding a non-finite weight or buffer (names the tensor: the explosion
+detector never saves one, so the file was damaged, or training diverged under `action: warn`).
 """
 from __future__ import annotations
 
@@ -61,20 +70,54 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reader and writer for every run: atomic writes, weights-only reads."""
+
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         with signals_deferred(), atomic_open(path, "wb") as f:
-            torch.save(checkpoint, f)
+            try:
+                torch.save(checkpoint, f)
+            except RuntimeError as error:  # torch's writer reports a failed write as "[enforce fail at ...]"
+                cause = os_error_behind(error)
+                if cause is None:
+                    raise
+                raise cause from None  # the full disk, not the zip writer's position check
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Every checkpoint Lightning reads (ckpt_path, resume, SLURM requeue), weights-only whatever the
+        caller asks for. `map_location` beyond the CPU is Lightning's to apply when it moves the model."""
+        return load_checkpoint_file(path)
+
+
+def os_error_behind(error: BaseException) -> OSError | None:
+    """The OSError (a full disk, a read-only file system) that `error` was raised while handling, if any."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """The globals (`module.name`) the checkpoint's pickle would construct beyond torch's weights-only set,
+    read from its opcodes, running none; [] for a file that is no zip checkpoint (the load says what it is)."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not torch's zip format, truncated: torch.load below reports it
+        return []
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> dict:
-    """The checkpoint's dict, or ValueError naming the file when it cannot be one."""
+    """The checkpoint's dict, or ValueError naming the file when it cannot be one or holds a type that
+    no normlab checkpoint holds (unpickling it could run code)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    refused = unsafe_globals(path)
+    if refused:
+        raise ValueError(f"checkpoint {path} holds {refused[0]}, which no normlab checkpoint holds (unpickling it "
+                         "could run code); refusing to load it. Use a checkpoint a normlab run saved")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # zip, pickle, EOF errors: all mean the same thing to a user
         detail = " ".join(str(error).split()).split(". ")[0][:200]  # its first sentence
         raise ValueError(f"checkpoint {path} is truncated or corrupt ({type(error).__name__}: {detail}); "
@@ -84,14 +127,29 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
-def check_checkpoint(path: str | os.PathLike, model: torch.nn.Module) -> dict:
-    """Load `path` and verify that its weights fit `model` name for name and shape for shape."""
+def check_finite(checkpoint: dict, path: str | os.PathLike) -> None:
+    """ValueError naming the first weight or buffer of the checkpoint with a NaN or infinity."""
+    for name, tensor in checkpoint["state_dict"].items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise ValueError(f"checkpoint {path} holds non-finite values in {name} ({bad} of {tensor.numel()} "
+                                 "are NaN or infinite): resuming would train on them. The file is damaged (a run "
+                                 "saves the last finite state), or the run diverged under explosion action warn; "
+                                 "delete it to start over, or pass another --ckpt_path")
+
+
+def check_checkpoint(path: str | os.PathLike, model: torch.nn.Module, resume: bool = False) -> dict:
+    """Load `path` and verify that its weights fit `model` name for name and shape for shape, and, to
+    `resume` training from it, that every weight and buffer is finite."""
     checkpoint = load_checkpoint_file(path)
     saved, expected = checkpoint["state_dict"], model.state_dict()
     missing = [k for k in expected if k not in saved]
     unexpected = [k for k in saved if k not in expected]
     mismatched = [k for k in expected if k in saved and tuple(saved[k].shape) != tuple(expected[k].shape)]
     if not (missing or unexpected or mismatched):
+        if resume:
+            check_finite(checkpoint, path)
         return checkpoint
     theirs = checkpoint.get("hyper_parameters") or {}
     ours = dict(getattr(model, "hparams", {}))
