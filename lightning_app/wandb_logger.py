@@ -16,7 +16,9 @@ axes of the study:
 - the W&B run config holds the fully resolved config, the git commit (and whether the tree was dirty),
   the run directory and the SLURM job id. Checkpoints are uploaded only with `wandb.log_model`.
 The W&B files live in `<run dir>/wandb/`. With `WANDB_MODE=offline` (or `wandb.offline: true`) nothing
-touches the network; `wandb sync <run dir>/wandb/offline-run-*` uploads later.
+touches the network; `wandb sync <run dir>/wandb/offline-run-*` uploads later. Online, the login is
+verified with the server (a few seconds at most) before the run directory is made, and refused in one
+line saying what to do; the W&B names (project, entity, group, tags) hold no control character.
 """
 from __future__ import annotations
 
@@ -31,8 +33,11 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.loggers import WandbLogger
 
 from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, derive_run_name, get_dotted, model_args
+from lightning_app.run.paths import check_printable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+OFFLINE_MODES = ("offline", "dryrun", "disabled")  # WANDB_MODE values that never reach the server
+LOGIN_TIMEOUT_SECONDS = 5
 
 
 @dataclass
@@ -86,12 +91,52 @@ def agent_identity() -> dict:
     return {key: os.environ[name] for key, name in given.items() if os.environ.get(name)}
 
 
+def check_usable(options: WandbOptions) -> None:
+    """Names W&B can show, and a login the server accepts unless offline: checked by the CLI before it builds
+    anything, so that a run that cannot log where it was asked to is one line, and no run directory."""
+    check_names(options)
+    check_login(options)
+
+
+def check_names(options: WandbOptions) -> None:
+    """The names W&B shows (and a sweep file repeats) hold no control character."""
+    for key in ("project", "entity", "group"):
+        if getattr(options, key) is not None:
+            check_printable(f"wandb.{key}", getattr(options, key))
+    for tag in options.tags:
+        check_printable("wandb.tags", tag)
+
+
+def is_offline(options: WandbOptions) -> bool:
+    return options.offline or os.environ.get("WANDB_MODE", "").lower() in OFFLINE_MODES
+
+
+def check_login(options: WandbOptions) -> None:
+    """Online logging needs a W&B login that the server accepts. Checked before the run directory is made,
+    within seconds: without one, wandb.init would fail only after a minute or two of retries (or, with no
+    key and no terminal, with a long traceback), leaving a run directory that holds nothing but `wandb/`."""
+    if is_offline(options):
+        return
+    import wandb
+
+    todo = ("run `wandb login`, or set WANDB_MODE=offline (or --wandb.offline true) to log offline and upload "
+            "later with `wandb sync`")
+    try:
+        wandb.Api(timeout=LOGIN_TIMEOUT_SECONDS)  # finds the key (env, ~/.netrc, settings), verifies it with the server
+    except wandb.errors.UsageError:
+        raise ValueError(f"W&B logging is on but no W&B login is configured; {todo}") from None
+    except Exception as error:  # no network, a wrong key, a server error: each leaves W&B unusable
+        detail = " ".join(str(error).split())[:200]
+        raise ValueError(f"W&B logging is on but the login could not be verified ({type(error).__name__}: "
+                         f"{detail}); {todo}") from None
+
+
 def make_wandb_logger(options: WandbOptions | None, config: dict, experiment: str, run_name: str,
                       run_dir: Path) -> WandbLogger | None:
-    """The WandbLogger of this run, or None when the `wandb` key is unset."""
+    """The WandbLogger of this run (`check_usable` passed), or None when the `wandb` key is unset. W&B writes
+    into <run dir>/wandb/ once training starts (the run directory exists then: its lock is taken before)."""
     if options is None:
         return None
-    run_dir.mkdir(parents=True, exist_ok=True)  # W&B writes <run dir>/wandb/
     identity = {"entity": options.entity, **run_identity(config, experiment, run_name, options), **agent_identity()}
     run_config = {**config, "git": git_state(), "run_dir": str(run_dir),
                   "slurm_job_id": os.environ.get("SLURM_JOB_ID")}

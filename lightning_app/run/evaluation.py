@@ -19,13 +19,16 @@ import torch
 
 from callbacks.run_files import atomic_write_text, write_json
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.run.paths import EVAL_DIR, PREDICTIONS_FILE
+from lightning_app.run.paths import EVAL_DIR, PREDICTIONS_FILE, name_limit
 
 
 def new_eval_dir(run_dir: Path, subcommand: str, checkpoint: str | None) -> Path:
     """A fresh directory for one evaluation (a suffix when two start within the same second)."""
     stem = Path(checkpoint).stem if checkpoint else "no_checkpoint"
-    base = run_dir / EVAL_DIR / f"{subcommand}-{stem}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    room = name_limit(run_dir)[0] - len(f"{subcommand}--{stamp}-999".encode())  # a long checkpoint name is cut
+    stem = stem.encode()[:max(room, 1)].decode(errors="ignore")
+    base = run_dir / EVAL_DIR / f"{subcommand}-{stem}-{stamp}"
     for suffix in range(1000):
         path = base.with_name(base.name + (f"-{suffix}" if suffix else ""))
         try:

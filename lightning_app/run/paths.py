@@ -2,7 +2,10 @@
 
 `<root>/<experiment>/<run_name>/`, each name a single path component (no `/`, not `.`/`..`, not
 absolute, not hidden), checked before anything is created or deleted: a `/` would split one run over
-two directories, `..` or an absolute path would point `--overwrite` at files outside any run. A sweep
+two directories, `..` or an absolute path would point `--overwrite` at files outside any run. Names
+(and the root) hold no control character: a name is also a W&B run name and a comment in a generated
+SLURM script, where a newline would end the comment and start a command. A name longer than the file
+system allows (NAME_MAX, in bytes of UTF-8: 255 on ext4, xfs, tmpfs) is refused before the first mkdir. A sweep
 keeps its own files in `<root>/<experiment>/_sweep/`. Every name of a file or directory inside a run
 is a constant here (the two that callbacks write, `summary.json` and `explosion.json`, are defined
 beside their writers, which cannot import lightning_app); code that needs a run's
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 from callbacks.run_summary import SUMMARY_FILE
@@ -31,22 +35,54 @@ SWEEP_DIR = "_sweep"  # beside the run directories: a sweep's logs, slurm script
 RUN_MARKERS = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_DIR, LOCK_FILE)
 
 
-def check_name(option: str, name: str) -> str:
-    """`name` if it is one plain path component, else ValueError naming the option."""
+# Unicode categories that break a line or control a terminal: C0/C1 controls, line and paragraph separators.
+CONTROL_CATEGORIES = ("Cc", "Zl", "Zp")
+SHOWN_CHARACTERS = 20  # of a name too long to print whole
+
+
+def check_printable(option: str, value: str) -> str:
+    """`value` if it holds no control character, else ValueError naming the option."""
+    if any(unicodedata.category(c) in CONTROL_CATEGORIES for c in value):
+        raise ValueError(f"{option}={value!r} holds a control character; names and paths become directories, W&B "
+                         "names and lines of generated job scripts, so they must be printable")
+    return value
+
+
+def name_limit(root: str | os.PathLike | None) -> tuple[int, Path]:
+    """The longest file name, in bytes, that the file system holding `root` takes (NAME_MAX), and the
+    existing directory it was read from."""
+    where = Path(root if root is not None else ".").absolute()
+    where = next((p for p in (where, *where.parents) if p.is_dir()), Path("/"))
+    try:
+        return os.pathconf(where, "PC_NAME_MAX"), where
+    except (OSError, ValueError):  # a file system that does not say: POSIX's common limit
+        return 255, where
+
+
+def check_name(option: str, name: str, root: str | os.PathLike | None = None) -> str:
+    """`name` if it is one plain, printable path component that the file system of `root` can hold, else
+    ValueError naming the option."""
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith(".") or "\0" in name:
         raise ValueError(f"{option}={name!r} must be a single directory name (no '/', not '.' or '..', "
                          "not starting with '.'); the run root is trainer.default_root_dir")
+    check_printable(option, name)
+    limit, where = name_limit(root)
+    size = len(name.encode())
+    if size > limit:
+        shown = name if len(name) <= SHOWN_CHARACTERS else name[:SHOWN_CHARACTERS] + "…"
+        raise ValueError(f"{option}={shown!r} ({len(name)} characters) is {size} bytes in UTF-8; the file system "
+                         f"of {where} allows at most {limit} bytes per name")
     return name
 
 
 def experiment_dir(root: str | os.PathLike, experiment: str) -> Path:
     """`<root>/<experiment>`, after checking the name."""
-    return Path(root) / check_name("experiment", experiment)
+    return Path(root) / check_name("experiment", experiment, root)
 
 
 def run_path(root: str | os.PathLike, experiment: str, run_name: str) -> Path:
     """`<root>/<experiment>/<run_name>`, after checking both names."""
-    return experiment_dir(root, experiment) / check_name("run_name", run_name)
+    return experiment_dir(root, experiment) / check_name("run_name", run_name, root)
 
 
 def layout_of(run_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
@@ -124,7 +160,9 @@ def check_directory_target(path: Path, writer: str, file_fix: str, permission_fi
     if not existing.is_dir():
         raise ValueError(f"{existing} is a file, but {writer} needs a directory there; {file_fix}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write to {existing} (permission denied); {permission_fix}")
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY  # access() refuses these too, for another reason
+        raise ValueError(f"cannot write to {existing} ({'read-only file system' if read_only else 'permission denied'}); "
+                         f"{permission_fix}")
 
 
 def check_overwritable(run_dir: Path) -> None:

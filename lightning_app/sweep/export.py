@@ -32,6 +32,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 import yaml
 
 from callbacks.run_files import atomic_write_text
+from lightning_app.run.paths import CONTROL_CATEGORIES, check_printable
 from lightning_app.sweep.planned_run import PlannedRun
 from lightning_app.sweep.spec import SweepSpec
 
@@ -153,17 +155,18 @@ def slurm_script(spec: SweepSpec, runs: list[PlannedRun], log_dir: Path, cluster
     directives += [f"--partition={settings['partition']}"] if settings.get("partition") else []
     directives += [f"--output={log_dir}/%A_%a.log", "--open-mode=append", "--signal=SIGUSR1@90", "--requeue",
                    f"--chdir={Path.cwd()}"]
-    directives += [str(option) for option in settings.get("sbatch", [])]
     python = settings.get("python", sys.executable)
     lines = ["#!/bin/bash",
-             f"# normlab sweep '{spec.experiment}' ({spec.path}): one array task per unfinished run.",
+             f"# normlab sweep {comment(repr(spec.experiment))} ({comment(spec.path)}): one array task per unfinished run.",
              "# Written by `lightning sweep --launcher slurm`; run that command again to resubmit what is",
              "# not finished (interrupted runs resume from their last checkpoint)."]
-    lines += [f"#SBATCH {d}" for d in directives]
+    # sbatch reads a #SBATCH line's words as a shell would (quotes group, an unquoted # starts a comment)
+    lines += [f"#SBATCH {shlex.quote(d)}" for d in directives]
+    lines += [f"#SBATCH {option}" for option in settings.get("sbatch", [])]  # verbatim, as the sweep file says
     lines += ["set -euo pipefail", "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}  # torch: the cores given, not all",
               *[str(line) for line in settings.get("setup", [])], 'case "$SLURM_ARRAY_TASK_ID" in']
     for task, run in enumerate(todo):
-        lines.append(f"  {task}) ARGS=({' '.join(shlex.quote(a) for a in ['fit', *run.args])}) ;;  # {run.run_dir}")
+        lines.append(f"  {task}) ARGS=({' '.join(shlex.quote(a) for a in ['fit', *run.args])}) ;;  # {comment(run.run_dir)}")
     lines += ['  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;', "esac",
               # --kill-on-bad-exit: a rank that stops with an error (rank 0 refusing a taken run, a crash)
               # ends the others, which would wait for it in the process group until its 30 min timeout
@@ -246,8 +249,8 @@ def wandb_sweep(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path, extra:
 
 def write_wandb_sweep(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path, extra: list[str]) -> Path:
     path = sweep_dir / "wandb_sweep.yaml"
-    atomic_write_text(path, f"# W&B sweep for normlab sweep '{spec.experiment}' ({spec.path}), written by "
-                            "`lightning sweep --launcher wandb`.\n"
+    atomic_write_text(path, f"# W&B sweep for normlab sweep {comment(repr(spec.experiment))} ({comment(spec.path)}), "
+                            "written by `lightning sweep --launcher wandb`.\n"
                       + yaml.safe_dump(wandb_sweep(spec, runs, sweep_dir, extra), sort_keys=False))
     print(f"sweep: wrote {path}\n  create the sweep: wandb sweep {path}\n  then on each machine: wandb agent "
           "<entity>/<project>/<sweep id>   (runs W&B already finished are refused by the CLI: a completed "
@@ -258,7 +261,12 @@ def write_wandb_sweep(spec: SweepSpec, runs: list[PlannedRun], sweep_dir: Path, 
 def _survives_wandb(value: Any) -> bool:
     """W&B renders a parameter as `--key={value}` with Python's str(): None, 1e-05 or a dict would not
     read back as themselves (PyYAML, as the CLI reads values, gives 'None', '1e-05', ...)."""
-    return isinstance(value, (str, int, float)) and yaml.safe_load(str(value)) == value
+    if not isinstance(value, (str, int, float)):
+        return False
+    try:
+        return yaml.safe_load(str(value)) == value
+    except yaml.YAMLError:  # a name such as `x` (backquotes) is no YAML scalar at all
+        return False
 
 
 def _nested(point: dict[str, Any]) -> dict[str, Any]:
@@ -273,9 +281,21 @@ def _nested(point: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def comment(text: Any) -> str:
+    """`text` for a `#` comment line: every control character escaped, so that nothing can end the line."""
+    return "".join(c if unicodedata.category(c) not in CONTROL_CATEGORIES else c.encode("unicode_escape").decode()
+                   for c in str(text))
+
+
 def _settings(section: dict[str, Any], allowed: tuple[str, ...], name: str) -> dict[str, Any]:
+    """The section's settings; each value one line (a #SBATCH option or a setup line with a newline would be
+    two lines of the script, the second a command no one wrote as such)."""
     unknown = sorted(set(section) - set(allowed))
     if unknown:
         raise ValueError(f"sweep '{name}' section: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+    for key, value in section.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                check_printable(f"sweep '{name}' section: {key}", item)
     return section
 
