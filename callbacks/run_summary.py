@@ -99,13 +99,23 @@ class RunSummary(Callback):
         elif self.summary["status"] == RUNNING:
             self.summary["status"] = FAILED
             self.summary["error"] = f"{type(exception).__name__}: {exception}".splitlines()[0][:500]
-        self._write(trainer)
+        try:
+            self._write(trainer)
+        except OSError:
+            # The full or read-only disk that stopped the run may refuse this write too. The exception in
+            # flight is the one to report; the CLI reads summary.json back and says what it holds.
+            pass
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_val_acc": self.summary["best_val_acc"], "wall_seconds": self._wall_seconds()}
+        return {"best_val_acc": self.summary["best_val_acc"], "final_val_acc": self.summary["final_val_acc"],
+                "epochs": self.summary["epochs"], "wall_seconds": self._wall_seconds()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # final_val_acc and epochs: a resume from the end of training (to run a missing final test) trains
+        # and validates nothing that would set them again
         self.summary["best_val_acc"] = state_dict.get("best_val_acc")
+        self.summary["final_val_acc"] = state_dict.get("final_val_acc")
+        self.summary["epochs"] = state_dict.get("epochs", 0)
         self._elapsed_before = state_dict.get("wall_seconds", 0.0)
 
     # -- internals ---------------------------------------------------------------------------------

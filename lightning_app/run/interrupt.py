@@ -21,12 +21,17 @@ _deferring = [0, False]  # depth of `signals_deferred` blocks, and whether a sto
 
 
 class RunInterrupted(Exception):
-    def __init__(self, signum: int, where: Path | None):
+    """`final_test`: the signal came during the test that ends `fit`, after training completed: the run
+    stays `completed` without a test result, and the same command runs the test (run/status.py, UNTESTED)."""
+
+    def __init__(self, signum: int, where: Path | None, final_test: bool = False):
         self.signum, self.where = signum, where
         self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}" + (
-            f" | run dir: {where} | status: interrupted; relaunch the same command to resume"
-            if where is not None else ""))
+        state = ("status: completed, not tested; relaunch the same command to run the test" if final_test
+                 else "status: interrupted; relaunch the same command to resume")
+        during = " during the final test" if final_test else ""
+        super().__init__(f"interrupted by {signal.Signals(signum).name}{during}"
+                         + (f" | run dir: {where} | {state}" if where is not None else ""))
 
 
 def _on_signal(signum: int, frame) -> None:
@@ -68,6 +73,6 @@ def recording() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def interruption(where: Path | None) -> RunInterrupted | None:
+def interruption(where: Path | None, final_test: bool = False) -> RunInterrupted | None:
     """The RunInterrupted for the first signal recorded, None when none came."""
-    return RunInterrupted(_received[0], where) if _received else None
+    return RunInterrupted(_received[0], where, final_test) if _received else None
