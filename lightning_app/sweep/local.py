@@ -20,9 +20,13 @@ from typing import Any
 
 from callbacks.run_files import read_json
 from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.run.status import FINISHED
+from lightning_app.run.lock import describe_holder, holder_of
+from lightning_app.run.status import FINISHED, read_status
 from lightning_app.sweep.parent_death import die_with_parent
 from lightning_app.sweep.planned_run import PlannedRun
+
+
+REFUSED_EXIT_CODE = 2  # `fit` refusing its input, a run held by another process or already finished included
 
 
 def _raise_interrupt(signum, frame):
@@ -49,17 +53,22 @@ def run_local(runs: list[PlannedRun], parallel: int, log_dir: Path, poll_seconds
     if parallel > 1:
         log_dir.mkdir(parents=True, exist_ok=True)
     running: dict[int, tuple[subprocess.Popen, PlannedRun, Any]] = {}  # slot -> (process, run, log file)
-    failed: list[PlannedRun] = []
+    outcomes: dict[str, list[PlannedRun]] = {"finished": [], "skipped": [], "failed": []}
     total, started = len(todo), 0
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         while todo or running:
             for slot in range(parallel):
-                if slot not in running and todo:
+                while slot not in running and todo:
                     run = todo.pop(0)
+                    started += 1
+                    taken = taken_elsewhere(run)  # since the plan, by another sweep
+                    if taken:
+                        print(f"sweep: [{started}/{total}] skipped ({taken}) {run.run_dir}", flush=True)
+                        outcomes["skipped"].append(run)
+                        continue
                     running[slot] = _start(run, gpus[slot] if gpus else None, log_dir if parallel > 1 else None,
                                            None if gpus else cpu_threads(parallel))
-                    started += 1
                     print(f"sweep: [{started}/{total}] {run.action} "
                           f"{run.run_dir}" + (f" (GPU {gpus[slot]})" if gpus else ""), flush=True)
             time.sleep(poll_seconds if running else 0)
@@ -68,8 +77,7 @@ def run_local(runs: list[PlannedRun], parallel: int, log_dir: Path, poll_seconds
                     del running[slot]
                     if log:
                         log.close()
-                    if not _report(run, process.returncode, log):
-                        failed.append(run)
+                    outcomes[_report(run, process.returncode, log)].append(run)
     except KeyboardInterrupt:
         _stop(running)
         print(f"sweep: interrupted; {len(running)} run(s) stopped, {len(todo)} not started. Run the same command "
@@ -77,10 +85,15 @@ def run_local(runs: list[PlannedRun], parallel: int, log_dir: Path, poll_seconds
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
-    if failed:
-        print(f"sweep: {len(failed)} run(s) failed: " + ", ".join(str(r.run_dir) for r in failed), file=sys.stderr)
+    if outcomes["failed"]:
+        print(f"sweep: {len(outcomes['failed'])} run(s) failed: " + ", ".join(str(r.run_dir) for r in outcomes["failed"]),
+              file=sys.stderr)
         return 1
-    print(f"sweep: all {len(runs)} runs finished")
+    if outcomes["skipped"]:
+        print(f"sweep: {len(outcomes['finished'])} runs finished here, {len(outcomes['skipped'])} skipped (finished or "
+              "running elsewhere)")
+    else:
+        print(f"sweep: all {len(runs)} runs finished")
     return 0
 
 
@@ -122,15 +135,36 @@ def _training_preexec():
     return preexec
 
 
-def _report(run: PlannedRun, returncode: int, log) -> bool:
+def taken_elsewhere(run: PlannedRun) -> str | None:
+    """Why another process has the run now (another sweep of the same file finished it, or trains it), or None."""
+    holder = holder_of(run.run_dir)
+    if holder is not None:
+        return f"running elsewhere: {describe_holder(holder)}"
+    status = read_status(run.run_dir)
+    return f"{status} by another process" if status in FINISHED else None
+
+
+def launch_outcome(run: PlannedRun, returncode: int) -> tuple[str, str]:
+    """("finished" | "skipped" | "failed", what to show) for a training that exited with `returncode`. A
+    training refused (exit 2) because another process took the run after it was started, and holds it or
+    finished it, was skipped; any other non-zero exit failed."""
     summary_path = run.run_dir / SUMMARY_FILE
     summary = read_json(summary_path) if summary_path.is_file() else {}
     status = summary.get("status", "failed")
-    test = summary.get("test_acc")
+    if returncode == 0 and status in FINISHED:
+        return "finished", status
+    taken = taken_elsewhere(run) if returncode == REFUSED_EXIT_CODE else None
+    return ("skipped", taken) if taken else ("failed", status)
+
+
+def _report(run: PlannedRun, returncode: int, log) -> str:
+    outcome, status = launch_outcome(run, returncode)
+    test = read_json(run.run_dir / SUMMARY_FILE).get("test_acc") if outcome == "finished" else None
     where = f"; log: {log.name}" if log else ""
-    print(f"sweep: {status} (exit {returncode}) {run.run_dir}"
+    shown = f"skipped ({status})" if outcome == "skipped" else status
+    print(f"sweep: {shown} (exit {returncode}) {run.run_dir}"
           + (f" | test/acc {test:.4f}" if isinstance(test, float) else "") + where, flush=True)
-    return status in FINISHED and returncode == 0
+    return outcome
 
 
 def _stop(running: dict, grace_seconds: float = 120.0) -> None:

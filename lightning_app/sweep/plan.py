@@ -11,6 +11,7 @@ change the run names where they change the science).
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from callbacks.compat import UnseededCLI
 from lightning_app.cli import NormlabCLI
 from lightning_app.run.lock import holder_of
 from lightning_app.run.paths import experiment_of, sweep_dir_of
-from lightning_app.run.status import live_status, read_status
+from lightning_app.run.status import live_status, relaunch_status
 from lightning_app.sweep.planned_run import PlannedRun
 from lightning_app.sweep.spec import SweepSpec, format_cli_value
+
+ARGS_AND_ARGV_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 
 
 def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
@@ -38,7 +41,7 @@ def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
             duplicates += 1
             continue
         seen.add(run_dir)
-        status = live_status(read_status(run_dir), run_dir)
+        status = live_status(relaunch_status(run_dir, planner.test_after_fit()), run_dir)
         runs.append(PlannedRun(len(runs), point, args, run_dir, status, holder_of(run_dir),
                                 *planner.devices_of()))
     if duplicates:
@@ -66,7 +69,11 @@ class _RunPlanner(UnseededCLI, NormlabCLI):
 
     def parse_arguments(self, parser, args) -> None:
         try:  # the CLI's own parse: its one-line explanation of a bad key or value
-            super().parse_arguments(parser, args)
+            with warnings.catch_warnings():
+                # LightningCLI warns when both `args` and sys.argv are given, a mistake in a script; passing each
+                # run's arguments while `lightning sweep ...` is sys.argv is what the planner is for
+                warnings.filterwarnings("ignore", message=ARGS_AND_ARGV_WARNING)
+                super().parse_arguments(parser, args)
         except ValueError as error:
             raise ValueError(f"sweep run ({self._where}): {error}") from None
 
@@ -87,6 +94,10 @@ class _RunPlanner(UnseededCLI, NormlabCLI):
                 raise ValueError(f"sweep run ({where}): {key} was given {value!r} but the CLI parsed {parsed!r}")
         self.before_instantiate_classes()
         return self.run_dir
+
+    def test_after_fit(self) -> bool:
+        """Whether the last parsed run tests after fit (a completed run without its test is then resumed)."""
+        return bool(self.config.get("test_after_fit"))
 
     def devices_of(self) -> tuple[str, Any]:
         """The last parsed run's trainer.accelerator and trainer.devices."""
