@@ -4,8 +4,8 @@
 "test_acc", "epochs", "steps", "wall_seconds", "explosion": null|{...}, "data_source"}`. A sweep reads `status`
 to skip finished runs (`lightning_app/run/status.py` says which are); the report reads the
 accuracies. `interrupted`: stopped by SIGTERM/SIGINT (a scheduler, `timeout`, Ctrl-C), resumable;
-`failed`: an error. Wall time and the best accuracy survive a resume through the callback's
-checkpointed state. Other callbacks add fields with `update(...)`.
+`failed`: an error. Wall time, the best and last validation accuracy and the epoch count survive a
+resume through the callback's checkpointed state. Other callbacks add fields with `update(...)`.
 """
 from __future__ import annotations
 

@@ -4,9 +4,11 @@ jsonargparse reports a parse error as usage text plus a multi-line message (Unio
 reprs, `NestedArg(...)`). The CLI builds its parsers with `exit_on_error=False`, catches the
 `ArgumentError` and turns its message into one line here:
 
-- a YAML syntax error names the file, line and column (`check_yaml_files`, before parsing);
+- a YAML syntax error names the file, line and column, a duplicate key the key and both lines
+  (`check_yaml_files`, before parsing);
 - an unknown key names the key and suggests the closest valid one (`difflib`);
-- an unknown `class_path` lists the registered data modules;
+- an unknown `class_path` lists the registered data modules, one outside the packages a config may
+  import (`class_paths.py`) says so;
 - a bad type names the key, the value given and the type expected.
 Anything else is kept, on one line. The patterns that read jsonargparse's wording live in
 callbacks/compat.py, whose test provokes each message from the installed jsonargparse.
@@ -26,10 +28,13 @@ import yaml
 from jsonargparse import ArgumentError
 
 from callbacks.compat import (CLASS_PATH_PROBLEM, CLASS_REPR, CONFIG_FILE_MISSING, ERROR_BULLET,
-                              EXPECTED_TYPE, GIVEN_VALUE, KEY_NOT_ACCEPTED, LITERAL_TYPE, NONE_ALTERNATIVE,
+                              EXPECTED_TYPE, GIVEN_VALUE, IMPORT_DENIED, KEY_NOT_ACCEPTED, LITERAL_TYPE, NONE_ALTERNATIVE,
                               OPTION_NOT_ACCEPTED, PARSER_KEY, UNION_ERRORS, UNRECOGNIZED_ARGUMENTS,
                               parser_actions)
+from lightning_app.class_paths import REPO_ROOT
+from lightning_app.yaml_files import load_yaml, refuse_duplicate_keys
 
+YAML_SUFFIXES = (".yaml", ".yml")
 # What reading a damaged file raises before any loader can check it (gzip, zlib, pickle streams).
 CORRUPT_FILE_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error, pickle.UnpicklingError)
 
@@ -53,14 +58,20 @@ def one_line(text: str) -> str:
 
 
 def check_yaml_files(argv: list[str]) -> None:
-    """Raise ValueError naming file, line and column for the first `--config` file that is not YAML."""
+    """Raise ValueError naming file, line and column for the first `--config` file that is not YAML, or
+    naming the file, key and both lines for a YAML file given to any option that gives a key twice."""
     for i, arg in enumerate(argv):
         path = argv[i + 1] if arg in ("--config", "-c") and i + 1 < len(argv) else (
             arg.split("=", 1)[1] if arg.startswith("--config=") else None)
-        if path is None or not Path(path).is_file():
+        if path is None:  # a YAML file given to another key (`--data data.yaml`): its keys only
+            value = arg.split("=", 1)[-1]
+            if value.endswith(YAML_SUFFIXES) and Path(value).is_file():
+                refuse_duplicate_keys(Path(value).read_text(), value)
+            continue
+        if not Path(path).is_file():
             continue  # inline YAML or a missing file: jsonargparse reports those itself
         try:
-            yaml.safe_load(Path(path).read_text())
+            load_yaml(Path(path).read_text(), path)
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark
             raise ValueError(f"{path}: YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: "
@@ -152,6 +163,10 @@ def explain_parse_error(message: str, parser=None) -> str:
             return unknown_key(prefix + option.group(1), [prefix + o for o in class_options(class_path)])
         if inner := PARSER_KEY.match(reason):
             return _explain_type(prefix + inner.group(1), inner.group(2)) or one_line(reason)
+        if IMPORT_DENIED.match(reason):
+            return (f"{parser_key}: class_path '{class_path}' is outside the packages a config may import "
+                    f"(normlab's, Lightning's, torch's, and those in {REPO_ROOT} or the current directory); "
+                    "refused before importing it")
         allowed = f"; allowed: {_registered_data_modules()}" if parser_key == "data" else ""
         return f"{parser_key}: cannot use class_path '{class_path}' ({one_line(reason)}){allowed}"
     if union := UNION_ERRORS.search(message):

@@ -46,18 +46,22 @@ from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corr
                                      explain_parse_error)
 from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_checkpoint,
                                        load_checkpoint_file)
+from lightning_app.class_paths import restrict_class_paths
 from lightning_app.run.evaluation import new_eval_dir, write_eval_summary, write_predictions
+from lightning_app.run.failure import EXIT_CODE as FAILURE_EXIT_CODE, RunFailed, describe_os_error
 from lightning_app.run.identity import derive_run_name
 from lightning_app.run.interrupt import RunInterrupted, interruption, recording
 from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, check_run_identity, eval_run_dir,
                                       fit_resume_checkpoint, resolve_run_name, take_run_dir)
 from lightning_app.run.lock import RunLock
-from lightning_app.run.paths import (CHECKPOINT_DIR, check_name, default_experiment, is_ckpt_path_keyword,
-                                     resume_checkpoint, run_path)
+from lightning_app.run.paths import (CHECKPOINT_DIR, check_name, check_printable, default_experiment,
+                                     is_ckpt_path_keyword, resume_checkpoint, run_path)
 from lightning_app.run.science import CALLBACKS
+from lightning_app.run.status import UNTESTED, relaunch_status
 from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
-from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
+from lightning_app.wandb_logger import WandbOptions, check_usable, finish_wandb, make_wandb_logger
+from lightning_app.yaml_files import DuplicateKeyError, use_in_jsonargparse
 from models.classifier import ImageClassifier
 from models.norms import uses_batch_statistics
 from models.norms.sync import NormlabSyncBatchNorm
@@ -80,6 +84,7 @@ class NormlabCLI(LightningCLI):
         self.eval_dir: Path | None = None  # validate/test/predict: where the results go
         self.run_dir: Path | None = None
         self.subcommand_started = False
+        self.final_test_running = False  # fit: inside the test after training
         self._fit_ckpt_path: str | None = None  # fit's --ckpt_path, kept from LightningCLI (parse_arguments)
         try:
             super().__init__(
@@ -95,16 +100,23 @@ class NormlabCLI(LightningCLI):
                 run=run,
             )
         except (KeyboardInterrupt, SystemExit) as stop:
-            interrupted = interruption(self.eval_dir or self.run_dir) if self.subcommand_started else None
+            interrupted = (interruption(self.eval_dir or self.run_dir, final_test=self.final_test_running)
+                           if self.subcommand_started else None)
             if interrupted is None:
                 raise
             raise interrupted from stop
+        except OSError as error:  # a full disk, a read-only file system, ...: one line, and what the run holds
+            if not self.subcommand_started:  # before the run: main says what it is
+                raise
+            raise RunFailed(error, self.run_dir if self.subcommand == "fit" else None) from error
         finally:
             if self.run_lock is not None:
                 self.run_lock.release()
 
     # -- parser ------------------------------------------------------------------------------------
     def init_parser(self, **kwargs) -> LightningArgumentParser:
+        use_in_jsonargparse()  # a YAML key given twice is an error, wherever jsonargparse reads YAML
+        restrict_class_paths()  # a class_path may not make us import any module it likes
         return super().init_parser(exit_on_error=False, **kwargs)  # parse_arguments makes the one line
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
@@ -116,6 +128,8 @@ class NormlabCLI(LightningCLI):
             parsers = subcommand_parsers(parser)
             subparser = next((parsers[a] for a in argv if a in parsers), parser)
             raise ValueError(explain_parse_error(str(error), subparser)) from None
+        except DuplicateKeyError as error:  # in YAML jsonargparse read itself (a value, a file a config names)
+            raise ValueError(str(error)) from None
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and Path(path).is_file():
@@ -154,8 +168,8 @@ class NormlabCLI(LightningCLI):
         cfg = self._get_subcommand_config(self.config)
         if self._fit_ckpt_path is not None:  # fit's --ckpt_path, held from LightningCLI's reading (parse_arguments)
             cfg.ckpt_path, self._fit_ckpt_path = self._fit_ckpt_path, None
-        cfg.experiment = check_name("experiment", cfg.experiment or default_experiment(cfg.get("config") or []))
-        root = Path(cfg.trainer.default_root_dir or "runs")
+        root = Path(check_printable("trainer.default_root_dir", str(cfg.trainer.default_root_dir or "runs")))
+        cfg.experiment = check_name("experiment", cfg.experiment or default_experiment(cfg.get("config") or []), root)
         launched = self._dumped_config(cfg)
         if self.subcommand != "fit":
             if cfg.get("ckpt_path") == "last":  # the run's own newest checkpoint, as fit would resume
@@ -168,6 +182,12 @@ class NormlabCLI(LightningCLI):
         self.run_dir = run_path(root, cfg.experiment, cfg.run_name)
         if cfg.ckpt_path == "last":
             cfg.ckpt_path = self._newest_checkpoint(self.run_dir)
+
+    def instantiate_classes(self) -> None:
+        wandb = self._get_subcommand_config(self.config).get("wandb")
+        if self.subcommand == "fit" and wandb is not None:  # before anything is built (the sweep planner skips it)
+            check_usable(WandbOptions(**wandb.as_dict()))
+        super().instantiate_classes()
 
     @staticmethod
     def _newest_checkpoint(run_dir: Path) -> str:
@@ -199,20 +219,24 @@ class NormlabCLI(LightningCLI):
         launched = self._dumped_config(self._get_subcommand_config(self.config))
         check_checkpoint_origin(cfg.ckpt_path, launched)
         check_run_identity(self.run_dir, launched, cfg.overwrite)
-        check_fit_target(self.run_dir, cfg.overwrite, cfg.ckpt_path)
+        check_fit_target(self.run_dir, cfg.overwrite, cfg.ckpt_path, cfg.test_after_fit)
         if type(self.datamodule).state_dict is not LightningDataModule.state_dict:
             # The data module restores its place in the epoch's batch order itself; Lightning only looks
             # at the DataLoader and would warn that a mid-epoch resume is unreliable.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-        checked = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path)
+        checked = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path, cfg.test_after_fit)
         if checked is not None:
-            check_checkpoint(checked, self.model)
-        self.run_lock = take_run_dir(self.run_dir, cfg.overwrite)  # every check has passed: now it is ours
-        resume = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path)  # again, under the lock
+            check_checkpoint(checked, self.model, resume=True)
+        self.run_lock = take_run_dir(self.run_dir, cfg.overwrite, cfg.test_after_fit)  # every check passed: ours now
+        # again, under the lock
+        resume = fit_resume_checkpoint(self.run_dir, cfg.overwrite, cfg.ckpt_path, cfg.test_after_fit)
         if resume is not None:
             if resume != checked:
-                check_checkpoint(resume, self.model)
-            print(f"normlab: resuming the interrupted run in {self.run_dir} from {resume}", file=sys.stderr)
+                check_checkpoint(resume, self.model, resume=True)
+            untested = relaunch_status(self.run_dir, cfg.test_after_fit) == UNTESTED
+            print(f"normlab: running the missing final test of {self.run_dir} (its training ended in {resume})"
+                  if untested else f"normlab: resuming the interrupted run in {self.run_dir} from {resume}",
+                  file=sys.stderr)
             cfg.ckpt_path = str(resume)  # passed to fit only: config.yaml keeps ckpt_path null
 
     def before_validate(self) -> None:
@@ -227,7 +251,7 @@ class NormlabCLI(LightningCLI):
     def _check_ckpt_path(self, cfg) -> None:
         path = cfg.get("ckpt_path")
         if path is not None and not is_ckpt_path_keyword(path):
-            check_checkpoint(path, self.model)
+            check_checkpoint(path, self.model, resume=self.subcommand == "fit")
 
     def _check_batch_size(self) -> None:
         if not isinstance(self.datamodule, ImageDataModule):
@@ -267,11 +291,34 @@ class NormlabCLI(LightningCLI):
         trainer = self.trainer_class(**trainer_cfg)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is left alone
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if self.subcommand == "fit":
+            self._record_precision(trainer)
+            # after the Trainer, so that the W&B run config holds the precision that runs
+            wandb = make_wandb_logger(cfg.get("wandb"), self._dumped_config(self._get_subcommand_config(self.config)),
+                                      cfg.experiment, cfg.run_name, self.run_dir)
+            trainer.loggers = [*trainer.loggers, *([wandb] if wandb else [])]
         return trainer
+
+    def _record_precision(self, trainer: Trainer) -> None:
+        """Lightning runs fp16 AMP asked for on a CPU as bf16 (with a warning easily missed): the config
+        saved in the run directory says what ran, so relaunching it reproduces the run."""
+        config = self._get_subcommand_config(self.config).trainer
+        asked = config.precision
+        if unified_precision(asked) != trainer.precision:
+            print(f"normlab: trainer.precision={asked} runs as {trainer.precision} on the "
+                  f"{type(trainer.accelerator).__name__.removesuffix('Accelerator')}; config.yaml records "
+                  f"{trainer.precision}", file=sys.stderr)
+            config.precision = trainer.precision
 
     def _fit_loggers_and_callbacks(self, cfg, trainer_cfg: dict, callbacks: list) -> tuple[list, list, Path]:
         csv = RunMetricsLogger(save_dir=str(self.run_dir), name="", version="")  # metrics.csv in the run directory
-        if not any(isinstance(c, ExplosionDetector) for c in callbacks):
+        given = trainer_cfg.get("callbacks") or []  # trainer.callbacks, as LightningCLI users add callbacks
+        detectors = [c for c in [*callbacks, *(given if isinstance(given, list) else [given])]
+                     if isinstance(c, ExplosionDetector)]
+        if len(detectors) > 1:
+            raise ValueError("an ExplosionDetector is configured twice (the 'explosion:' key and trainer.callbacks); "
+                             "keep one of them")
+        if not detectors:
             callbacks = [ExplosionDetector(), *callbacks]  # always on: no run ends `completed` with NaN weights
         callbacks = [*callbacks, RunSummary(), RNGState(), SlurmRequeueAtBatchEnd()]
         if trainer_cfg.get("enable_checkpointing", True) is not False:
@@ -280,16 +327,16 @@ class NormlabCLI(LightningCLI):
             if cfg.save_best:
                 callbacks.append(ModelCheckpoint(dirpath=dirpath, filename="best", monitor="val/acc", mode="max",
                                                  save_top_k=1, enable_version_counter=False))
-        wandb = make_wandb_logger(cfg.get("wandb"), self._dumped_config(self._get_subcommand_config(self.config)),
-                                  cfg.experiment, cfg.run_name, self.run_dir)
-        return [csv, *([wandb] if wandb else [])], callbacks, self.run_dir
+        return [csv], callbacks, self.run_dir
 
     def after_fit(self) -> None:
         cfg = self.config_init[self.subcommand]
         summary = RunSummary.find(self.trainer)
         if cfg.test_after_fit and summary is not None and summary.summary["status"] == "completed":
+            self.final_test_running = True
             with weights_in_memory(self.trainer):  # not a SLURM requeue checkpoint's
                 self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+            self.final_test_running = False
         if self.trainer.is_global_zero and summary is not None:
             s = summary.summary
             test = f"{s['test_acc']:.4f}" if s["test_acc"] is not None else "n/a"
@@ -320,6 +367,13 @@ class NormlabCLI(LightningCLI):
 
 
 _STAGE = {"validate": "val", "test": "test", "predict": "predict"}
+# Lightning's older spellings of a precision and the unified name it runs them as (null: its default).
+_PRECISION_ALIASES = {"None": "32-true", "64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def unified_precision(precision) -> str:
+    """`16` -> `16-mixed`, `bf16` -> `bf16-mixed`, `None` -> `32-true`: what the Trainer calls the precision asked for."""
+    return _PRECISION_ALIASES.get(str(precision), str(precision))
 
 
 COMMANDS_HELP = """usage: lightning {fit,validate,test,predict,sweep,report} ...
@@ -358,6 +412,12 @@ def main(args: list[str] | None = None) -> None:
         message = corrupt_file_message(error) if corrupt else explain_parse_error(str(error))
         print(f"normlab: error: {message}", file=sys.stderr)
         sys.exit(2)
+    except (RunFailed, OSError) as error:  # the run failed (a full disk, ...); nothing was wrong with the input
+        if os.environ.get("NORMLAB_DEBUG"):
+            raise
+        message = str(error) if isinstance(error, RunFailed) else describe_os_error(error)
+        print(f"normlab: error: {message}", file=sys.stderr)
+        sys.exit(FAILURE_EXIT_CODE)
 
 
 def run_cli(args: list[str] | None) -> None:

@@ -119,8 +119,8 @@ def check_login(options: WandbOptions) -> None:
         return
     import wandb
 
-    todo = ("run `wandb login`, or set WANDB_MODE=offline (or --wandb.offline true) to log offline and upload "
-            "later with `wandb sync`")
+    todo = ("run 'wandb login', or set WANDB_MODE=offline (or --wandb.offline true) to log offline and upload "
+            "later with 'wandb sync'")
     try:
         wandb.Api(timeout=LOGIN_TIMEOUT_SECONDS)  # finds the key (env, ~/.netrc, settings), verifies it with the server
     except wandb.errors.UsageError:

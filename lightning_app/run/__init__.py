@@ -9,10 +9,12 @@ Each concern has one module:
 - `paths.py`: names (each a single path component), the run's path, which checkpoint a relaunch
   resumes from, which run a checkpoint belongs to, what `--overwrite` may delete, the checks before
   anything is written;
-- `status.py`: the values of `summary.json`'s `status`, which are finished, and which run was killed;
+- `status.py`: the values of `summary.json`'s `status`, which are finished, which run was killed, and
+  which completed run still lacks its final test;
 - `lock.py`: one training process per run directory (an OS lock, released by the kernel on any death);
 - `evaluation.py`: where and how evaluation results are written, apart from the fit's record;
 - `interrupt.py`: SIGTERM/SIGINT end a run as `interrupted`, with a non-zero exit and one line;
+- `failure.py`: an OS error (a full disk, ...) ends a run with one line saying what its summary holds;
 - `launch.py`: what `fit` does with these before training: the checks, the lock, resume or refuse.
 
 File modes (run files are as readable as any file the user creates) live in `callbacks/run_files.py`,

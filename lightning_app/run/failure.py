@@ -35,6 +35,6 @@ class RunFailed(Exception):
                 status = None
             record = ("summary.json could not be written: it still says running" if status in (RUNNING, None)
                       else f"summary.json says {status}")
-            message += (f" | run dir: {fit_dir} | {record}; the last whole checkpoint is kept: once the file system "
+            message += (f"; run dir: {fit_dir}; {record}; the last whole checkpoint is kept: once the file system "
                         "takes writes again, relaunch the same command to resume")
         super().__init__(message)

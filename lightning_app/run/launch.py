@@ -26,9 +26,9 @@ import yaml
 
 from lightning_app.run.identity import derive_run_name, science_difference
 from lightning_app.run.lock import RunLock, RunLocked, holder_of, is_launching_process
-from lightning_app.run.paths import (CONFIG_FILE, METRICS_FILE, check_name, check_overwritable, check_writable, clear_run_dir,
+from lightning_app.run.paths import (CONFIG_FILE, METRICS_FILE, check_overwritable, check_writable, clear_run_dir,
                                      is_ckpt_path_keyword, resume_checkpoint, run_of_checkpoint, run_path)
-from lightning_app.run.status import FINISHED, read_status
+from lightning_app.run.status import FINISHED, relaunch_status
 from lightning_app.run_metrics import read_previous_rows
 
 
@@ -52,7 +52,7 @@ def resolve_run_name(root: Path, experiment: str, given: str | None, launched: d
     derived = derive_run_name(launched)
     if not given:
         return derived
-    on_disk = read_config(run_path(root, experiment, check_name("run_name", given)))
+    on_disk = read_config(run_path(root, experiment, given))
     difference = science_difference(on_disk, launched) if on_disk is not None else None
     if difference is not None and given == derive_run_name(on_disk):
         print(f"normlab: the config differs from the run {given} ({difference}); this is a new run: {derived}",
@@ -84,10 +84,10 @@ def check_checkpoint_origin(ckpt_path: str | None, launched: dict) -> None:
                          "from scratch")
 
 
-def check_fit_target(run_dir: Path, overwrite: bool, ckpt_path: str | None) -> None:
+def check_fit_target(run_dir: Path, overwrite: bool, ckpt_path: str | None, test_after_fit: bool) -> None:
     """The run directory can take this fit: bad input is refused before anything is created."""
     check_writable(run_dir)
-    status = read_status(run_dir)
+    status = relaunch_status(run_dir, test_after_fit)
     if status in FINISHED and not overwrite:
         raise ValueError(f"{run_dir} already holds a {status} run; pass --overwrite true to replace it, "
                          "or set --run_name / --experiment to write elsewhere")
@@ -104,7 +104,7 @@ def check_fit_target(run_dir: Path, overwrite: bool, ckpt_path: str | None) -> N
                              "copy it elsewhere first, or drop --overwrite to resume")
 
 
-def take_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
+def take_run_dir(run_dir: Path, overwrite: bool, test_after_fit: bool) -> RunLock:
     """Lock the run directory for this job (launching process only), check again under the lock what
     another process may have changed since `check_fit_target`, and empty it for --overwrite."""
     lock = RunLock(run_dir)
@@ -112,7 +112,7 @@ def take_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
         return lock
     lock.acquire()
     try:
-        status = read_status(run_dir)
+        status = relaunch_status(run_dir, test_after_fit)
         if status in FINISHED and not overwrite:
             raise ValueError(f"{run_dir} already holds a {status} run (finished while this one started); "
                              "pass --overwrite true to replace it")
@@ -124,10 +124,12 @@ def take_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
     return lock
 
 
-def fit_resume_checkpoint(run_dir: Path, overwrite: bool, ckpt_path: str | None) -> Path | None:
+def fit_resume_checkpoint(run_dir: Path, overwrite: bool, ckpt_path: str | None,
+                          test_after_fit: bool) -> Path | None:
     """The checkpoint a relaunch continues from: none after --overwrite or with an explicit --ckpt_path,
-    none for a finished run, else the newest of last.ckpt and the SLURM requeue checkpoints."""
-    if overwrite or ckpt_path is not None or read_status(run_dir) in FINISHED:
+    none for a finished run, else the newest of last.ckpt and the SLURM requeue checkpoints (for a run
+    whose final test is missing, the end of its training)."""
+    if overwrite or ckpt_path is not None or relaunch_status(run_dir, test_after_fit) in FINISHED:
         return None
     return resume_checkpoint(run_dir)
 

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 import pytest
 import torch
-from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, set_parsing_settings
 from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning import LightningModule, Trainer
 
@@ -163,8 +163,10 @@ BOX = f"{Box.__module__}.Box"
 @pytest.fixture(scope="module")
 def wording_parser():
     """A `fit` subcommand with a key of each kind the CLI's error messages are about, under the CLI's
-    import-path policy (lightning_app/class_paths.py)."""
+    import-path policy (lightning_app/class_paths.py), which also lets it import this module (pytest imports it
+    as a top-level module, not as part of the repository's `tests` package)."""
     restrict_class_paths()
+    set_parsing_settings(import_path_allowlist=[Box.__module__])
     fit = ArgumentParser(exit_on_error=False)
     fit.add_argument("--config", action=ActionConfigFile)
     fit.add_argument("--lr", type=float)

@@ -20,6 +20,7 @@ import pytest
 
 from lightning_app.cli import main
 from tests.fakedata import write_fake_mnist, write_idx
+from tests.lightning_app.hostile_files import overwrite_tensor_bytes, write_malicious_checkpoint
 from tests.lightning_app.readme_table import assert_documented, bad_input_table
 from tests.helpers import ERROR_PREFIX, ROOT, error_line, snapshot, tiny_args
 
@@ -68,6 +69,10 @@ def runs(tmp_path_factory):
     shutil.copy(root / "exp" / "finished" / "checkpoints" / "last.ckpt", base / "gn.ckpt")  # outside any run
     whole = (victim / "checkpoints" / "last.ckpt").read_bytes()
     (base / "half.ckpt").write_bytes(whole[: len(whole) // 2])
+    write_malicious_checkpoint(base / "evil.ckpt", base / "PWNED", like=victim / "checkpoints" / "last.ckpt")
+    (base / "nan.ckpt").write_bytes(whole)
+    overwrite_tensor_bytes(base / "nan.ckpt", "net.features.0.weight")
+    (base / "duplicate.yaml").write_text("model:\n  norm: bn\n  lr: 0.01\nmodel:\n  norm: gn\n")
     return base, data, root
 
 
@@ -145,6 +150,15 @@ ROWS = [
      ["activation_stats: model.compile=true runs the network through torch.compile"]),
     ("activation statistics: every_n_steps 0", [*ACTIVATIONS, "--activation_stats.every_n_steps", "0"],
      ["activation_stats.every_n_steps must be an integer >= 1, got 0"]),
+    ("checkpoint that runs code", ["--ckpt_path", "{base}/evil.ckpt"],
+     ["checkpoint {base}/evil.ckpt holds posix.system", "refusing to load it"]),
+    ("checkpoint with a NaN weight", ["--ckpt_path", "{base}/nan.ckpt"],
+     ["checkpoint {base}/nan.ckpt holds non-finite values in net.features.0.weight"]),
+    ("duplicate key in a YAML file", ["--config", "{base}/duplicate.yaml"],
+     ["{base}/duplicate.yaml: duplicate key 'model' at lines 1 and 4"]),
+    ("name with a control character", ["--run_name", "a\nb"], ["run_name='a\\nb' holds a control character"]),
+    ("name longer than the file system allows", ["--experiment", "λ" * 200],
+     ["is 400 bytes in UTF-8", "at most 255 bytes"]),
 ]
 
 
@@ -172,6 +186,11 @@ README_ROWS = {
     "model option out of range": "model option out of range",
     "bgn groups do not divide C·H·W": "bgn groups do not divide a layer's C·H·W",
     "run named by hand holds other science": "a run named by hand holds other science",
+    "checkpoint that runs code": "checkpoint that needs more than tensors and plain values (a pickle that could run code)",
+    "checkpoint with a NaN weight": "checkpoint with non-finite weights or buffers (argument or the run's own)",
+    "duplicate key in a YAML file": "duplicate key in a YAML file (config or sweep)",
+    "name with a control character": "a name with a control character (newline, tab, escape, ...)",
+    "name longer than the file system allows": "a name longer than the file system allows",
 }
 # README rows whose messages the run-directory tests (test_run_contract.py, test_run_records.py,
 # test_run_processes.py) check by substring only, not yet against the README's text.
@@ -182,12 +201,16 @@ CHECKED_BY_SUBSTRING_ELSEWHERE = {
     "root, experiment, run or `checkpoints` path is a file", "root not writable", "`metrics.csv` of the run is not one",
 }
 # README rows whose messages other test files hold to the README's text with `assert_documented`
-# (test_nothing_trains_on_nothing.py, tests/datamodules/test_data_sources.py, report/test_report.py).
+# (test_nothing_trains_on_nothing.py, tests/datamodules/test_data_sources.py, report/test_report.py, and below).
 CHECKED_AGAINST_README_ELSEWHERE = {
     "zero training steps", "batch larger than the training split (also: a val_split leaving less than a batch)",
     "last batch of one with a BN-type norm", "data dir holds only some files", "label out of range (either end)",
     "a `lightning sweep` or `lightning report` option with a bad value",
     "the report's `--out` is a file or a folder of other files",
+    # test_cli_surprises.py, test_wandb_login.py, test_disk_full.py (slow tier: it mounts a small tmpfs)
+    "a `class_path` outside normlab, Lightning, torch and this repository", "two explosion detectors",
+    "W&B logging without offline mode and without a usable login",
+    "a full disk during a run (exit 1; a read-only file system or a quota alike)",
 }
 
 

@@ -1,0 +1,48 @@
+"""W&B logging asked for, without offline mode and without a usable login: one line that says what to do
+(`wandb login` or WANDB_MODE=offline) within seconds, before any run directory exists. Real processes
+with a clean HOME (no ~/.netrc), so that wandb sees exactly the environment given."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.helpers import ROOT, tiny_args
+from tests.lightning_app.readme_table import assert_documented
+
+ERROR_PREFIX = "normlab: error: "
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def fit_with_wandb(fake_mnist_dir, tmp_path, **env_vars):
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), NORMLAB_DEBUG="", PYTHONPATH=str(ROOT), **env_vars)
+    args = tiny_args(fake_mnist_dir, tmp_path / "runs", "--config", str(ROOT / "configs/presets/wandb.yaml"))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "lightning_app", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("case", ["no login", "a wrong key, W&B unreachable"])
+def test_wandb_without_a_usable_login_is_one_line_before_any_run_directory(fake_mnist_dir, tmp_path, case):
+    extra = {} if case == "no login" else {"WANDB_API_KEY": "0123456789" * 4,
+                                           "WANDB_BASE_URL": f"http://127.0.0.1:{closed_port()}"}
+    result, seconds = fit_with_wandb(fake_mnist_dir, tmp_path, **extra)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
+    assert errors == lines[-1:] and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "WANDB_MODE=offline" in errors[0] and "wandb login" in errors[0]
+    assert_documented("W&B logging without offline mode and without a usable login", errors[0][len(ERROR_PREFIX):])
+    assert not (tmp_path / "runs").exists()
+    assert seconds < 60, seconds  # the process start (imports) included; main blocked ~110 s on a wrong key
