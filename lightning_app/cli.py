@@ -106,7 +106,7 @@ class NormlabCLI(LightningCLI):
                 raise
             raise interrupted from stop
         except OSError as error:  # a full disk, a read-only file system, ...: one line, and what the run holds
-            if not self.subcommand_started:  # before the run: main says what it is
+            if isinstance(error, BAD_INPUT_ERRORS) or not self.subcommand_started:  # main's bad-input line
                 raise
             raise RunFailed(error, self.run_dir if self.subcommand == "fit" else None) from error
         finally:
@@ -366,6 +366,9 @@ class NormlabCLI(LightningCLI):
     after_test = after_predict = after_validate
 
 
+# What `main` reports as bad input (exit 2); FileNotFoundError and a corrupt gzip file are OSErrors, but no
+# failure of the file system a run writes to.
+BAD_INPUT_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException, *CORRUPT_FILE_ERRORS)
 _STAGE = {"validate": "val", "test": "test", "predict": "predict"}
 # Lightning's older spellings of a precision and the unified name it runs them as (null: its default).
 _PRECISION_ALIASES = {"None": "32-true", "64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -404,7 +407,7 @@ def main(args: list[str] | None = None) -> None:
             return
         with recording():
             run_cli(argv if args is not None else None)
-    except (ValueError, FileNotFoundError, MisconfigurationException, *CORRUPT_FILE_ERRORS) as error:
+    except BAD_INPUT_ERRORS as error:
         if os.environ.get("NORMLAB_DEBUG"):
             raise
         # one line, whatever the raiser (jsonargparse, a file reader) formatted
