@@ -6,7 +6,9 @@ Files: "the CIFAR python version" (https://www.cs.toronto.edu/~kriz/cifar.html),
 uint8 N×3072 array (1024 red, 1024 green, 1024 blue values per image, row-major), and a label list
 (`labels`; CIFAR-100 `fine_labels`). We read the pickles ourselves: torchvision's CIFAR classes check
 the MD5 sum of every file (which generated test files cannot pass), and reading them here puts real
-and generated files through the same code.
+and generated files through the same code. A data folder may come from anyone, and unpickling can call
+any function a file names, so the files are read by an unpickler that builds numpy arrays and nothing
+else (`DataOnlyUnpickler`): a file naming another global is refused, naming it, before anything runs.
 
 All files come from that one folder; an explicit `data_dir` lacking any is an error listing them (the
 torchvision download runs only with the default `data_dir` or `download: true`). Labels outside
@@ -27,13 +29,29 @@ import torch
 from datamodules.base import ImageDataModule, check_label_range
 
 
+# The globals a CIFAR file names: numpy arrays as numpy 1 (the published files) and numpy 2 pickle them, and
+# the codec Python 3's protocol 2 rebuilds bytes with. Each only builds data.
+ALLOWED_GLOBALS = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                             ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")})
+
+
+class DataOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and numpy arrays; any other global is an UnpicklingError."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a data file never needs; refused "
+                                         "without running it")
+        return super().find_class(module, name)
+
+
 def read_cifar_file(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images N×3×32×32, labels N) of one CIFAR pickle file."""
     try:
         with open(path, "rb") as file:
             # the files were pickled by Python 2: 'bytes' keeps its strings as bytes (as the data
             # set's page does); keys are decoded below
-            entry = pickle.load(file, encoding="bytes")
+            entry = DataOnlyUnpickler(file, encoding="bytes").load()
         entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
         data, labels = np.asarray(entry["data"]), np.asarray(entry[label_key], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, AttributeError, KeyError, TypeError, ValueError) as error:

@@ -79,6 +79,25 @@ def test_corrupt_files_are_clear_errors(tmp_path):
         SVHNDataModule(data_dir=str(tmp_path / "svhn"), download=False).load_split(train=False)
 
 
+def test_a_cifar_file_whose_pickle_calls_os_system_runs_nothing(tmp_path):
+    """A data folder from someone else: a batch file that is a real pickle calling os.system when loaded
+    (as pickle.load would) is refused naming the global, and creates no file."""
+    import os
+    import pickle
+
+    class RunsShellCommand:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'PWNED'}",)
+
+    write_fake_cifar(tmp_path, 10, n_train=50, n_test=10)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(
+        pickle.dumps({b"data": RunsShellCommand(), b"labels": []}, protocol=2))
+    with pytest.raises(ValueError, match=r"data_batch_2 is not a CIFAR python-version file \(UnpicklingError: it "
+                                         r"names posix.system, which a data file never needs"):
+        CIFAR10DataModule(data_dir=str(tmp_path), download=False).load_split(train=True)
+    assert not (tmp_path / "PWNED").exists()
+
+
 def test_split_sizes_and_constants_per_data_set(tmp_path):
     write_fake_cifar(tmp_path, 100, n_train=200, n_test=40)
     dm = CIFAR100DataModule(data_dir=str(tmp_path), val_split=0.1, download=False)
