@@ -44,6 +44,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
+        if error.errno is None:  # no errno to name (an OSError raised with a message only): kept as it is
+            raise
         raise type(error)(error.errno, error.strerror, str(path)) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,11 +13,16 @@ from lightning_app.cli import main
 from tests.helpers import tiny_args
 
 
-class CtrlCAtTestStart(Callback):
-    """Sends this process SIGINT as the final test starts, as a user's Ctrl-C would."""
+class CtrlCAtFirstTestStart(Callback):
+    """Sends this process SIGINT as the first final test starts, as a user's Ctrl-C would; the relaunch
+    names it too (the same command: a callback under trainer.callbacks is part of the run's identity)."""
+
+    interrupted = False
 
     def on_test_start(self, trainer, pl_module):
-        os.kill(os.getpid(), signal.SIGINT)
+        if not CtrlCAtFirstTestStart.interrupted:
+            CtrlCAtFirstTestStart.interrupted = True
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def training_rows(run_dir):
@@ -27,10 +32,11 @@ def training_rows(run_dir):
 
 
 def test_ctrl_c_in_the_final_test_then_the_same_command_runs_only_the_test(fake_mnist_dir, tmp_path, capsys):
-    args = tiny_args(fake_mnist_dir, tmp_path, "--run_name", "r", "--trainer.max_epochs", "1")
+    args = tiny_args(fake_mnist_dir, tmp_path, "--run_name", "r", "--trainer.max_epochs", "1", "--trainer.callbacks+",
+                     "tests.lightning_app.test_final_test_interrupted.CtrlCAtFirstTestStart")
     run_dir = tmp_path / "quickstart" / "r"
     with pytest.raises(SystemExit) as info:
-        main([*args, "--trainer.callbacks+", "tests.lightning_app.test_final_test_interrupted.CtrlCAtTestStart"])
+        main(args)
     assert info.value.code == 130
     err = capsys.readouterr().err
     (line,) = [line for line in err.splitlines() if line.startswith("normlab: interrupted")]
