@@ -84,7 +84,7 @@ def check_checkpoint_origin(ckpt_path: str | None, launched: dict) -> None:
                          "from scratch")
 
 
-def check_fit_target(run_dir: Path, overwrite: bool, ckpt_path: str | None, test_after_fit: bool) -> None:
+def check_fit_target(run_dir: Path, overwrite: bool, ckpt_path: str | None, test_after_fit: bool = False) -> None:
     """The run directory can take this fit: bad input is refused before anything is created."""
     check_writable(run_dir)
     status = relaunch_status(run_dir, test_after_fit)
@@ -104,7 +104,7 @@ def check_fit_target(run_dir: Path, overwrite: bool, ckpt_path: str | None, test
                              "copy it elsewhere first, or drop --overwrite to resume")
 
 
-def take_run_dir(run_dir: Path, overwrite: bool, test_after_fit: bool) -> RunLock:
+def take_run_dir(run_dir: Path, overwrite: bool, test_after_fit: bool = False) -> RunLock:
     """Lock the run directory for this job (launching process only), check again under the lock what
     another process may have changed since `check_fit_target`, and empty it for --overwrite."""
     lock = RunLock(run_dir)
