@@ -35,6 +35,9 @@ PRIVATE_ATTRIBUTES = {
     # registry.py (which modules are norm layers) and statistics.py (what a BN layer's statistics cover)
     "torch.nn.modules.batchnorm": ("_NormBase", "_BatchNorm"),
     "pytorch_lightning.trainer.connectors.signal_connector._SignalConnector": ("_slurm_sigusr_handler_fn",),
+    # models/logging_steps.py (models/ cannot import callbacks/): which steps Lightning writes to its loggers,
+    # read as `trainer._logger_connector.should_update_logs` (the connector itself: tests/callbacks/test_compat.py)
+    "pytorch_lightning.trainer.connectors.logger_connector.logger_connector._LoggerConnector": ("should_update_logs",),
 }
 
 

@@ -14,6 +14,7 @@ from pytorch_lightning import LightningModule, Trainer
 from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_copy,
                               foreach_norm, layer_sync, parser_actions, slurm_requeue_handler,
                               subcommand_parsers, weights_in_memory)
+from models.logging_steps import is_logging_step
 
 
 def resolve(owner: str):
@@ -36,6 +37,9 @@ def test_trainer_internals():
                      enable_progress_bar=False, enable_model_summary=False, sync_batchnorm=True)
     assert layer_sync(synced.strategy) is not None
     assert callable(slurm_requeue_handler(trainer))
+    silent = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, log_every_n_steps=0,
+                     enable_progress_bar=False, enable_model_summary=False)
+    assert is_logging_step(trainer) and not is_logging_step(silent)  # outside a loop: every step, unless 0
 
 
 def test_parser_internals():
