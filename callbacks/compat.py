@@ -19,8 +19,6 @@ import re
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
-
 # Importable owner -> the private attributes of it that normlab uses.
 PRIVATE_ATTRIBUTES = {
     "pytorch_lightning.cli.LightningCLI": ("_parse_ckpt_path", "_run_subcommand", "_get", "_parser",
@@ -62,13 +60,19 @@ def subcommand_parsers(parser) -> dict:
     return action._name_parser_map if action is not None else {}
 
 
-def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+# torch is imported where it is used: bad_input.py reads this module's error wording in commands that never
+# import torch (`lightning report`, `lightning sweep`), which would wait seconds for it.
+def foreach_norm(tensors: list) -> list:
     """The 2-norm of each tensor in one fused call."""
+    import torch
+
     return torch._foreach_norm(tensors)
 
 
-def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+def foreach_copy(destinations: list, sources: list) -> None:
     """`dst.copy_(src)` for each pair, in one fused call."""
+    import torch
+
     torch._foreach_copy_(destinations, sources)
 
 

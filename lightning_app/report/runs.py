@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from callbacks.run_summary import SUMMARY_FILE
+from callbacks.summary_file import SUMMARY_FILE
 from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, get_dotted
 from lightning_app.run.status import live_status
-from lightning_app.run_metrics import read_complete_rows
+from lightning_app.run.metrics_rows import read_complete_rows
 
 # The axes a study varies, and where each lives in a resolved config.
 AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything"}

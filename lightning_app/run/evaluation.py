@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from callbacks.run_files import atomic_write_text, write_json
-from callbacks.run_summary import SUMMARY_FILE
+from callbacks.summary_file import SUMMARY_FILE
 from lightning_app.run.paths import EVAL_DIR
 
 PREDICTIONS_FILE = "predictions.csv"

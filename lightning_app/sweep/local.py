@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from callbacks.run_files import read_json
-from callbacks.run_summary import SUMMARY_FILE
+from callbacks.summary_file import SUMMARY_FILE
 from lightning_app.run.status import FINISHED
 from lightning_app.sweep.parent_death import die_with_parent
 from lightning_app.sweep.planned_run import PlannedRun
