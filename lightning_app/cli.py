@@ -1,8 +1,7 @@
-"""`lightning`: normlab's LightningCLI.
+"""normlab's LightningCLI: `lightning fit | validate | test | predict` (lightning_app/command.py, the
+`lightning` command, loads it for these subcommands only).
 
     lightning fit --config configs/quickstart.yaml [--config configs/presets/X.yaml] [--model.norm gn]
-    lightning sweep --config configs/sweeps/X.yaml [--launcher local|slurm|wandb] [--dry-run]
-    lightning report RUNS_DIR [--out DIR]
 
 What it adds to LightningCLI:
 - the data module's `num_classes`, `in_channels`, `image_size` are linked into the model;
@@ -21,7 +20,6 @@ What it adds to LightningCLI:
 """
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -33,7 +31,6 @@ from pytorch_lightning import LightningDataModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import Logger
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from callbacks.compat import subcommand_parsers, weights_in_memory
 from callbacks.explosion import ExplosionDetector
@@ -44,18 +41,16 @@ from callbacks.rng_state import RNGState
 from callbacks.run_summary import RunSummary
 from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
 from datamodules import ImageDataModule
-from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message,
-                                     explain_parse_error)
+from lightning_app.bad_input import check_yaml_files, explain_parse_error
 from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_checkpoint,
                                        load_checkpoint_file)
 from lightning_app.run.evaluation import new_eval_dir, write_eval_summary, write_predictions
 from lightning_app.run.identity import derive_run_name
-from lightning_app.run.interrupt import RunInterrupted, interruption, recording
+from lightning_app.run.interrupt import RunInterrupted, interruption
 from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, check_run_identity, eval_run_dir,
                                       fit_resume_checkpoint, resolve_run_name, take_run_dir)
 from lightning_app.run.lock import RunLock
 from lightning_app.run.paths import CHECKPOINT_DIR, check_name, default_experiment, resume_checkpoint, run_path
-from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
@@ -313,44 +308,6 @@ class NormlabCLI(LightningCLI):
 
 
 _STAGE = {"validate": "val", "test": "test", "predict": "predict"}
-
-
-COMMANDS_HELP = """usage: lightning {fit,validate,test,predict,sweep,report} ...
-
-normlab: image classifiers with swappable normalization layers, one directory per run.
-
-commands (`lightning COMMAND --help` shows each one's options):
-  fit        train a run into its own directory (an interrupted one resumes), then test it
-  validate   evaluate a model or checkpoint on the validation split
-  test       evaluate a model or checkpoint on the test split
-  predict    predict with a model or checkpoint
-  sweep      expand a sweep file into runs; run the unfinished ones here, on SLURM or as a W&B sweep
-  report     tables and figures from a folder of finished runs
-"""
-
-
-def main(args: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if args is None else list(args)
-    quiet_unactionable_output()
-    if argv[:1] in (["-h"], ["--help"]):
-        print(COMMANDS_HELP, end="")
-        return
-    try:
-        if argv and argv[0] in ("sweep", "report"):
-            import importlib
-
-            importlib.import_module(f"lightning_app.{argv[0]}.command").main(argv[1:])
-            return
-        with recording():
-            run_cli(argv if args is not None else None)
-    except (ValueError, FileNotFoundError, MisconfigurationException, *CORRUPT_FILE_ERRORS) as error:
-        if os.environ.get("NORMLAB_DEBUG"):
-            raise
-        # one line, whatever the raiser (jsonargparse, a file reader) formatted
-        corrupt = isinstance(error, CORRUPT_FILE_ERRORS)
-        message = corrupt_file_message(error) if corrupt else explain_parse_error(str(error))
-        print(f"normlab: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def run_cli(args: list[str] | None) -> None:

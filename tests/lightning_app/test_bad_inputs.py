@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.fakedata import write_fake_mnist, write_idx
 from tests.lightning_app.readme_table import assert_documented, bad_input_table
 from tests.helpers import ERROR_PREFIX, ROOT, error_line, snapshot, tiny_args

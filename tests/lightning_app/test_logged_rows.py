@@ -11,7 +11,7 @@ and the row Lightning writes off schedule when the detector stops the run.
 import pytest
 
 from callbacks.explosion import ExplosionDetector
-from lightning_app.cli import main
+from lightning_app.command import main
 from models.classifier import ImageClassifier
 from tests.helpers import run_dirs, tiny_args
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import error_line, run_dirs, tiny_args
 
 RECORD = ("config.yaml", "metrics.csv", "summary.json", "hparams.yaml", "checkpoints/last.ckpt")

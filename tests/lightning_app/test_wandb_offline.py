@@ -13,7 +13,7 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.wandb_logger import WandbOptions, run_identity
 from tests.helpers import ROOT, run_dirs, tiny_args
 
