@@ -48,7 +48,8 @@ def plain_command(batch: int, steps: int, losses: str) -> list[str]:
 def run_in_scratch(make_command, keep: dict | None = None) -> tuple[float, float]:
     """Run `make_command(scratch folder)` in a fresh folder; `keep` gets the folder (deleted otherwise)."""
     scratch = tempfile.mkdtemp(prefix="normlab-bench-")
-    seconds = process_seconds(make_command(scratch), env=environment(), log=os.path.join(scratch, "output.log"))
+    seconds = process_seconds(make_command(scratch), env=environment(), log=os.path.join(scratch, "output.log"),
+                              cwd=ROOT)
     if keep is None:
         shutil.rmtree(scratch)
     else:

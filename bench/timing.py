@@ -39,16 +39,16 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], repeats: in
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def process_seconds(command: Sequence[str], env: dict[str, str] | None = None, log: str | None = None
-                    ) -> tuple[float, float]:
+def process_seconds(command: Sequence[str], env: dict[str, str] | None = None, log: str | None = None,
+                    cwd: str | os.PathLike | None = None) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system, of the process and the children it waited for) of one
-    run of `command`; output goes to `log` (or is dropped). A failing command raises, naming its log.
+    run of `command` in `cwd`; output goes to `log` (or is dropped). A failing command raises, naming its log.
 
     On a shared machine the CPU time is the steadier measure: waiting for a core counts in the wall
     time only."""
     with open(log or os.devnull, "w") as out:
         start = time.perf_counter()
-        process = subprocess.Popen(list(command), env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
