@@ -1,5 +1,6 @@
 """Every private Lightning, argparse/jsonargparse and torch internal normlab relies on, named in one place,
-and jsonargparse's error wording that lightning_app/bad_input.py reads.
+jsonargparse's error wording that lightning_app/bad_input.py reads, and the one Lightning warning the sweep
+planner silences.
 
 Private names change without notice between releases. Attributes read from instances go through the
 functions below; private methods that normlab's subclasses override or call (`LightningCLI`,
@@ -96,6 +97,14 @@ def slurm_requeue_handler(trainer):
     """Lightning's SIGUSR1 handler under SLURM (save `hpc_ckpt_*.ckpt`, requeue the job), to call it
     at a batch end rather than inside the signal."""
     return trainer._signal_connector._slurm_sigusr_handler_fn
+
+
+# -- Lightning's warning wording ---------------------------------------------------------------------
+# The start of the UserWarning LightningCLI.parse_arguments gives when it is handed `args` while the process
+# has command-line arguments of its own: right for a script that mixes both, noise for the sweep planner
+# (lightning_app/sweep/cli_planner.py), which parses each planned run's arguments inside `lightning sweep`.
+# A `warnings.filterwarnings` message pattern (it matches the start of the message).
+ARGS_BESIDE_ARGV_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 
 
 # -- jsonargparse's error wording --------------------------------------------------------------------

@@ -5,9 +5,11 @@ that the run-name cache (run_name_cache.py) does not know yet.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+from callbacks.compat import ARGS_BESIDE_ARGV_WARNING
 from lightning_app.cli import NormlabCLI
 from lightning_app.sweep.run_name_cache import NamedRun
 
@@ -30,7 +32,11 @@ class RunPlanner(NormlabCLI):
 
     def parse_arguments(self, parser, args) -> None:
         try:  # the CLI's own parse: its one-line explanation of a bad key or value
-            super().parse_arguments(parser, args)
+            with warnings.catch_warnings():
+                # Each planned run's arguments are meant to differ from `lightning sweep`'s own: Lightning's
+                # warning about args beside sys.argv would print once per run. Only that one is silenced.
+                warnings.filterwarnings("ignore", message=ARGS_BESIDE_ARGV_WARNING, category=UserWarning)
+                super().parse_arguments(parser, args)
         except ValueError as error:
             raise ValueError(f"sweep run ({self._where}): {error}") from None
 

@@ -3,6 +3,10 @@ versions, and its patterns still match the installed jsonargparse's error messag
 an internal or rewords a message fails here, naming it, instead of somewhere deep in a run or as a raw
 multi-line error."""
 import importlib
+import re
+import sys
+import warnings
+from types import SimpleNamespace
 from typing import Literal, Optional
 
 import pytest
@@ -10,9 +14,10 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.cli import LightningCLI
 
-from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_copy,
-                              foreach_norm, layer_sync, parser_actions, slurm_requeue_handler,
+from callbacks.compat import (ARGS_BESIDE_ARGV_WARNING, ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment,
+                              foreach_copy, foreach_norm, layer_sync, parser_actions, slurm_requeue_handler,
                               subcommand_parsers, weights_in_memory)
 from models.logging_steps import is_logging_step
 
@@ -156,3 +161,14 @@ def test_error_wording_still_matches(wording_parser, name, args, captured):
 
 def test_every_wording_pattern_is_provoked():
     assert {c[1] for c in WORDING_CASES} == set(ERROR_WORDING)
+
+
+def test_args_beside_argv_wording_still_matches_lightnings_warning(monkeypatch):
+    """The installed LightningCLI's warning about `args` given beside a non-empty sys.argv, matched the way
+    `warnings.filterwarnings` matches a message (from its start)."""
+    monkeypatch.setattr(sys, "argv", ["lightning", "sweep"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LightningCLI.parse_arguments(SimpleNamespace(), ArgumentParser(exit_on_error=False), [])
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any(re.match(ARGS_BESIDE_ARGV_WARNING, m) for m in messages), messages
