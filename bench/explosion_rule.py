@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from callbacks.compat import foreach_norm
 from datamodules.mnist import FashionMNISTDataModule, read_idx
 from models.classifier import ImageClassifier
 from models.optim import build_optimizer, lr_multiplier, parameter_groups
@@ -100,7 +101,7 @@ def record_case(case: Case, train: tuple, test: tuple) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        norm_value = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()))
+        norm_value = float(torch.linalg.vector_norm(torch.stack(foreach_norm(grads)).float()))
         losses.append(float(loss.detach()))
         norms.append(norm_value)
         if not (math.isfinite(losses[-1]) and math.isfinite(norm_value)):

@@ -1,11 +1,13 @@
-"""Every private Lightning, argparse/jsonargparse and torch internal normlab relies on, named in one place,
+"""Every private Lightning, argparse/jsonargparse and torch internal normlab relies on, used only here,
 jsonargparse's error wording that lightning_app/bad_input.py reads, and the one Lightning warning the sweep
 planner silences.
 
-Private names change without notice between releases. Attributes read from instances go through the
-functions below; private methods that normlab's subclasses override or call (`LightningCLI`,
-`ModelCheckpoint`, the CSV logger's `ExperimentWriter`) cannot, so `PRIVATE_ATTRIBUTES` lists them: an
-override of a method the base class no longer has would silently never run.
+Private names change without notice between releases. Every use goes through this module: attributes
+and methods through the functions below, the one private method a subclass must override through the
+mixin below (`UnseededCLI`); `PRIVATE_ATTRIBUTES` lists each, since an override of a method the base
+class no longer has would silently never run. Where Lightning offers a public hook, normlab uses it
+instead (the CLI's `parse_arguments`, `before_*` and `instantiate_trainer`; the CSV logger's public
+`experiment`, whose writer is normlab's own).
 Error wording changes without notice too: bad_input.py turns jsonargparse's multi-line parse errors into
 one line by matching the patterns of `ERROR_WORDING`, and a reworded message would silently come out raw.
 `tests/callbacks/test_compat.py` checks each attribute against the installed versions, provokes each
@@ -22,22 +24,19 @@ from typing import Iterator
 
 # Importable owner -> the private attributes of it that normlab uses.
 PRIVATE_ATTRIBUTES = {
-    "pytorch_lightning.cli.LightningCLI": ("_parse_ckpt_path", "_run_subcommand", "_get", "_parser",
-                                           "_instantiate_trainer"),
+    "pytorch_lightning.cli.LightningCLI": ("_set_seed",),
     "pytorch_lightning.callbacks.ModelCheckpoint": ("_should_save_on_train_epoch_end",
                                                     "_should_skip_saving_checkpoint", "_save_last_checkpoint",
                                                     "_monitor_candidates"),
-    "pytorch_lightning.loggers.csv_logs.ExperimentWriter": ("_check_log_dir_exists", "_record_new_keys",
-                                                            "_rewrite_with_new_header"),
     "torch": ("_foreach_norm", "_foreach_copy_"),
-    # models/ cannot import callbacks/, so its two private torch base classes are only listed here:
-    # registry.py (which modules are norm layers) and statistics.py (what a BN layer's statistics cover)
-    "torch.nn.modules.batchnorm": ("_NormBase", "_BatchNorm"),
     "pytorch_lightning.trainer.connectors.signal_connector._SignalConnector": ("_slurm_sigusr_handler_fn",),
+    "pytorch_lightning.trainer.connectors.data_connector._DataConnector": ("_prepare_dataloader",),
     # models/logging_steps.py (models/ cannot import callbacks/): which steps Lightning writes to its loggers,
     # read as `trainer._logger_connector.should_update_logs` (the connector itself: tests/callbacks/test_compat.py)
     "pytorch_lightning.trainer.connectors.logger_connector.logger_connector._LoggerConnector": ("should_update_logs",),
 }
+# Attributes of instances (the Trainer's connectors, a strategy's layer sync, a parser's actions) exist
+# only once built: the functions below reach them, and test_compat.py calls each on a real instance.
 
 
 def layer_sync(strategy) -> object | None:
@@ -61,16 +60,50 @@ def subcommand_parsers(parser) -> dict:
     return action._name_parser_map if action is not None else {}
 
 
+def prepared_training_dataloader(trainer, loader):
+    """The loader as Lightning hands it to the training loop (under DDP it may put a DistributedSampler
+    in): normlab's loaders carry their own rank-aware sampler and must come back as they are."""
+    from pytorch_lightning.trainer.states import RunningStage
+
+    return trainer._data_connector._prepare_dataloader(loader, shuffle=True, mode=RunningStage.TRAINING)
+
+
+def saves_at_train_epoch_end(checkpoint, trainer) -> bool:
+    """Whether a ModelCheckpoint saves at the end of the training epoch (else after its validation)."""
+    return checkpoint._should_save_on_train_epoch_end(trainer)
+
+
+def save_last_checkpoint(checkpoint, trainer) -> None:
+    """A ModelCheckpoint's `last.ckpt`, now, unless Lightning would not save at this moment (the sanity
+    check, a step already saved, fast_dev_run)."""
+    if not checkpoint._should_skip_saving_checkpoint(trainer):
+        checkpoint._save_last_checkpoint(trainer, checkpoint._monitor_candidates(trainer))
+
+
+class UnseededCLI:
+    """A mixin for a LightningCLI that only parses and names runs (the sweep planner): LightningCLI seeds
+    the process right after parsing (`_set_seed`: the global RNGs and PL_GLOBAL_SEED, which the runs it
+    launches would inherit), and offers no public switch for it."""
+
+    def _set_seed(self) -> None:
+        pass
+
+
 # torch is imported where it is used: bad_input.py reads this module's error wording in commands that never
 # import torch (`lightning report`, `lightning sweep`), which would wait seconds for it.
-def foreach_norm(tensors: list) -> list:
+def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The 2-norm of each tensor in one fused call."""
     import torch
 
     return torch._foreach_norm(tensors)
 
 
-def foreach_copy(destinations: list, sources: list) -> None:
+def forward_hook_counts(module: torch.nn.Module) -> tuple[int, int]:
+    """How many forward pre-hooks and forward hooks `module` itself holds (torch has no public count)."""
+    return len(module._forward_pre_hooks), len(module._forward_hooks)
+
+
+def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
     """`dst.copy_(src)` for each pair, in one fused call."""
     import torch
 

@@ -7,7 +7,7 @@ CLI adds this detector to every run with its defaults unless the config gives on
 
 Every optimizer step, once the gradient is complete and before the optimizer applies it
 (`on_before_optimizer_step`), the detector computes the global gradient norm `grad/norm` (one fused
-`torch._foreach_norm`; sent to the loggers on the steps Lightning writes, every `log_every_n_steps`)
+`compat.foreach_norm`; sent to the loggers on the steps Lightning writes, every `log_every_n_steps`)
 and checks, in this order of precedence:
 - `nan_loss`: the training loss is not finite;
 - `inf_grad`: `grad/norm` is not finite;
@@ -75,6 +75,7 @@ from callbacks.run_files import write_json
 from callbacks.run_summary import RunSummary
 from models.logging_steps import is_logging_step
 from models.norms import GNPlus
+from value_ranges import check_values, finite_number, integer, number_in, one_of
 
 TRIGGERS = ("nan_loss", "inf_grad", "spike", "vanish", "nonfinite_weights")
 NON_FINITE = ("nan_loss", "inf_grad", "nonfinite_weights")  # handled by `action`; the others by `spike_action`
@@ -84,6 +85,21 @@ TOP_PARAMETERS = 10
 # What summary.json's `explosion` holds (explosion.json has everything).
 SUMMARY_FIELDS = ("step", "epoch", "trigger", "value", "action", "events", "skipped", "stopped")
 DEVICE_SYNC_EVERY = 16  # the default `sync_every` off the CPU: one host read per 16 steps
+# The constructor's options and their ranges, checked in this order.
+OPTIONS = {
+    "action": one_of(*ACTIONS),
+    "spike_action": one_of(*ACTIONS),
+    "spike_factor": finite_number(above=1),
+    "spike_quantile": number_in("(0, 1]"),
+    "window": integer(1),
+    "warmup_steps": integer(0),
+    "spike_patience": integer(1),
+    "vanish_threshold": finite_number(at_least=0).or_none(),
+    "vanish_patience": integer(1),
+    "sync_every": integer(1).or_none(),
+    "max_skips": integer(0),
+    "grad_norm_every_n_steps": integer(1).or_none(),
+}
 
 
 class ExplosionDetector(Callback):
@@ -99,12 +115,12 @@ class ExplosionDetector(Callback):
             spike_factor: a spike is `grad/norm` above this multiple of the running reference (> 1).
             spike_quantile: the running reference is this (lower) quantile of the last `window` finite
                 norms, in (0, 1]. Default 0.9, not the median (0.5): at batch 2 the norm's tail is heavy late
-                in training, where 10 × the median fired 842 times in a healthy 20,000-step run and 10 × the
-                0.9 quantile never (bench/RESULTS.md, "explosion_rule").
+                in training, where 10 × the median raises false alarms in healthy runs and 10 × the 0.9
+                quantile does not (bench/RESULTS.md, "explosion_rule").
             window: steps in the running reference.
-            warmup_steps: steps observed before spikes are checked. Default 1: the quickstart's first
-                norms move < 1.3x step to step, while lr 1e4 jumps 3e8x at step 1, which a
-                longer warm-up would let through (the reference then holds exploded values).
+            warmup_steps: steps observed before spikes are checked. Default 1: a healthy run's first
+                norms move little step to step, while a far too large learning rate explodes the norm at
+                step 1, which a longer warm-up would let through (the reference then holds exploded values).
             spike_patience: consecutive steps above `spike_factor` × the reference that make one `spike` event.
             vanish_threshold: `grad/norm` below this counts towards `vanish`; None turns the check off.
             vanish_patience: consecutive steps below `vanish_threshold` that make a `vanish` event.
@@ -113,32 +129,12 @@ class ExplosionDetector(Callback):
             max_skips: with skip_step, updates skipped before the next event stops the run.
             grad_norm_every_n_steps: also log every module's gradient norm every n steps (None: never).
         """
-        for name, value in (("action", action), ("spike_action", spike_action)):
-            if value not in ACTIONS:
-                raise ValueError(f"explosion.{name} must be one of {', '.join(ACTIONS)}, got {value!r}")
-        checks = [
-            ("spike_factor", spike_factor, spike_factor > 1, "a number > 1"),
-            ("spike_quantile", spike_quantile, 0 < spike_quantile <= 1, "a number in (0, 1]"),
-            ("window", window, isinstance(window, int) and window >= 1, "an integer >= 1"),
-            ("warmup_steps", warmup_steps, isinstance(warmup_steps, int) and warmup_steps >= 0,
-             "an integer >= 0"),
-            ("spike_patience", spike_patience, isinstance(spike_patience, int) and spike_patience >= 1,
-             "an integer >= 1"),
-            ("vanish_threshold", vanish_threshold, vanish_threshold is None or vanish_threshold >= 0,
-             "a number >= 0 or null"),
-            ("vanish_patience", vanish_patience, isinstance(vanish_patience, int) and vanish_patience >= 1,
-             "an integer >= 1"),
-            ("sync_every", sync_every, sync_every is None or (isinstance(sync_every, int) and sync_every >= 1),
-             "an integer >= 1 or null"),
-            ("max_skips", max_skips, isinstance(max_skips, int) and max_skips >= 0, "an integer >= 0"),
-            ("grad_norm_every_n_steps", grad_norm_every_n_steps,
-             grad_norm_every_n_steps is None
-             or (isinstance(grad_norm_every_n_steps, int) and grad_norm_every_n_steps >= 1),
-             "an integer >= 1 or null"),
-        ]
-        for name, value, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"explosion.{name} must be {allowed}, got {value!r}")
+        check_values("explosion.", OPTIONS, {
+            "action": action, "spike_action": spike_action, "spike_factor": spike_factor,
+            "spike_quantile": spike_quantile, "window": window, "warmup_steps": warmup_steps,
+            "spike_patience": spike_patience, "vanish_threshold": vanish_threshold,
+            "vanish_patience": vanish_patience, "sync_every": sync_every, "max_skips": max_skips,
+            "grad_norm_every_n_steps": grad_norm_every_n_steps})
         for name, value in (("action", action), ("spike_action", spike_action)):
             if value == "skip_step" and sync_every not in (None, 1):
                 raise ValueError(f"explosion.{name}=skip_step needs sync_every=1 (a step can only be skipped if "

@@ -18,6 +18,7 @@ import torch
 from pytorch_lightning import LightningModule, Trainer
 
 from callbacks.step_probe import StepProbe, TrainingSnapshot, flat_norm, probe_loss
+from value_ranges import check_values, finite_number, integer
 
 
 class HessianTopEigen(StepProbe):
@@ -33,10 +34,8 @@ class HessianTopEigen(StepProbe):
             seed: seed of the random starting vector.
         """
         super().__init__(every_n_steps)
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(f"hessian.iterations must be an integer >= 1, got {iterations!r}")
-        if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
-            raise ValueError(f"hessian.tolerance must be a number >= 0, got {tolerance!r}")
+        check_values("hessian.", {"iterations": integer(1), "tolerance": finite_number(at_least=0)},
+                     {"iterations": iterations, "tolerance": tolerance})
         self.iterations, self.tolerance, self.seed = iterations, float(tolerance), seed
 
     def settings(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from callbacks.run_summary import RunSummary
 from models.norms import GNPlus
+from value_ranges import integer
 
 PREFIXES = {"sigma": "lambda/", "raw": "lambda_raw/", "grad": "lambda_grad/"}
 
@@ -38,8 +39,7 @@ class LambdaTracker(Callback):
             log_raw: also log the raw parameter λ.
             log_grad_norm: also log |∂L/∂λ| of the latest optimizer step.
         """
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"lambda_tracker.every_n_steps must be an integer >= 1, got {every_n_steps!r}")
+        integer(1).check("lambda_tracker.every_n_steps", every_n_steps)
         self.every_n_steps, self.log_raw, self.log_grad_norm = every_n_steps, log_raw, log_grad_norm
         self._layers: dict[str, GNPlus] = {}
         self._grad: torch.Tensor | None = None  # |∂L/∂λ| per layer, of the latest optimizer step

@@ -31,8 +31,14 @@ from pytorch_lightning import LightningModule, Trainer
 
 from callbacks.step_probe import OptimizerSnapshot, StepProbe, TrainingSnapshot, flat_norm, probe_loss
 from models.norms import GNPlus, is_norm_module
+from value_ranges import Range, check_values, is_finite_number, one_of
 
 Direction = Literal["gradient", "update"]
+OPTIONS = {
+    "step_sizes": Range(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                        and all(is_finite_number(s) and s > 0 for s in v), "a non-empty list of numbers > 0"),
+    "direction": one_of("gradient", "update"),
+}
 FULL_PRECISION = ("32-true", "64-true", "32", "64")
 
 
@@ -52,14 +58,8 @@ class LandscapeProbe(StepProbe):
             exclude_norm_params: keep the norm layers' γ, β and GNPlus λ fixed.
         """
         super().__init__(every_n_steps)
-        sizes = list(step_sizes) if isinstance(step_sizes, (list, tuple)) else None
-        if not sizes or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0
-                                for s in sizes):
-            raise ValueError(f"landscape.step_sizes must be a non-empty list of numbers > 0, "
-                             f"got {step_sizes!r}")
-        if direction not in ("gradient", "update"):
-            raise ValueError(f"landscape.direction must be gradient or update, got {direction!r}")
-        self.step_sizes = [float(s) for s in sizes]
+        check_values("landscape.", OPTIONS, {"step_sizes": step_sizes, "direction": direction})
+        self.step_sizes = [float(s) for s in step_sizes]
         self.relative_to_lr, self.direction = relative_to_lr, direction
         self.exclude_norm_params = exclude_norm_params
 

@@ -36,6 +36,7 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
 from callbacks.rng_state import rng_states, set_rng_states
+from value_ranges import integer
 
 
 class TrainingSnapshot:
@@ -109,8 +110,7 @@ class StepProbe(Callback):
     prefix: str
 
     def __init__(self, every_n_steps: int):
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"{self.prefix}.every_n_steps must be an integer >= 1, got {every_n_steps!r}")
+        integer(1).check(f"{self.prefix}.every_n_steps", every_n_steps)
         self.every_n_steps = every_n_steps
         self._batch, self._batch_rng = None, None
         self._last_step: int | None = None

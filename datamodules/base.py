@@ -29,7 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 from datamodules.augment import crop_and_flip, crop_flip_params
 from datamodules.sampling import BatchKey, EpochBatchSampler, per_device_batch_size
-
+from value_ranges import Range, check_values, integer, is_integer, number_in
 
 
 class TrainingBatch(NamedTuple):
@@ -98,6 +98,15 @@ class DeviceBatches:
 
 
 DEFAULT_DATA_DIR = "data"
+# The ranges of the numeric options, checked in this order.
+OPTIONS = {
+    "batch_size": integer(1),
+    "eval_batch_size": integer(1).or_none("batch_size"),
+    "val_split": Range(lambda v: (is_integer(v) and v >= 0) or (isinstance(v, float) and number_in("[0, 1)").valid(v)),
+                       "a count >= 0 or a fraction in [0, 1)"),
+    "crop_padding": integer(0).or_none("the data set's usual"),
+    "num_workers": integer(0),
+}
 
 
 class ImageDataModule(LightningDataModule):
@@ -158,18 +167,9 @@ class ImageDataModule(LightningDataModule):
             seed: seed of the batch order and augmentation; default: the run's `seed_everything`.
         """
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
-        if eval_batch_size is not None and eval_batch_size < 1:
-            raise ValueError(f"data.eval_batch_size must be >= 1, got {eval_batch_size!r}")
-        if isinstance(val_split, bool) or not (
-            (isinstance(val_split, int) and val_split >= 0) or (isinstance(val_split, float) and 0 <= val_split < 1)
-        ):
-            raise ValueError(f"data.val_split must be a count >= 0 or a fraction in [0, 1), got {val_split!r}")
-        if crop_padding is not None and (not isinstance(crop_padding, int) or crop_padding < 0):
-            raise ValueError(f"data.crop_padding must be an integer >= 0, got {crop_padding!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
+        check_values("data.", OPTIONS, {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
+                                        "val_split": val_split, "crop_padding": crop_padding,
+                                        "num_workers": num_workers})
         self.data_dir, self.batch_size, self.val_split, self.split_seed = data_dir, batch_size, val_split, split_seed
         self.eval_batch_size = eval_batch_size or batch_size
         self.download, self.drop_last, self.on_device, self.seed = download, drop_last, on_device, seed

@@ -20,6 +20,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from callbacks.compat import save_last_checkpoint, saves_at_train_epoch_end
 from callbacks.run_files import atomic_open
 from lightning_app.run.interrupt import signals_deferred
 
@@ -48,19 +49,15 @@ class LastCheckpoint(ModelCheckpoint):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last(trainer)
+        if saves_at_train_epoch_end(self, trainer):
+            save_last_checkpoint(self, trainer)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last(trainer)
+        if not saves_at_train_epoch_end(self, trainer):
+            save_last_checkpoint(self, trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:  # stopped between triggers: max_steps, max_time, ...
-        self._save_last(trainer)
-
-    def _save_last(self, trainer) -> None:
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        save_last_checkpoint(self, trainer)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -32,11 +32,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import Logger
 
+from callbacks.activation_stats import ActivationStatistics
 from callbacks.compat import subcommand_parsers, weights_in_memory
 from callbacks.explosion import ExplosionDetector
-from callbacks.hessian import HessianTopEigen
-from callbacks.lambda_tracker import LambdaTracker
-from callbacks.landscape import LandscapeProbe
 from callbacks.rng_state import RNGState
 from callbacks.run_summary import RunSummary
 from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
@@ -50,21 +48,14 @@ from lightning_app.run.interrupt import RunInterrupted, interruption
 from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, check_run_identity, eval_run_dir,
                                       fit_resume_checkpoint, resolve_run_name, take_run_dir)
 from lightning_app.run.lock import RunLock
-from lightning_app.run.paths import CHECKPOINT_DIR, check_name, default_experiment, resume_checkpoint, run_path
+from lightning_app.run.paths import (CHECKPOINT_DIR, check_name, default_experiment, is_ckpt_path_keyword,
+                                     resume_checkpoint, run_path)
+from lightning_app.run.science import CALLBACKS
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, finish_wandb, make_wandb_logger
 from models.classifier import ImageClassifier
 from models.norms import uses_batch_statistics
 from models.norms.sync import NormlabSyncBatchNorm
-
-# Optional callbacks a preset switches on through a top-level key of its own, so that presets compose
-# (a list under trainer.callbacks would be replaced, not merged, by a second --config).
-CALLBACK_KEYS: dict[str, type] = {
-    "landscape": LandscapeProbe,
-    "hessian": HessianTopEigen,
-    "explosion": ExplosionDetector,
-    "lambda_tracker": LambdaTracker,
-}
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -77,20 +68,35 @@ class SaveRunConfig(SaveConfigCallback):
 
 class NormlabCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
+        """LightningCLI's run, ending with the subcommand. A SIGTERM/SIGINT once the subcommand has begun
+        (`before_<subcommand>`) becomes RunInterrupted (exit 128 + signal, one line), and the run's
+        lock (taken in before_fit) is released however it ends."""
         self.run_lock: RunLock | None = None  # fit: held from before_fit to the end
         self.eval_dir: Path | None = None  # validate/test/predict: where the results go
-        super().__init__(
-            model_class=ImageClassifier,
-            datamodule_class=ImageDataModule,
-            subclass_mode_data=True,
-            save_config_callback=SaveRunConfig,
-            save_config_kwargs={"overwrite": True},  # the completed-run guard below decides instead
-            trainer_defaults={"default_root_dir": "runs", "max_epochs": 10},
-            seed_everything_default=0,
-            auto_configure_optimizers=False,
-            args=args,
-            run=run,
-        )
+        self.run_dir: Path | None = None
+        self.subcommand_started = False
+        self._fit_ckpt_path: str | None = None  # fit's --ckpt_path, kept from LightningCLI (parse_arguments)
+        try:
+            super().__init__(
+                model_class=ImageClassifier,
+                datamodule_class=ImageDataModule,
+                subclass_mode_data=True,
+                save_config_callback=SaveRunConfig,
+                save_config_kwargs={"overwrite": True},  # the completed-run guard below decides instead
+                trainer_defaults={"default_root_dir": "runs", "max_epochs": 10},
+                seed_everything_default=0,
+                auto_configure_optimizers=False,
+                args=args,
+                run=run,
+            )
+        except (KeyboardInterrupt, SystemExit) as stop:
+            interrupted = interruption(self.eval_dir or self.run_dir) if self.subcommand_started else None
+            if interrupted is None:
+                raise
+            raise interrupted from stop
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     # -- parser ------------------------------------------------------------------------------------
     def init_parser(self, **kwargs) -> LightningArgumentParser:
@@ -105,17 +111,16 @@ class NormlabCLI(LightningCLI):
             parsers = subcommand_parsers(parser)
             subparser = next((parsers[a] for a in argv if a in parsers), parser)
             raise ValueError(explain_parse_error(str(error), subparser)) from None
-
-    def _parse_ckpt_path(self) -> None:
-        """An unreadable checkpoint is one clear line. LightningCLI also replaces the model config by the
-        checkpoint's hyper-parameters: kept for evaluating a checkpoint, but `fit` trains what the config
-        says (it names the run directory); `_check_ckpt_path` refuses a checkpoint that does not fit."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path and Path(path).is_file():
-            load_checkpoint_file(path)
-        if subcommand != "fit":
-            super()._parse_ckpt_path()
+            load_checkpoint_file(path)  # an unreadable checkpoint is one clear line, before LightningCLI reads it
+        if subcommand == "fit" and path:
+            # LightningCLI next replaces the model config by the checkpoint's hyper-parameters: kept for
+            # evaluating a checkpoint, but `fit` trains what the config says (it names the run directory;
+            # `_check_ckpt_path` refuses a checkpoint that does not fit). So it sees no path until
+            # before_instantiate_classes puts it back.
+            self._fit_ckpt_path, self.config[subcommand]["ckpt_path"] = path, None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--experiment", type=str | None, default=None,
@@ -136,12 +141,14 @@ class NormlabCLI(LightningCLI):
         for key in ("num_classes", "in_channels", "image_size"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}" if self.subclass_mode_model
                                   else f"model.{key}", apply_on="instantiate")
-        for key, callback_class in CALLBACK_KEYS.items():
-            parser.add_lightning_class_args(callback_class, key, subclass_mode=True, required=False)
+        for key, callback in CALLBACKS.items():  # each under a top-level key of its own (run/science.py)
+            parser.add_lightning_class_args(callback.cls, key, subclass_mode=True, required=False)
 
     # -- run directory (the contract lives in lightning_app/run/) -----------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self._get_subcommand_config(self.config)
+        if self._fit_ckpt_path is not None:  # fit's --ckpt_path, held from LightningCLI's reading (parse_arguments)
+            cfg.ckpt_path, self._fit_ckpt_path = self._fit_ckpt_path, None
         cfg.experiment = check_name("experiment", cfg.experiment or default_experiment(cfg.get("config") or []))
         root = Path(cfg.trainer.default_root_dir or "runs")
         launched = self._dumped_config(cfg)
@@ -165,29 +172,22 @@ class NormlabCLI(LightningCLI):
         return str(newest)
 
     def _dumped_config(self, cfg) -> dict:
-        return yaml.safe_load(self._parser(self.subcommand).dump(cfg, skip_none=False, skip_validation=True))
+        return yaml.safe_load(self._subcommand_parser().dump(cfg, skip_none=False, skip_validation=True))
+
+    def _subcommand_parser(self) -> LightningArgumentParser:
+        return subcommand_parsers(self.parser).get(self.subcommand, self.parser)
 
     def _get_subcommand_config(self, config):
         return config[self.subcommand] if self.subcommand else config
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        """Runs the subcommand under the run's lock (taken in before_fit) and turns SIGTERM/SIGINT into
-        RunInterrupted (exit 128 + signal, one line)."""
-        try:
-            super()._run_subcommand(subcommand)
-        except (KeyboardInterrupt, SystemExit) as stop:
-            interrupted = interruption(self.eval_dir or self.run_dir)
-            if interrupted is None:
-                raise
-            raise interrupted from stop
-        finally:
-            if self.run_lock is not None:
-                self.run_lock.release()
-
     def before_fit(self) -> None:
+        self.subcommand_started = True
         cfg = self.config_init[self.subcommand]
         self._check_batch_size()
         self._check_ckpt_path(cfg)
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ActivationStatistics):
+                callback.select_layers(self.model)  # an unknown layer path is refused before the run is taken
         if isinstance(self.datamodule, ImageDataModule):
             self.datamodule.setup("fit")  # bad data files are refused before the run directory is taken (fit's
             # own setup call then finds the splits loaded)
@@ -211,6 +211,7 @@ class NormlabCLI(LightningCLI):
             cfg.ckpt_path = str(resume)  # passed to fit only: config.yaml keeps ckpt_path null
 
     def before_validate(self) -> None:
+        self.subcommand_started = True
         self._check_ckpt_path(self.config_init[self.subcommand])
         # An evaluation leaves the fit's callbacks (summary, RNG, last.ckpt) out on purpose.
         warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create")
@@ -220,7 +221,7 @@ class NormlabCLI(LightningCLI):
     # -- checks that need the built objects, before anything is written ----------------------------
     def _check_ckpt_path(self, cfg) -> None:
         path = cfg.get("ckpt_path")
-        if path is not None and path not in ("best", "hpc", "registry"):
+        if path is not None and not is_ckpt_path_keyword(path):
             check_checkpoint(path, self.model)
 
     def _check_batch_size(self) -> None:
@@ -235,12 +236,11 @@ class NormlabCLI(LightningCLI):
     # -- trainer -----------------------------------------------------------------------------------
     def instantiate_trainer(self, **kwargs) -> Trainer:
         cfg = self._get_subcommand_config(self.config_init)
-        trainer_cfg = dict(self._get(self.config_init, "trainer", default={}))
+        trainer_cfg = dict(cfg.get("trainer") or {})
         user_loggers = trainer_cfg.get("logger")
         user_loggers = [user_loggers] if isinstance(user_loggers, Logger) else [
             lg for lg in (user_loggers if isinstance(user_loggers, (list, tuple)) else []) if isinstance(lg, Logger)]
-        callbacks = [c for c in (self._get(self.config_init, k) for k in self._parser(self.subcommand).callback_keys)
-                     if c is not None]
+        callbacks = [c for c in (cfg.get(k) for k in self._subcommand_parser().callback_keys) if c is not None]
         if self.subcommand == "fit":
             loggers, callbacks, root = self._fit_loggers_and_callbacks(cfg, trainer_cfg, callbacks)
         else:  # an evaluation writes only into its own directory, never into the fit's record (nor W&B's run)
@@ -252,13 +252,20 @@ class NormlabCLI(LightningCLI):
         # The Trainer's own root is the run directory, so Lightning's SLURM requeue checkpoints
         # (hpc_ckpt_*.ckpt) land in, and resume from, this run's directory and no other.
         trainer_cfg.update(kwargs, logger=[*loggers, *user_loggers], default_root_dir=str(root))
-        trainer = self._instantiate_trainer(trainer_cfg, callbacks)
+        # The Trainer as LightningCLI builds it: trainer.callbacks, the callbacks of their own keys, then the
+        # config saver (none for a fast_dev_run), from the public attributes LightningCLI keeps.
+        user_callbacks = trainer_cfg.get("callbacks") or []
+        saver = [] if trainer_cfg.get("fast_dev_run") else [self.save_config_callback(
+            self._subcommand_parser(), self._get_subcommand_config(self.config), **self.save_config_kwargs)]
+        trainer_cfg["callbacks"] = [*(user_callbacks if isinstance(user_callbacks, list) else [user_callbacks]),
+                                    *callbacks, *saver]
+        trainer = self.trainer_class(**trainer_cfg)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a user's own plugin is left alone
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
 
     def _fit_loggers_and_callbacks(self, cfg, trainer_cfg: dict, callbacks: list) -> tuple[list, list, Path]:
-        csv = RunMetricsLogger(save_dir=str(self.run_dir.parent.parent), name=cfg.experiment, version=cfg.run_name)
+        csv = RunMetricsLogger(save_dir=str(self.run_dir), name="", version="")  # metrics.csv in the run directory
         if not any(isinstance(c, ExplosionDetector) for c in callbacks):
             callbacks = [ExplosionDetector(), *callbacks]  # always on: no run ends `completed` with NaN weights
         callbacks = [*callbacks, RunSummary(), RNGState(), SlurmRequeueAtBatchEnd()]

@@ -18,8 +18,8 @@ from models.logging_steps import is_logging_step
 from models.norms import norm_names, uses_batch_statistics
 from models.norms.statistics import check_norm_inputs
 from models.option_ranges import check_model_options
-from models.optim import (OptimizerName, ScheduleName, build_optimizer, check_lambda_max_step, limit_lambda_step,
-                          lr_multiplier, parameter_groups)
+from models.optim import (OptimizerName, ScheduleName, build_optimizer, limit_lambda_step, lr_multiplier,
+                          parameter_groups)
 
 
 class ImageClassifier(LightningModule):
@@ -75,10 +75,10 @@ class ImageClassifier(LightningModule):
         """
         super().__init__()
         check_model_options(lr=lr, momentum=momentum, betas=betas, weight_decay=weight_decay,
-                            lambda_lr_scale=lambda_lr_scale, gamma=gamma, step_size=step_size, milestones=milestones,
-                            warmup_epochs=warmup_epochs, norm_groups=norm_groups, num_classes=num_classes,
-                            in_channels=in_channels, image_size=image_size)
-        check_lambda_max_step(lambda_max_step)
+                            lambda_lr_scale=lambda_lr_scale, lambda_max_step=lambda_max_step, gamma=gamma,
+                            step_size=step_size, milestones=milestones, warmup_epochs=warmup_epochs,
+                            norm_groups=norm_groups, num_classes=num_classes, in_channels=in_channels,
+                            image_size=image_size)
         self.save_hyperparameters()
         self.net = build_backbone(backbone, num_classes, in_channels, norm, norm_groups, image_size=image_size,
                                   backbone_options=backbone_options, **(norm_options or {}))

@@ -47,12 +47,6 @@ def parameter_groups(model: nn.Module, weight_decay: float, norm_weight_decay: b
     return [g for g in groups if g["params"]]
 
 
-def check_lambda_max_step(lambda_max_step: float | None) -> None:
-    if lambda_max_step is not None and not (isinstance(lambda_max_step, (int, float))
-                                            and math.isfinite(lambda_max_step) and lambda_max_step > 0):
-        raise ValueError(f"model.lambda_max_step must be a finite number > 0 or null, got {lambda_max_step!r}")
-
-
 @contextmanager
 def limit_lambda_step(model: nn.Module, lambda_max_step: float | None) -> Iterator[None]:
     """Clamp every GNPlus λ to within ±`lambda_max_step` of its value before the wrapped step.
@@ -60,7 +54,6 @@ def limit_lambda_step(model: nn.Module, lambda_max_step: float | None) -> Iterat
     None: no limit. The optimizer's state (momentum, Adam moments) is left as the step made it; only
     λ itself is clamped, after the step, so the limit holds whatever the optimizer and LR.
     """
-    check_lambda_max_step(lambda_max_step)
     if lambda_max_step is None:
         yield
         return

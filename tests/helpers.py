@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from lightning_app.run.paths import run_dirs  # noqa: F401  (the run directories under a runs root)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 ERROR_PREFIX = "normlab: error: "
@@ -19,11 +21,6 @@ def tiny_args(data_dir, root, *extra):
             "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root),
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.log_every_n_steps", "2", *extra]
-
-
-def run_dirs(root):
-    """The run directories (<experiment>/<run name>) under a runs root."""
-    return [p for p in Path(root).glob("*/*") if p.is_dir()]
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -25,15 +25,22 @@ from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_fin
                                                 plot_lambda_trajectories)
 from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
 from lightning_app.report.groups import Group, deduplicate, grouped, unique_titles
+from lightning_app.report.landscape_claims import (gn_beats_none_claim, landscape_claims, table1, table1_claims,
+                                                   table1_markdown)
+from lightning_app.report.lr_bands import plot_pair, studies
+from lightning_app.report.claims import claims_markdown
+from lightning_app.report.course_claims import course_claims
+from lightning_app.report.noise_claims import candidate_claims, noise_claims
 from lightning_app.report.runs import RunRecord, load_runs
-from lightning_app.report.tables import accuracy_table, final_lambda_tables, table_markdown
+from lightning_app.report.tables import accuracy_table, final_lambda_tables, ordered_norms, table_markdown
 from lightning_app.run.paths import check_directory_target
 from lightning_app.run.status import FINISHED, KILLED, STATUSES
 
 REPORT_FILE = "report.md"
 REPORT_HEADING = "# normlab report"  # its first line: how a later report knows the directory is a report's
 # Every figure name write_report gives (`<kind>_<group index>.png`).
-FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope)_\d{2,}\.png")
+FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope|paper_landscape)"
+                         r"_\d{2,}\.png")
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
 
@@ -78,7 +85,7 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
         lines += ["## Run files left out", "", *(f"- {note}" for note in [*skipped, *duplicates]), ""]
 
     table_groups = grouped(runs, "norm", "batch_size", "seed")
-    table_titles = unique_titles(table_groups, "lr")
+    table_titles = unique_titles(table_groups, "lr", "weight_decay")
     accuracy_lines, figures = _accuracy_section(table_groups, table_titles, metric, out)
     lambda_lines, lambda_figures = _lambda_section(table_groups, table_titles, out)
     lines += accuracy_lines + lambda_lines
@@ -93,7 +100,8 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
 
     landscape_groups = grouped(runs, "norm", "seed")
     landscapes = [(t, plot_landscape(g.runs, out / f"landscape_{i:02d}.png", t))
-                  for i, (t, g) in enumerate(zip(unique_titles(landscape_groups, "batch_size", "lr"), landscape_groups))]
+                  for i, (t, g) in enumerate(zip(unique_titles(landscape_groups, "batch_size", "lr", "weight_decay"),
+                                                 landscape_groups))]
     lines += figure_section("Landscape", "Santurkar et al. (2018), Fig. 4: at each probed step, the band between "
                             "the lowest and highest loss (and gradient predictiveness) over the probe's step "
                             "sizes, and the effective β-smoothness; one colour per norm, probes and seeds averaged "
@@ -101,16 +109,19 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
 
     envelope_groups = grouped(runs, "norm", "lr", "seed")
     envelopes = [(t, plot_lr_envelope(g.runs, out / f"lr_envelope_{i:02d}.png", t))
-                 for i, (t, g) in enumerate(zip(unique_titles(envelope_groups, "batch_size"), envelope_groups))]
+                 for i, (t, g) in enumerate(zip(unique_titles(envelope_groups, "batch_size", "weight_decay"),
+                                                envelope_groups))]
     lines += figure_section("Learning-rate envelope", "GN paper, Figures 6–8: for runs that differ only in the "
                             "learning rate, the band between the lowest and the highest training loss across "
                             "them at each step; a narrow band means training does not depend much on the LR.",
                             [c for c in envelopes if c[1]], out)
 
+    paper_lines, paper_figures = _paper_landscape_section(runs, out)
+    lines += paper_lines + _claims_section(runs)
     lines += ["## Runs", "", *runs_table(listed), ""]
     report = out / REPORT_FILE
     atomic_write_text(report, "\n".join(lines))
-    written = [p for _, p in figures + curves + landscapes + envelopes if p is not None]
+    written = [p for _, p in figures + curves + landscapes + envelopes + paper_figures if p is not None]
     _remove_stale_figures(out, written)
     return report, written
 
@@ -158,6 +169,56 @@ def _lambda_section(groups: list[Group], titles: list[str], out: Path) -> tuple[
                      "part; λ is logged by `callbacks.lambda_tracker.LambdaTracker`. Every λ panel shares the y axis "
                      "[0, 1].", ""]
     return lines, figures
+
+
+def _paper_landscape_section(runs: list[RunRecord], out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """Per landscape study (runs differing only in norm, weight decay, LR and seed): the GN paper's paired
+    figures (Figures 6–10), its Table 1, and every claim's number per seed with a verdict."""
+    lines, figures = [], []
+    for study in studies(runs):
+        title = unique_titles(grouped(study.runs, "norm", "weight_decay", "lr", "seed"), "batch_size")[0]
+        lines += [f"### {title}", "", f"{len(study.runs)} runs with landscape probes, seeds "
+                  f"{', '.join(map(str, study.seeds))}.", ""]
+        for pair, l2 in study.pairs():
+            path = plot_pair(study, pair, l2, out / f"paper_landscape_{len(figures):02d}.png", title)
+            figures.append((pair.label, path))
+            lines += [f"**{pair.label}{f' {l2:g}' if pair.regularized else ''}**", "", *_figure_lines(pair.label, path, out)]
+        claims = landscape_claims(study) + landscape_claims(study, "paper_code")
+        table = table1(study)
+        if table is not None:
+            lines += [f"**Table 1**: best validation accuracy (%) at lr {table.lr:g}, mean ± std over seeds; drop = "
+                      "without L2 − with L2 (points).", "", table1_markdown(table, ordered_norms(n for n, _ in study.arms)),
+                      ""]
+            claims += table1_claims(table)
+        claims += gn_beats_none_claim(study)
+        if claims:
+            lines += ["**Claims**: the number per seed (✗ where its condition fails there) and the verdict over "
+                      "seeds; each loss claim on the probe's bands and on the measure of the paper's code (the training loss "
+                      "across the LR runs). Definitions: `lightning_app/report/landscape_claims.py`.", "",
+                      claims_markdown(claims), ""]
+    if lines:
+        lines[:0] = ["## The GN paper's landscape analysis (Figures 6–10, Table 1)", "",
+                     "Each band: at each probed step, the lowest `landscape/*_min` and the highest `landscape/*_max` "
+                     "over the arm's learning rates (the probe's min–max over step sizes η, Santurkar et al. 2018, "
+                     "then over the five LRs, as the GN paper's appendix B.2); filled for the first seed, dashed "
+                     "edges for the others.", ""]
+    return lines, figures
+
+
+def _claims_section(runs: list[RunRecord]) -> list[str]:
+    """Per experiment, the claims of the course report and of the GN paper's noise and A.5 experiments
+    whose runs it holds (each claim set picks the configurations it compares and skips what is missing)."""
+    lines = []
+    for experiment in sorted({run.experiment for run in runs}):
+        members = [run for run in runs if run.experiment == experiment]
+        claims = course_claims(members) + noise_claims(members) + candidate_claims(members)
+        if claims:
+            lines += [f"### {experiment}", "", claims_markdown(claims), ""]
+    if lines:
+        lines[:0] = ["## Claims of the papers", "", "The number per seed (✗ where its condition fails there) and the "
+                     "verdict over seeds. Definitions: `lightning_app/report/course_claims.py` (course report) and "
+                     "`noise_claims.py` (GN paper, output noise and appendix A.5).", ""]
+    return lines
 
 
 def _tied_lines(group: Group) -> list[str]:

@@ -20,7 +20,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from lightning_app.report.runs import AXES, RunRecord, numeric_key
-from lightning_app.run.identity import science_config, science_hash
+from lightning_app.run.identity import get_dotted, science_config, science_hash
+from lightning_app.run.paths import SUMMARY_FILE
 from lightning_app.run.status import FINISHED
 
 STATUS_RANK = {status: rank for rank, status in enumerate(FINISHED)}  # completed before exploded
@@ -65,7 +66,7 @@ def deduplicate(runs: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
 
 def _mtime(run: RunRecord) -> float:
     try:
-        return (run.path / "summary.json").stat().st_mtime
+        return (run.path / SUMMARY_FILE).stat().st_mtime
     except OSError:
         return 0.0
 
@@ -140,20 +141,57 @@ def tied_rule(key: str, by_batch: dict) -> str:
 
 def group_title(group: Group, *fixed: str) -> str:
     """What a group's runs share, readably: experiment, data set, backbone and the fixed axes that are
-    neither tied to the batch size nor different between its runs."""
+    neither tied to the batch size nor different between its runs (a weight decay only when not 0)."""
     run = group.runs[0]
     parts = [run.experiment, run.dataset, run.backbone]
-    names = {"batch_size": "bs", "lr": "lr", "norm": "norm", "seed": "seed"}
+    names = {"batch_size": "bs", "lr": "lr", "norm": "norm", "seed": "seed", "weight_decay": "wd"}
     for axis in fixed:
         values = {json.dumps(r.axis(axis), default=str) for r in group.runs}
         if AXES[axis] in group.tied or len(values) > 1:
             continue
         value = run.axis(axis)
+        if axis == "weight_decay" and not value:
+            continue
         parts.append(f"{names[axis]} {value:g}" if isinstance(value, float) else f"{names[axis]} {value}")
     return " · ".join(str(p) for p in parts)
 
 
 def unique_titles(groups: list[Group], *fixed: str) -> list[str]:
-    """Titles of groups; where two read the same (they differ elsewhere), the config hash tells them apart."""
+    """Titles of groups; where two read the same, each names the settings in which it differs from the
+    others of that title (`norm_options {noise_granularity: group, noise_std: 1.001}` against
+    `norm_options null`), or its config hash where that cannot be said in a few words."""
     titles = [group_title(g, *fixed) for g in groups]
-    return [t if titles.count(t) == 1 else f"{t} · config {g.digest.split(':')[1]}" for t, g in zip(titles, groups)]
+    settings = [science_items(g.runs[0]) for g in groups]
+    named = []
+    for title, group, own in zip(titles, groups, settings):
+        twins = [other for t, other in zip(titles, settings) if t == title]
+        if len(twins) == 1:
+            named.append(title)
+            continue
+        keys = {k for other in twins for k in other} - set(AXES.values()) - set(group.tied)
+        differing = sorted({setting_root(k, twins) for k in keys if len({other.get(k) for other in twins}) > 1})
+        config = science_config(group.runs[0].config)
+        shown = " · ".join(f"{short_key(k)} {compact(get_dotted(config, k))}" for k in differing)
+        named.append(f"{title} · {shown}" if differing and len(shown) <= 100
+                     else f"{title} · config {group.digest.split(':')[1]}")
+    return named
+
+
+def setting_root(key: str, twins: list[dict[str, str]]) -> str:
+    """The shortest prefix of a flat key that is a whole setting in one of the twins (`model.norm_options`
+    where one run has it null and another a dict), so the title shows the setting, not its leaves."""
+    parts = key.split(".")
+    for end in range(1, len(parts)):
+        prefix = ".".join(parts[:end])
+        if any(prefix in other for other in twins):
+            return prefix
+    return key
+
+
+def compact(value) -> str:
+    """A config value as a reader writes it: `{noise_granularity: group, noise_std: 1.001}`, `null`."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value, default=str).strip('"')

@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from callbacks.summary_file import SUMMARY_FILE
 from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, get_dotted
+from lightning_app.run.paths import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, experiment_of
 from lightning_app.run.status import live_status
 from lightning_app.run.metrics_rows import read_complete_rows
 
 # The axes a study varies, and where each lives in a resolved config.
-AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything"}
+AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything",
+        "weight_decay": "model.weight_decay"}
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,11 @@ class RunRecord:
 
     @cached_property
     def metrics(self) -> dict[str, Series]:
-        return read_metrics(self.path / "metrics.csv")
+        return read_metrics(self.path / METRICS_FILE)
 
     @property
     def experiment(self) -> str:
-        return self.config.get("experiment") or self.path.parent.name
+        return self.config.get("experiment") or experiment_of(self.path).name
 
     @property
     def name(self) -> str:
@@ -139,7 +140,7 @@ def load_runs(root: Path) -> tuple[list[RunRecord], list[str]]:
         raise FileNotFoundError(f"runs directory {root} does not exist")
     runs, skipped = [], []
     for summary_path in sorted(root.rglob(SUMMARY_FILE)):
-        config_path = summary_path.parent / "config.yaml"
+        config_path = summary_path.parent / CONFIG_FILE
         if not config_path.is_file():
             continue
         try:

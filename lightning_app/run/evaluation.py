@@ -18,10 +18,7 @@ from typing import Any
 import torch
 
 from callbacks.run_files import atomic_write_text, write_json
-from callbacks.summary_file import SUMMARY_FILE
-from lightning_app.run.paths import EVAL_DIR
-
-PREDICTIONS_FILE = "predictions.csv"
+from lightning_app.run.paths import EVAL_DIR, PREDICTIONS_FILE, SUMMARY_FILE
 
 
 def new_eval_dir(run_dir: Path, subcommand: str, checkpoint: str | None) -> Path:

@@ -2,10 +2,12 @@
 
 The run name reads like `fashion_mnist_small_cnn_gn_g4_bs128_lr0.001_s0_3f9a1c`: the axes a study
 varies, then a short hash of every value that changes what is trained (so two configs differing
-anywhere else never share a directory). Paths, worker counts, logging switches and the measuring
-callbacks (landscape, Hessian, λ tracker, explosion detector: they restore the training state and
-were tested bit-identical with and without) are not part of it. The sweep planner, `fit`'s resume
-check and the report's grouping all use `science_config`, so they agree on what "the same run" is.
+anywhere else never share a directory). Which keys change what is trained is decided for every key
+of the config and every callback option in `science.py`: not paths, worker counts, devices, logging
+or the measuring probes (they restore the training state or only read it, and were tested
+bit-identical with and without); the explosion detector's `stop`/`skip_step` settings are. The sweep
+planner, `fit`'s resume check and the report's grouping all use `science_config`, so they agree on
+what "the same run" is.
 """
 from __future__ import annotations
 
@@ -13,13 +15,8 @@ import hashlib
 import json
 from typing import Any, Iterable
 
-# Config keys (dotted) whose values decide the result of a run, and data keys that do not.
-SCIENCE_KEYS = ("model", "data", "seed_everything", "trainer.max_epochs", "trainer.max_steps", "trainer.precision",
-                "trainer.accumulate_grad_batches", "trainer.gradient_clip_val", "trainer.gradient_clip_algorithm",
-                "trainer.sync_batchnorm", "trainer.limit_train_batches")  # a trimmed run is not the full run
-NON_SCIENCE_DATA_KEYS = {"data_dir", "download", "num_workers", "pin_memory", "persistent_workers",
-                         "eval_batch_size", "on_device"}  # on_device: the same batches, faster
-UNGROUPED_NORMS = {"none", "bn", "ln", "in"}
+from lightning_app.run.science import CALLBACK, KEYS, SCIENCE, callback_science, counts
+
 BATCH_SIZE_KEY = "data.init_args.batch_size"  # the global training batch in a resolved config
 # The registered data modules (`datamodules.DATAMODULES`) by class path, written out: importing the registry
 # imports torch, which `lightning sweep` and `lightning report` would wait seconds for just to name a run
@@ -55,12 +52,44 @@ def data_name(data_cfg: dict | None) -> str:
 
 
 def science_config(cfg: dict) -> dict:
-    """The part of a resolved (dumped) subcommand config that decides what is trained."""
-    selected = {key: get_dotted(cfg, key) for key in SCIENCE_KEYS}
-    data = dict(selected.get("data") or {})
-    data["init_args"] = {k: v for k, v in (data.get("init_args") or {}).items() if k not in NON_SCIENCE_DATA_KEYS}
+    """The part of a resolved (dumped) subcommand config that decides what is trained (`science.py`).
+
+    `model` and `data` are kept as mappings (a key classified nowhere counts as science), every other
+    science key as a dotted entry; a `ScienceUnless` key or a callback only when it counts. This is the
+    layout every run name so far was hashed from."""
+    model = cfg.get("model")
+    selected = {"model": {k: v for k, v in model.items() if _counts(f"model.{k}", v)} if isinstance(model, dict)
+                else model}
+    data = {k: v for k, v in (cfg.get("data") or {}).items() if _counts(f"data.{k}", v)}
+    data["init_args"] = {k: v for k, v in (data.get("init_args") or {}).items() if _counts(f"data.init_args.{k}", v)}
     selected["data"] = data
+    for key, kind in KEYS.items():
+        if key.startswith(("model.", "data.")):
+            continue
+        value = get_dotted(cfg, key)
+        if kind == SCIENCE:
+            selected[key] = value  # None where the config lacks it, as every run name so far
+        elif not _present(cfg, key):
+            continue  # not the same as null: a config written before the key existed
+        elif kind == CALLBACK:
+            entries = value if isinstance(value, list) else [value]
+            parts = [part for part in map(callback_science, entries) if part is not None]
+            if parts:
+                selected[key] = parts if isinstance(value, list) else parts[0]
+        elif counts(kind, value):
+            selected[key] = value
     return json.loads(json.dumps(selected, default=str))  # plain values: comparable with a config read back
+
+
+def _counts(key: str, value: Any) -> bool:
+    return counts(KEYS.get(key, SCIENCE), value)
+
+
+def _present(cfg: dict, key: str) -> bool:
+    """Whether the dotted key is in the config (a missing one is not the same as null)."""
+    *parents, last = key.split(".")
+    parent = get_dotted(cfg, parents) if parents else cfg
+    return isinstance(parent, dict) and last in parent
 
 
 def science_hash(cfg: dict, length: int = 6) -> str:
@@ -73,7 +102,9 @@ def derive_run_name(cfg: dict) -> str:
     batch_size = get_dotted(cfg, BATCH_SIZE_KEY)
     norm = model.get("norm", "norm")
     parts = [data_name(cfg.get("data")), model.get("backbone", "model"), norm]
-    if norm not in UNGROUPED_NORMS:
+    from models.norms import is_grouped  # torch: only the CLI names runs, and it has loaded it
+
+    if is_grouped(norm):  # the registry says whether norm_groups changes the layer
         parts.append(f"g{model.get('norm_groups', 32)}")
     lr = model.get("lr")
     parts += [f"bs{'?' if batch_size is None else batch_size}", f"lr{lr:g}" if isinstance(lr, (int, float)) else "lr?",

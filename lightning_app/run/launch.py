@@ -27,7 +27,7 @@ import yaml
 from lightning_app.run.identity import derive_run_name, science_difference
 from lightning_app.run.lock import RunLock, RunLocked, holder_of, is_launching_process
 from lightning_app.run.paths import (CONFIG_FILE, METRICS_FILE, check_name, check_overwritable, check_writable, clear_run_dir,
-                                     resume_checkpoint, run_of_checkpoint, run_path)
+                                     is_ckpt_path_keyword, resume_checkpoint, run_of_checkpoint, run_path)
 from lightning_app.run.status import FINISHED, read_status
 from lightning_app.run.metrics_rows import read_previous_rows
 
@@ -73,7 +73,7 @@ def check_run_identity(run_dir: Path, launched: dict, overwrite: bool) -> None:
 
 def check_checkpoint_origin(ckpt_path: str | None, launched: dict) -> None:
     """Refuse a checkpoint saved by a run of other science (see the module docstring)."""
-    if not ckpt_path or ckpt_path in ("last", "hpc", "best", "registry") or not Path(ckpt_path).is_file():
+    if not ckpt_path or is_ckpt_path_keyword(ckpt_path) or not Path(ckpt_path).is_file():
         return
     origin = run_of_checkpoint(ckpt_path)
     on_disk = read_config(origin) if origin is not None else None

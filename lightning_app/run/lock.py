@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lightning_app.run.paths import LOCK_FILE
+from lightning_app.run.paths import LOCK_FILE, layout_of
 
 # Environment variables that give a process's rank under the launchers Lightning supports.
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
@@ -99,7 +99,7 @@ class RunLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        missing = [p for p in (*reversed(self.run_dir.parents[:2]), self.run_dir) if not p.exists()]
+        missing = [p for p in layout_of(self.run_dir) if not p.exists()]  # root, experiment, run
         self._created = missing
         while True:
             self.run_dir.mkdir(parents=True, exist_ok=True)  # again after a release that removed it

@@ -1,8 +1,13 @@
-"""Where a run lives, and what may be created, resumed or deleted there.
+"""Where a run lives, and what may be created, resumed or deleted there: the one owner of the layout.
 
 `<root>/<experiment>/<run_name>/`, each name a single path component (no `/`, not `.`/`..`, not
 absolute, not hidden), checked before anything is created or deleted: a `/` would split one run over
-two directories, `..` or an absolute path would point `--overwrite` at files outside any run.
+two directories, `..` or an absolute path would point `--overwrite` at files outside any run. A sweep
+keeps its own files in `<root>/<experiment>/_sweep/`. Every name of a file or directory inside a run
+is a constant here (the two that callbacks write, `summary.json` and `explosion.json`, are defined
+beside their writers, which cannot import lightning_app); code that needs a run's
+experiment directory, its root or the run directories under a root asks the functions below instead
+of counting `parent`s.
 """
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 LOCK_FILE = "run.lock"  # lock.py
 EVAL_DIR = "eval"  # evaluation.py
+PREDICTIONS_FILE = "predictions.csv"  # in a `predict` evaluation's directory
+HPARAMS_FILE = "hparams.yaml"  # the model's hyper-parameters, beside metrics.csv (run_metrics.py)
+SWEEP_DIR = "_sweep"  # beside the run directories: a sweep's logs, slurm script and W&B sweep file
 # What only normlab writes into a run directory: one of them marks a directory --overwrite may empty.
 RUN_MARKERS = (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, CHECKPOINT_DIR, LOCK_FILE)
 
@@ -31,9 +39,43 @@ def check_name(option: str, name: str) -> str:
     return name
 
 
+def experiment_dir(root: str | os.PathLike, experiment: str) -> Path:
+    """`<root>/<experiment>`, after checking the name."""
+    return Path(root) / check_name("experiment", experiment)
+
+
 def run_path(root: str | os.PathLike, experiment: str, run_name: str) -> Path:
     """`<root>/<experiment>/<run_name>`, after checking both names."""
-    return Path(root) / check_name("experiment", experiment) / check_name("run_name", run_name)
+    return experiment_dir(root, experiment) / check_name("run_name", run_name)
+
+
+def layout_of(run_dir: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """(root, experiment directory, run directory) of a run directory, outermost first."""
+    run_dir = Path(run_dir)
+    return run_dir.parent.parent, run_dir.parent, run_dir
+
+
+def experiment_of(run_dir: str | os.PathLike) -> Path:
+    """The experiment directory that holds a run directory."""
+    return layout_of(run_dir)[1]
+
+
+def sweep_dir_of(run_dir: str | os.PathLike) -> Path:
+    """`<root>/<experiment>/_sweep`, beside the run directory: where a sweep of that experiment keeps its files."""
+    return experiment_of(run_dir) / SWEEP_DIR
+
+
+def run_dirs(root: str | os.PathLike) -> list[Path]:
+    """The run directories under a runs root (`<root>/<experiment>/<run>`, sweeps' own folders left out)."""
+    return sorted(run for experiment in Path(root).iterdir() if experiment.is_dir()
+                  for run in experiment.iterdir() if run.is_dir() and run.name != SWEEP_DIR)
+
+
+def is_ckpt_path_keyword(ckpt_path: str | None) -> bool:
+    """A `--ckpt_path` that names no file but a checkpoint to find: `last` (the run's newest, which `fit`
+    and the evaluations resolve themselves), and Lightning's `best`, `hpc`, `registry[:...]`."""
+    return isinstance(ckpt_path, str) and (ckpt_path in ("last", "best", "hpc")
+                                           or ckpt_path.lower().split(":")[0] == "registry")
 
 
 def default_experiment(config_paths: list) -> str:

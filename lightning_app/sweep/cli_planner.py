@@ -9,16 +9,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from callbacks.compat import ARGS_BESIDE_ARGV_WARNING
+from callbacks.compat import ARGS_BESIDE_ARGV_WARNING, UnseededCLI
 from lightning_app.cli import NormlabCLI
 from lightning_app.sweep.run_name_cache import NamedRun
 
 
-class RunPlanner(NormlabCLI):
+class RunPlanner(UnseededCLI, NormlabCLI):
     """NormlabCLI's parser and run naming, without instantiating a model, a data module or a trainer.
 
     Built once (building the parser is the slow part); each run is then one parse plus the CLI's own
-    `before_instantiate_classes`, which fills in `experiment` and `run_name` and sets `run_dir`.
+    `before_instantiate_classes`, which fills in `experiment` and `run_name` and sets `run_dir`. It
+    seeds nothing: seeding belongs to the training processes.
     """
 
     def __init__(self, first_args: list[str], where: str):
@@ -39,9 +40,6 @@ class RunPlanner(NormlabCLI):
                 super().parse_arguments(parser, args)
         except ValueError as error:
             raise ValueError(f"sweep run ({self._where}): {error}") from None
-
-    def _set_seed(self) -> None:
-        pass  # seeding belongs to the training processes
 
     def instantiate_classes(self) -> None:
         pass

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning_app.run.lock import holder_of
+from lightning_app.run.paths import experiment_of, sweep_dir_of
 from lightning_app.run.status import live_status, read_status
 from lightning_app.sweep.planned_run import PlannedRun
 from lightning_app.sweep.run_name_cache import RunNameCache
 from lightning_app.sweep.spec import SweepSpec, format_cli_value
-
-SWEEP_DIR = "_sweep"  # beside the run directories: logs, the slurm script, the W&B sweep file
 
 
 def plan_sweep(spec: SweepSpec, extra: list[str] = ()) -> list[PlannedRun]:
@@ -64,13 +63,13 @@ def _describe(point: dict[str, Any]) -> str:
 
 def sweep_dir(runs: list[PlannedRun]) -> Path:
     """`<root>/<experiment>/_sweep`: where the sweep keeps its logs and generated files."""
-    return runs[0].run_dir.parent / SWEEP_DIR
+    return sweep_dir_of(runs[0].run_dir)
 
 
 def print_plan(spec: SweepSpec, runs: list[PlannedRun]) -> None:
     counts = {action: sum(r.action == action for r in runs) for action in ("skip", "resume", "start")}
     elsewhere = sum(r.holder is not None for r in runs)
-    where = runs[0].run_dir.parent if runs else "-"
+    where = experiment_of(runs[0].run_dir) if runs else "-"
     print(f"sweep {spec.experiment}: {len(runs)} runs in {where} ({counts['skip'] - elsewhere} finished, "
           + (f"{elsewhere} running elsewhere, " if elsewhere else "")
           + f"{counts['resume']} to resume, {counts['start']} to start)")

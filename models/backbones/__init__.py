@@ -29,6 +29,7 @@ from models.backbones.vgg import VGG11
 from models.backbones.shapes import norm_input_shapes
 from models.norms import check_norm_options, make_norm
 from models.norms.statistics import check_norm_inputs
+from value_ranges import one_of
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
@@ -37,7 +38,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "resnet50": ResNet50,
     "densenet121": DenseNet121,
 }
-NORM_GROUPS_POLICIES = ("strict", "clamp")
+NORM_GROUPS_POLICY = one_of("strict", "clamp")
 # What build_backbone passes itself; every other constructor keyword is a backbone option.
 BUILDER_ARGUMENTS = ("num_classes", "in_channels", "norm_layer", "image_size")
 log = logging.getLogger(__name__)
@@ -46,9 +47,7 @@ log = logging.getLogger(__name__)
 def norm_layer_factory(norm: str, norm_groups: int, policy: str = "strict",
                        **norm_options) -> Callable[[int], nn.Module]:
     """`norm_layer(num_channels) -> nn.Module` for the backbones, under the given groups policy."""
-    if policy not in NORM_GROUPS_POLICIES:
-        allowed = ", ".join(NORM_GROUPS_POLICIES)
-        raise ValueError(f"norm_groups_policy must be one of {allowed}, got {policy!r}")
+    NORM_GROUPS_POLICY.check("norm_groups_policy", policy)
     strict = partial(make_norm, norm, groups=norm_groups, **norm_options)
 
     def norm_layer(num_channels: int) -> nn.Module:

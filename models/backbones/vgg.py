@@ -16,15 +16,19 @@ global average pool before the head lets larger inputs through.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Literal
 
 from torch import nn
 
 from models.backbones.init import init_conv_weights
+from value_ranges import Range, check_values, is_finite_number, one_of
 
 CONFIG_A = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
-HEADS = ("linear", "mlp")
+OPTIONS = {
+    "head": one_of("linear", "mlp"),
+    "width": Range(lambda v: is_finite_number(v) and round(CONFIG_A[0] * v) >= 1,
+                   "a finite number with round(64 × width) >= 1 (every layer keeps a channel)"),
+}
 
 
 class VGG11(nn.Module):
@@ -32,12 +36,7 @@ class VGG11(nn.Module):
                  image_size: int = 32, head: Literal["linear", "mlp"] = "linear", width: float = 1.0):
         """`image_size` is accepted for the uniform backbone signature; the pooling makes any size work."""
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"vgg11 head must be one of {', '.join(HEADS)}, got {head!r}")
-        if isinstance(width, bool) or not isinstance(width, (int, float)) or not (
-                math.isfinite(width) and round(CONFIG_A[0] * width) >= 1):
-            raise ValueError(f"vgg11 width must be a finite number with round(64 × width) >= 1 (every layer keeps "
-                             f"a channel), got {width!r}")
+        check_values("vgg11 ", OPTIONS, {"head": head, "width": width})
         layers: list[nn.Module] = []
         channels = in_channels
         for entry in CONFIG_A:

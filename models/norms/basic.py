@@ -14,6 +14,7 @@ from functools import partial
 from torch import nn
 
 from models.norms.checks import check_batch_values, check_groups
+from models.norms.extents import Extent, Shape, per_channel, per_sample
 from models.norms.reference_arithmetic import ReferenceGroupNorm
 
 
@@ -31,8 +32,20 @@ def _check_batch(layer: str, module: nn.Module, inputs: tuple) -> None:
         check_batch_values(layer, x, x.numel() // max(x.shape[1], 1), "(N, H, W) per channel")
 
 
+class NoNorm(nn.Identity):
+    """`none`: the identity in a norm layer's place. Its own type, so that callbacks find the place (the
+    activation statistics of a network without normalization sit at the same module paths)."""
+
+    def __init__(self, num_channels: int):
+        super().__init__()
+        self.num_channels = num_channels
+
+    def extra_repr(self) -> str:
+        return str(self.num_channels)
+
+
 def none(num_channels: int, groups: int) -> nn.Module:
-    return nn.Identity()
+    return NoNorm(num_channels)
 
 
 def batch_norm(num_channels: int, groups: int, eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
@@ -52,3 +65,14 @@ def layer_norm(num_channels: int, groups: int, eps: float = 1e-5) -> nn.Module:
 
 def instance_norm(num_channels: int, groups: int, eps: float = 1e-5) -> nn.Module:
     return nn.GroupNorm(num_channels, num_channels, eps=eps)
+
+
+def batch_norm_statistics(layer: nn.Module, shape: Shape) -> list[Extent]:
+    """`bn`: one statistic per channel over N×H×W."""
+    return [per_channel(shape)]
+
+
+def group_norm_statistics(layer: nn.Module, shape: Shape) -> list[Extent]:
+    """`gn`, `ln`, `in`: one statistic per sample and group, over its C/G channels × H×W."""
+    groups = layer.groups if isinstance(layer, ReferenceGroupNorm) else layer.num_groups
+    return [per_sample(shape, groups)]

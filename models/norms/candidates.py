@@ -19,13 +19,15 @@ cut across channels normalize the merged axis directly.
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
 from torch import nn
 
 from models.norms.basic import batch_norm_2d
-from models.norms.checks import check_batch_values, check_groups, check_options
+from models.norms.checks import EPS, EXAMPLES_PER_GROUP, MOMENTUM, check_batch_values, check_groups, check_options
+from models.norms.extents import Extent, Shape, per_channel, per_sample
 from models.norms.moments import MomentAffine, mean_of_first_axis, mean_of_last_axis, update_running_statistics
 
 
@@ -49,16 +51,20 @@ class GNThenBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.gn(x))
 
+    def training_statistics(self, shape: Shape) -> list[Extent]:
+        return [per_sample(shape, self.gn.num_groups, "GN part: "), per_channel(shape, "BN part: ")]
+
 
 class BatchGroupNorm(nn.Module):
     """Normalization over (examples_per_group examples) × (one of G groups of the merged C·H·W axis)."""
 
     track_running_stats = True  # read by moments.update_running_statistics, as on a BatchNorm module
+    OPTIONS = {"examples_per_group": EXAMPLES_PER_GROUP, "eps": EPS, "momentum": MOMENTUM}
 
     def __init__(self, num_channels: int, groups: int, examples_per_group: int | None = None, eps: float = 1e-5,
                  momentum: float | None = 0.1, name: str = "bgn"):
         super().__init__()
-        check_options(name, {"examples_per_group": examples_per_group, "eps": eps, "momentum": momentum})
+        check_options(name, self.OPTIONS, {"examples_per_group": examples_per_group, "eps": eps, "momentum": momentum})
         self.name, self.num_channels, self.groups, self.eps, self.momentum = name, num_channels, groups, eps, momentum
         self.examples_per_group = examples_per_group
         self.weight = nn.Parameter(torch.ones(num_channels))
@@ -70,10 +76,12 @@ class BatchGroupNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         per_group = n if self.examples_per_group is None else self.examples_per_group
+        use_batch_statistics = self.training or per_group == 1
+        if not use_batch_statistics:
+            per_group = n  # eval with the running estimates: the grouping of examples plays no part
         if n % per_group or x[0].numel() % self.groups:
             raise ValueError(f"norm {self.name!r}: input shape {tuple(x.shape)} does not split into groups of "
                              f"{per_group} examples and {self.groups} groups of C·H·W")
-        use_batch_statistics = self.training or per_group == 1
         count = per_group * (x[0].numel() // self.groups)
         if use_batch_statistics:
             check_batch_values(self.name, x, count, f"{per_group} example(s) × a group of C·H·W")
@@ -130,6 +138,13 @@ class BatchGroupNorm(nn.Module):
         return (f"{self.num_channels}, groups={self.groups}, examples_per_group={self.examples_per_group}, "
                 f"eps={self.eps}, momentum={self.momentum}")
 
+    def training_statistics(self, shape: Shape) -> list[Extent]:
+        """One statistic per group of examples and group of the C·H·W axis."""
+        n, c, spatial = shape[0], shape[1], math.prod(shape[2:])
+        examples = self.examples_per_group or n
+        over = f"{self.examples_per_group or 'N'} example(s) × a group of C·H·W/{self.groups}"
+        return [(over, None if examples is None else examples * c * spatial // self.groups)]
+
 
 def gn_then_bn(num_channels: int, groups: int, eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
     return GNThenBN(num_channels, groups, eps=eps, momentum=momentum)
@@ -143,3 +158,23 @@ def general_batch_group_norm(num_channels: int, groups: int, examples_per_group:
                              eps: float = 1e-5, momentum: float | None = 0.1) -> nn.Module:
     check_groups("gbgn", num_channels, groups)
     return BatchGroupNorm(num_channels, groups, examples_per_group, eps=eps, momentum=momentum, name="gbgn")
+
+
+def check_batch_group_inputs(norm: str, layers: dict[str, nn.Module], shapes: dict[str, Shape], batch: str) -> None:
+    """`bgn`, `gbgn` at start-up: each layer's C·H·W must split into its G groups (bgn: Zhou et al. 2020,
+    §3), and the per-device batch into groups of `examples_per_group` (gbgn: Summers & Dinneen 2020, §4)."""
+    sizes = {path: math.prod(shapes[path][1:]) for path in layers}
+    for path, layer in layers.items():
+        if sizes[path] % layer.groups:
+            c, *spatial = shapes[path][1:]
+            common = math.gcd(*sizes.values())
+            raise ValueError(
+                f"norm {norm!r} at {path}: norm_groups={layer.groups} does not divide its input's C·H·W = "
+                f"{c}·{'·'.join(map(str, spatial))} = {sizes[path]}; allowed group counts for this network: "
+                f"{[d for d in range(1, min(common, 128) + 1) if common % d == 0]}")
+    for path, layer in layers.items():
+        n = shapes[path][0]
+        if n is not None and n % (layer.examples_per_group or 1):
+            raise ValueError(f"norm {norm!r}: {batch} gives {n} images per device, which do not split into "
+                             f"groups of examples_per_group={layer.examples_per_group}; use a multiple of "
+                             f"{layer.examples_per_group} per device")

@@ -1,46 +1,32 @@
-"""The checks every norm layer shares: option values, group counts, and statistics of one value.
+"""The checks every norm layer shares: option ranges, group counts, and statistics of one value.
 
 Each is one line naming the layer type, the value and what is allowed, so the CLI can print it as
-`normlab: error: ...`. Option values are checked before a layer is built (`check_options`, by the
-backbone builder for the whole network, then by each layer's factory call):
-ε > 0 keeps 1/√(σ² + ε) finite for a constant input (Ioffe & Szegedy 2015, §3, Algorithm 1), and a
-running-average momentum outside [0, 1] extrapolates instead of averaging (torch's BatchNorm2d:
-r ← (1 − m)·r + m·x̂). A statistic computed from a single value is x − μ = 0: the layer's output is
-then its β whatever the input (`check_batch_values` in the forward pass; `models.norms.statistics`
-finds such layers from the backbone's shapes before training).
+`normlab: error: ...`. Option values are checked before a layer is built (`make_norm`, against the
+ranges its registry entry lists): ε > 0 keeps 1/√(σ² + ε) finite for a constant input (Ioffe &
+Szegedy 2015, §3, Algorithm 1), and a running-average momentum outside [0, 1] extrapolates instead
+of averaging (torch's BatchNorm2d: r ← (1 − m)·r + m·x̂). A statistic computed from a single value
+is x − μ = 0: the layer's output is then its β whatever the input (`check_batch_values` in the
+forward pass; `models.norms.statistics` finds such layers from the backbone's shapes before training).
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import torch
 
-from models.option_ranges import is_finite_number, is_integer
+from value_ranges import Range, check_values, finite_number, integer, number_in
 
-NOISE_OPTIONS = ("noise_mean", "noise_std", "noise_granularity")
-NOISE_GRANULARITIES = ("element", "group")
-
-
-# option -> (predicate, what is allowed); an option a layer does not take is reported by make_norm.
-OPTION_RANGES = {
-    "eps": (lambda v: is_finite_number(v) and v > 0, "a finite number > 0"),
-    "momentum": (lambda v: v is None or (is_finite_number(v) and 0 <= v <= 1),
-                 "a number in [0, 1] (the running-average weight of the new batch) or null (cumulative average)"),
-    "lambda_init": (is_finite_number, "a finite number (λ; the GN weight is σ(λ))"),
-    "examples_per_group": (lambda v: v is None or (is_integer(v) and v >= 1),
-                           "an integer >= 1 or null (the whole batch)"),
-    "reference_arithmetic": (lambda v: isinstance(v, bool), "true or false"),
-    "noise_mean": (is_finite_number, "a finite number"),
-    "noise_std": (lambda v: is_finite_number(v) and v >= 0, "a finite number >= 0"),
-    "noise_granularity": (lambda v: v in NOISE_GRANULARITIES, ", ".join(NOISE_GRANULARITIES)),
-}
+# The ranges of the options several layers share; a registry entry lists those its builder takes.
+EPS = finite_number(above=0)
+MOMENTUM = number_in("[0, 1]").or_none("cumulative average").described(
+    "a number in [0, 1] (the running-average weight of the new batch) or null (cumulative average)")
+LAMBDA_INIT = finite_number().described("a finite number (λ; the GN weight is σ(λ))")
+EXAMPLES_PER_GROUP = integer(1).or_none("the whole batch")
 
 
-def check_options(layer: str, options: dict) -> None:
+def check_options(layer: str, ranges: Mapping[str, Range], options: Mapping[str, Any]) -> None:
     """Fail with one line on the first option whose value is outside its range."""
-    for key, value in options.items():
-        if key in OPTION_RANGES:
-            valid, allowed = OPTION_RANGES[key]
-            if not valid(value):
-                raise ValueError(f"norm {layer!r}: {key}={value!r}; allowed: {allowed}")
+    check_values(f"norm {layer!r}: ", ranges, options)
 
 
 def check_groups(layer: str, num_channels: int, groups: int) -> None:

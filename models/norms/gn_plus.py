@@ -30,10 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.norms.checks import check_batch_values, check_groups
+from models.norms.checks import EPS, LAMBDA_INIT, MOMENTUM, check_batch_values, check_groups
+from models.norms.extents import Extent, Shape, per_channel, per_sample
 from models.norms.moments import (MomentAffine, batch_statistics, compute_dtype, group_statistics,
                                   update_running_statistics)
 from models.norms.reference_arithmetic import reference_batch_norm, reference_group_norm
+from value_ranges import BOOLEAN
 
 
 class GNPlus(nn.Module):
@@ -45,6 +47,7 @@ class GNPlus(nn.Module):
     """
 
     name = "gn_plus"
+    OPTIONS = {"lambda_init": LAMBDA_INIT, "eps": EPS, "momentum": MOMENTUM, "reference_arithmetic": BOOLEAN}
 
     def __init__(self, num_channels: int, groups: int = 32, lambda_init: float = 1.0, eps: float = 1e-5,
                  momentum: float | None = 0.1, reference_arithmetic: bool = False):
@@ -110,6 +113,13 @@ class GNPlus(nn.Module):
     def extra_repr(self) -> str:
         arithmetic = ", reference_arithmetic=True" if self.reference_arithmetic else ""
         return f"{self.num_channels}, groups={self.groups}, eps={self.eps}{arithmetic}"
+
+    def training_statistics(self, shape: Shape) -> list[Extent]:
+        """The GN part's statistic per sample and group; the BN part's per channel over N×H×W, or per
+        (C, H, W) position over the batch with the reference arithmetic."""
+        bn_part = ("BN part: per (C, H, W) position over the batch", shape[0]) if self.reference_arithmetic \
+            else per_channel(shape, "BN part: ")
+        return [per_sample(shape, self.groups, "GN part: "), bn_part]
 
 
 def _normalizer(mean, var, eps):

@@ -151,9 +151,8 @@ def small_tensor_threads(x: torch.Tensor) -> Iterator[None]:
     """Run the (N, C)-sized coefficient graph on one CPU thread.
 
     torch runs an op in parallel from 32,768 elements, which N·C reaches at (128, 256, 8, 8); on a
-    busy CPU every parallel region then waits for thread wake-ups: measured here, the coefficient
-    graph's forward+backward took 70 ms on 2 threads and 1.4 ms on one (BatchNorm's whole
-    forward+backward of that input: 35-130 ms). The big per-element passes stay multi-threaded.
+    busy CPU every parallel region then waits for thread wake-ups, which cost these small ops far more
+    than their arithmetic (bench/RESULTS.md, "norms"). The big per-element passes stay multi-threaded.
     """
     threads = torch.get_num_threads()
     if x.device.type != "cpu" or threads == 1:
@@ -179,8 +178,8 @@ def _position_sums(grad_y: torch.Tensor, x: torch.Tensor, mean: torch.Tensor) ->
 
     The products with BLAS (a matrix-vector product, a batched dot) need g as dense rows; reshaping
     an expanded gradient (stride 0, as `y.sum().backward()` gives) or a non-contiguous one into rows
-    would copy it at full size, or hand BLAS a stride-0 matrix (measured: 7× the dense product's
-    time). So: along every spatial axis where g is expanded it is constant, and x is summed there
+    would copy it at full size, or hand BLAS a stride-0 matrix (several times the dense product's
+    time: bench/RESULTS.md, "norms with an expanded upstream gradient"). So: along every spatial axis where g is expanded it is constant, and x is summed there
     instead (Σ g·x = Σ g·Σx; over all of them that sum is M·mean, no pass at all); a gradient that
     is still not dense rows is multiplied and reduced in its own layout.
     """
@@ -216,7 +215,7 @@ def _recomputed_grads(coefficients: Coefficients, x: torch.Tensor, tensors: list
     return (grad_x, None, *grad_tensors)
 
 
-def update_running_statistics(bn: torch.nn.modules.batchnorm._BatchNorm, batch_mean: torch.Tensor,
+def update_running_statistics(bn: torch.nn.Module, batch_mean: torch.Tensor,
                               batch_var: torch.Tensor, count: int) -> None:
     """Update `bn`'s running estimates exactly as `nn.BatchNorm2d` does in training.
 

@@ -19,15 +19,20 @@ import torch
 from torch import nn
 
 from models.norms.checks import check_groups, check_options
+from value_ranges import finite_number, one_of
 
 Granularity = Literal["element", "group"]
 
 
 class OutputNoise(nn.Module):
+    # The options `make_norm` accepts for every layer, and their ranges.
+    OPTIONS = {"noise_mean": finite_number(), "noise_std": finite_number(at_least=0),
+               "noise_granularity": one_of("element", "group")}
+
     def __init__(self, layer: nn.Module, name: str, num_channels: int, groups: int, mean: float, std: float,
                  granularity: Granularity = "element"):
         super().__init__()
-        check_options(name, {"noise_mean": mean, "noise_std": std, "noise_granularity": granularity})
+        check_options(name, self.OPTIONS, {"noise_mean": mean, "noise_std": std, "noise_granularity": granularity})
         if granularity == "group":
             check_groups(name, num_channels, groups)
         self.layer, self.groups, self.mean, self.std, self.granularity = layer, groups, mean, std, granularity

@@ -3,6 +3,7 @@ versions, and its patterns still match the installed jsonargparse's error messag
 an internal or rewords a message fails here, naming it, instead of somewhere deep in a run or as a raw
 multi-line error."""
 import importlib
+import os
 import re
 import sys
 import warnings
@@ -17,9 +18,13 @@ from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.cli import LightningCLI
 
 from callbacks.compat import (ARGS_BESIDE_ARGV_WARNING, ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment,
-                              foreach_copy, foreach_norm, layer_sync, parser_actions, slurm_requeue_handler,
-                              subcommand_parsers, weights_in_memory)
+                              foreach_copy, foreach_norm, forward_hook_counts, layer_sync, parser_actions,
+                              slurm_requeue_handler, subcommand_parsers, weights_in_memory)
+from lightning_app.checkpoints import LastCheckpoint
+from lightning_app.cli import NormlabCLI
+from lightning_app.sweep.cli_planner import RunPlanner
 from models.logging_steps import is_logging_step
+from tests.helpers import ROOT
 
 
 def resolve(owner: str):
@@ -84,6 +89,62 @@ class _TestedModule(LightningModule):
 
     def test_step(self, batch, batch_idx):
         return self.layer(batch[0]).sum()
+
+
+class _Trained(LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_last_checkpoint_saves_at_every_epoch_end_and_once_per_step(tmp_path):
+    """LastCheckpoint decides through compat.saves_at_train_epoch_end and saves through
+    compat.save_last_checkpoint: 4 batches per epoch, no mid-epoch trigger, 3 epochs -> steps 4, 8, 12,
+    and the end of training (at step 12 again) adds no second save."""
+    trainer = Trainer(accelerator="cpu", max_epochs=3, callbacks=[LastCheckpoint(str(tmp_path))], logger=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    saved, save = [], trainer.save_checkpoint
+    trainer.save_checkpoint = lambda *args, **kwargs: (saved.append(trainer.global_step), save(*args, **kwargs))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 3)), batch_size=4)
+    trainer.fit(_Trained(), data)
+    assert saved == [4, 8, 12] and (tmp_path / "last.ckpt").is_file()
+
+
+def test_the_sweep_planner_seeds_nothing(tmp_path, monkeypatch):
+    """LightningCLI seeds the process after parsing (the control below); the planner (UnseededCLI) does not."""
+    args = ["--config", str(ROOT / "configs/quickstart.yaml"), "--seed_everything", "7",
+            "--trainer.default_root_dir", str(tmp_path)]
+    monkeypatch.setenv("PL_GLOBAL_SEED", "unset")  # so that the teardown removes what the control sets
+    monkeypatch.delenv("PL_GLOBAL_SEED")
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    RunPlanner(args, "test")
+    assert torch.equal(torch.rand(3), expected) and "PL_GLOBAL_SEED" not in os.environ
+
+    class Seeding(NormlabCLI):
+        def instantiate_classes(self):
+            pass
+    Seeding(args=args, run=False)
+    assert os.environ["PL_GLOBAL_SEED"] == "7"
+
+
+def test_forward_hook_counts_follow_registration_and_removal():
+    layer = torch.nn.Linear(2, 2)
+    assert forward_hook_counts(layer) == (0, 0)
+    handles = [layer.register_forward_pre_hook(lambda m, args: None),
+               layer.register_forward_hook(lambda m, args, out: None),
+               layer.register_forward_hook(lambda m, args, out: None)]
+    assert forward_hook_counts(layer) == (1, 2)
+    for handle in handles:
+        handle.remove()
+    assert forward_hook_counts(layer) == (0, 0)
 
 
 def test_foreach_copy_copies_each_pair():

@@ -198,7 +198,9 @@ def test_batched_reads_still_name_the_exact_step_and_keep_nan_off_disk(tmp_path)
 
 @pytest.mark.parametrize("args,message", [
     ({"action": "explode"}, "explosion.action must be one of stop, skip_step, warn, got 'explode'"),
-    ({"spike_factor": 1.0}, "explosion.spike_factor must be a number > 1, got 1.0"),
+    ({"spike_factor": 1.0}, "explosion.spike_factor must be a finite number > 1, got 1.0"),
+    ({"window": True}, "explosion.window must be an integer >= 1, got True"),  # YAML's true is no count
+    ({"max_skips": False}, "explosion.max_skips must be an integer >= 0, got False"),
     ({"action": "skip_step", "sync_every": 4}, "explosion.action=skip_step needs sync_every=1"),
 ])
 def test_bad_arguments_are_one_clear_error(args, message):

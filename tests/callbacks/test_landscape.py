@@ -123,7 +123,7 @@ def test_probe_mode_turns_autocast_off_whoever_turned_it_on():
     (dict(every_n_steps=0), "landscape.every_n_steps must be an integer >= 1, got 0"),
     (dict(step_sizes=[]), "landscape.step_sizes must be a non-empty list of numbers > 0"),
     (dict(step_sizes=[0.1, -0.2]), "landscape.step_sizes must be a non-empty list of numbers > 0"),
-    (dict(direction="adam"), "landscape.direction must be gradient or update, got 'adam'"),
+    (dict(direction="adam"), "landscape.direction must be one of gradient, update, got 'adam'"),
 ])
 def test_bad_settings_are_refused(bad, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -4,6 +4,8 @@ A short real fit of `ImageClassifier` (small CNN with GNPlus, whose BN parts kee
 statistics; Adam, whose state the `update` direction steps) with the landscape and Hessian probes
 ends bit-identical (weights, BN buffers, optimizer state, RNG) to the same fit without them, on CPU
 with deterministic algorithms. Two epochs, so a consumed RNG would also reshuffle the second one.
+The same holds for the activation statistics, whose numbers a landscape probe measuring at the same
+steps leaves as they are (its forwards are not measured).
 """
 import csv
 
@@ -11,6 +13,7 @@ import torch
 import yaml
 from pytorch_lightning import Trainer, seed_everything
 
+from callbacks.activation_stats import ActivationStatistics
 from callbacks.hessian import HessianTopEigen
 from callbacks.landscape import LandscapeProbe
 from datamodules import FashionMNISTDataModule
@@ -51,6 +54,22 @@ def test_fit_with_probes_is_bit_identical_to_fit_without(fake_mnist_dir):
         assert torch.equal(plain[key], probed[key]), key
     assert_equal_nested(plain_optimizer.state_dict(), probed_optimizer.state_dict())
     assert torch.equal(plain_rng, probed_rng)
+
+
+def test_fit_with_activation_statistics_is_bit_identical_to_fit_without(fake_mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no logger with a directory: the histograms go to the Trainer's root, the cwd
+    plain_model, plain_optimizer, _, plain_rng = train(fake_mnist_dir, [])
+    stats = lambda: ActivationStatistics(every_n_steps=4, channels=[0, 3])  # noqa: E731
+    measured_model, measured_optimizer, capture, measured_rng = train(fake_mnist_dir, [stats()])
+    _, _, with_probe, _ = train(fake_mnist_dir, [stats(), LandscapeProbe(every_n_steps=4, step_sizes=[0.4])])
+    assert sorted(capture.with_prefix("activation/")) == [0, 4, 8]
+    assert capture.with_prefix("activation/") == with_probe.with_prefix("activation/")
+    plain, measured = plain_model.state_dict(), measured_model.state_dict()
+    assert plain.keys() == measured.keys()
+    for key in plain:
+        assert torch.equal(plain[key], measured[key]), key
+    assert_equal_nested(plain_optimizer.state_dict(), measured_optimizer.state_dict())
+    assert torch.equal(plain_rng, measured_rng)
 
 
 def test_preset_writes_the_design_keys_to_metrics_csv(fake_mnist_dir, tmp_path):

@@ -3,9 +3,9 @@ per-rank shares of each global batch under DDP, drop_last, resuming, and Lightni
 import pytest
 import torch
 from pytorch_lightning import Trainer
-from pytorch_lightning.trainer.states import RunningStage
 from torch.utils.data import DataLoader
 
+from callbacks.compat import prepared_training_dataloader
 from datamodules.sampling import EpochBatchSampler, epoch_order, per_device_batch_size
 
 
@@ -71,8 +71,7 @@ def test_start_at_skips_the_done_batches_of_that_epoch_only():
 def test_lightning_does_not_inject_its_sampler_under_ddp():
     """Lightning's own DDP preparation (no processes launched) leaves our loader untouched."""
     trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_checkpointing=False)
-    prepare = trainer._data_connector._prepare_dataloader
     ours = DataLoader(range(64), batch_size=None, sampler=EpochBatchSampler(64, 8, seed=0, rank=1, world_size=2))
-    assert prepare(ours, shuffle=True, mode=RunningStage.TRAINING) is ours
+    assert prepared_training_dataloader(trainer, ours) is ours
     plain = DataLoader(range(64), batch_size=8)  # the control: a plain loader does get one
-    assert prepare(plain, shuffle=True, mode=RunningStage.TRAINING) is not plain
+    assert prepared_training_dataloader(trainer, plain) is not plain

@@ -71,6 +71,7 @@ def runs(tmp_path_factory):
     return base, data, root
 
 
+ACTIVATIONS = ["--config", str(ROOT / "configs/presets/activations.yaml")]
 # (row id, extra arguments, substrings of the one error line); "{base}" is the fixture's folder.
 ROWS = [
     ("unknown backbone", ["--model.backbone", "resnet99"], ["unknown backbone 'resnet99'", "allowed:", "small_cnn"]),
@@ -129,12 +130,21 @@ ROWS = [
     ("run named by hand holds other science", ["--model.lr", "0.01"],
      ["run_name='victim' names a run of other science (model.lr: 0.003 -> 0.01)"]),
     ("norm option out of range", ["--model.norm", "gn_plus_parallel", "--model.norm_options", '{{"eps": -1}}'],
-     ["norm 'gn_plus_parallel': eps=-1", "> 0"]),
-    ("norm momentum out of range", ["--model.norm_options", '{{"momentum": 2}}'], ["norm 'bn': momentum=2", "[0, 1]"]),
+     ["norm 'gn_plus_parallel': eps must be a finite number > 0, got -1"]),
+    ("norm momentum out of range", ["--model.norm_options", '{{"momentum": 2}}'],
+     ["norm 'bn': momentum must be a number in [0, 1]", "got 2"]),
     ("model option out of range", ["--model.momentum", "1.5"], ["model.momentum must be a number in [0, 1), got 1.5"]),
     ("data option out of range", ["--data.init_args.num_workers", "-1"], ["data.num_workers", "got -1", ">= 0"]),
     ("bgn groups do not divide C·H·W", ["--model.norm", "bgn", "--model.norm_groups", "3"],
      ["norm 'bgn' at features.1: norm_groups=3 does not divide", "16·28·28", "allowed group counts"]),
+    ("activation statistics: unknown layer", [*ACTIVATIONS, "--activation_stats.layers", "[net.features.1, net.nope]"],
+     ["activation_stats.layers: no norm layer 'net.nope' in the model; available: net.features.1, net.features.5"]),
+    ("activation statistics: channel out of range", [*ACTIVATIONS, "--activation_stats.channels", "[0, 16]"],
+     ["activation_stats.channels: layer net.features.1 has 16 channels (0..15), got channel 16"]),
+    ("activation statistics with a compiled network", [*ACTIVATIONS, "--model.compile", "true"],
+     ["activation_stats: model.compile=true runs the network through torch.compile"]),
+    ("activation statistics: every_n_steps 0", [*ACTIVATIONS, "--activation_stats.every_n_steps", "0"],
+     ["activation_stats.every_n_steps must be an integer >= 1, got 0"]),
 ]
 
 

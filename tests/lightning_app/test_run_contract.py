@@ -177,7 +177,9 @@ def config(lr=0.1, **top):
 
 def test_measuring_callbacks_are_not_science_for_the_name_nor_the_report():
     probes = {"lambda_tracker": {"class_path": "callbacks.lambda_tracker.LambdaTracker"},
-              "landscape": {"class_path": "callbacks.landscape.LandscapeProbe", "init_args": {"every_n_steps": 5}}}
+              "landscape": {"class_path": "callbacks.landscape.LandscapeProbe", "init_args": {"every_n_steps": 5}},
+              "activation_stats": {"class_path": "callbacks.activation_stats.ActivationStatistics",
+                                   "init_args": {"every_n_steps": 7, "layers": ["net.features.1"]}}}
     assert science_config(config(**probes)) == science_config(config())
     assert derive_run_name(config(**probes)) == derive_run_name(config())
     record = lambda cfg: RunRecord(None, {**cfg, "experiment": "e"}, {})  # noqa: E731

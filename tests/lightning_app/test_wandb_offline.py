@@ -1,6 +1,7 @@
 """W&B beside the CSV logger, offline (no network here): `lightning fit` with the wandb preset writes an
 offline W&B run whose records (read back from the binary `.wandb` file) hold the λ and landscape keys,
-the resolved config with the git commit, and the derived project/group/tags/id; the id is stable."""
+the activation histograms (the counts and edges of activation_histograms.jsonl), the resolved config
+with the git commit, and the derived project/group/tags/id; the id is stable."""
 import hashlib
 import json
 import re
@@ -13,6 +14,7 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
+from callbacks.activation_stats import HISTOGRAM_FILE, bin_edges, read_histograms
 from lightning_app.command import main
 from lightning_app.wandb_logger import WandbOptions, run_identity
 from tests.helpers import ROOT, run_dirs, tiny_args
@@ -71,7 +73,8 @@ def test_quickstart_with_the_wandb_preset_writes_an_offline_run(fake_mnist_dir, 
     main(tiny_args(fake_mnist_dir, tmp_path, "--config", str(ROOT / "configs/presets/wandb.yaml"),
                    "--config", str(ROOT / "configs/presets/lambda.yaml"), "--lambda_tracker.every_n_steps", "2",
                    "--model.norm", "gn_plus_gn_first", "--wandb.tags", "[study]", "--trainer.max_epochs", "1",
-                   "--trainer.callbacks+", "tests.lightning_app.test_wandb_offline.LogsLandscapeKeys"))
+                   "--trainer.callbacks+", "tests.lightning_app.test_wandb_offline.LogsLandscapeKeys",
+                   "--config", str(ROOT / "configs/presets/activations.yaml"), "--activation_stats.every_n_steps", "4"))
     assert wandb.run is None  # finished, not left open for the next fit in this process
     (run_dir,) = run_dirs(tmp_path)
     (wandb_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
@@ -101,6 +104,15 @@ def test_quickstart_with_the_wandb_preset_writes_an_offline_run(fake_mnist_dir, 
         assert lambda_rows[6][f"lambda/{layer}"] == pytest.approx(torch.sigmoid(last[f"{layer}.lambda_"]).item())
     (landscape,) = [row for row in history if "landscape/loss_min" in row]
     assert {key: landscape[key] for key in LANDSCAPE} == LANDSCAPE and landscape["trainer/global_step"] == 4
+    histograms = read_histograms(run_dir / HISTOGRAM_FILE)
+    assert len(histograms) == 2 * 2 * 3 * 2  # steps 0, 4 × layers × channels × before/after
+    activation_rows = {row["trainer/global_step"]: row for row in history if "activation/net.features.1/mean@0" in row}
+    assert sorted(activation_rows) == [0, 4]
+    for record in histograms:
+        row = activation_rows[record["step"]]
+        key = f"activation_hist/{record['layer']}/{record['where']}@{record['channel']}"
+        assert row[f"{key}/_type"] == "histogram" and row[f"{key}/values"] == record["counts"]
+        assert row[f"{key}/bins"] == bin_edges(60, (-6, 6)).tolist()
     summary = json.loads((run_dir / "summary.json").read_text())
     (test_row,) = [row for row in history if "test/acc" in row]
     assert test_row["test/acc"] == pytest.approx(summary["test_acc"])

@@ -74,6 +74,19 @@ def test_gbgn_limits_are_bn_and_gn():
         torch.testing.assert_close(as_gn(x), F.group_norm(x, 2, eps=EPS))
 
 
+def test_gbgn_evaluates_any_batch_with_its_running_statistics():
+    """In eval the running estimates normalize, so an evaluation batch need not split into example groups
+    (a validation batch of 1,000 under training groups of 64 examples)."""
+    layer = make_norm("gbgn", 4, groups=2, examples_per_group=2).double()
+    layer(torch.randn(4, 4, 2, 2, dtype=torch.double))
+    layer.eval()
+    x = np.random.default_rng(2).normal(size=(3, 4, 2, 2))
+    mean = layer.running_mean.numpy().repeat(2)[None, :, None, None]  # one estimate per group of 2 channels
+    var = layer.running_var.numpy().repeat(2)[None, :, None, None]
+    np.testing.assert_allclose(layer(torch.from_numpy(x)).detach().numpy(), (x - mean) / np.sqrt(var + EPS),
+                               rtol=1e-10)
+
+
 def test_gbgn_batch_not_divisible_by_examples_per_group():
     layer = make_norm("gbgn", 4, groups=2, examples_per_group=4)
     with pytest.raises(ValueError, match=r"'gbgn'.*\(6, 4, 2, 2\).*groups of 4 examples"):

@@ -33,7 +33,8 @@ def test_option_out_of_range_is_one_line(name, option, value, allowed):
     with pytest.raises(ValueError) as info:
         make_norm(name, 8, groups=2, **{option: value})
     message = str(info.value)
-    assert message.startswith(f"norm {name!r}: {option}={value!r}; allowed: ") and allowed in message
+    assert message.startswith(f"norm {name!r}: {option} must be ") and message.endswith(f", got {value!r}")
+    assert allowed in message
     assert "\n" not in message
 
 

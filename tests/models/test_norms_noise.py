@@ -41,7 +41,7 @@ def test_wrapper_exposes_the_layer_for_callbacks_and_sync_conversion():
 
 
 def test_bad_noise_options_are_one_line():
-    with pytest.raises(ValueError, match=r"'gn': noise_granularity='pixel'; allowed: element, group"):
+    with pytest.raises(ValueError, match=r"^norm 'gn': noise_granularity must be one of element, group, got 'pixel'$"):
         make_norm("gn", 8, groups=4, noise_std=1.0, noise_granularity="pixel")
     with pytest.raises(ValueError, match=r"'bn'.*groups=3 does not divide num_channels=8"):
         make_norm("bn", 8, groups=3, noise_std=1.0, noise_granularity="group")

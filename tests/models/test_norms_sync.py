@@ -82,5 +82,5 @@ def test_plugin_converts_every_batchnorm_and_reverts():
     assert kinds == [GlobalBatchNorm2d, GlobalBatchNorm2d]  # the GNPlus BN part is reached too
     assert synced[0].weight is weight  # the optimizer keeps updating the same tensors
     reverted = NormlabSyncBatchNorm().revert(synced)
-    assert [type(m) for m in reverted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] == [
+    assert [type(m) for m in reverted.modules() if isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm))] == [
         nn.BatchNorm2d, nn.BatchNorm2d]

@@ -24,14 +24,16 @@ def write_metrics_csv(path: Path, rows: list[dict]) -> None:
 
 def write_run(root: Path, norm: str, batch_size: int, seed: int, status: str, final_val_acc: float | None,
               lr: float = 0.1, landscape: bool = False, run_name: str | None = None, trainer: dict | None = None,
-              summary: dict | None = None, rows: list[dict] | None = None, experiment: str = "study") -> Path:
-    """One run directory; `rows` replaces the generated metrics, `summary`/`trainer` add to theirs."""
+              summary: dict | None = None, rows: list[dict] | None = None, experiment: str = "study",
+              model: dict | None = None) -> Path:
+    """One run directory; `rows` replaces the generated metrics, `summary`/`trainer`/`model` add to theirs."""
     name = run_name or f"fashion_mnist_small_cnn_{norm}_bs{batch_size}_lr{lr:g}_s{seed}_abc123"
     run_dir = root / experiment / name
     run_dir.mkdir(parents=True)
     config = {"seed_everything": seed, "experiment": experiment, "run_name": name,
               "trainer": {"max_epochs": EPOCHS, "default_root_dir": str(root), **(trainer or {})},
-              "model": {"backbone": "small_cnn", "norm": norm, "norm_groups": 4, "lr": lr, "optimizer": "sgd"},
+              "model": {"backbone": "small_cnn", "norm": norm, "norm_groups": 4, "lr": lr, "optimizer": "sgd",
+                        **(model or {})},
               "data": {"class_path": "datamodules.FashionMNISTDataModule",
                        "init_args": {"batch_size": batch_size, "data_dir": "data"}}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))

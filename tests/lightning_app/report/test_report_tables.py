@@ -164,3 +164,20 @@ def test_report_files_are_replaced_atomically(tmp_path, monkeypatch):
         main(["report", str(root), "--out", str(out)])
     assert {path: path.read_bytes() for path in out.iterdir()} == before  # no torn file, no temporary left
 
+
+
+def test_tables_that_differ_only_in_a_norm_option_are_titled_by_that_option(tmp_path):
+    # The output-noise study: the same norms, lr and batch, with noise off (norm_options null), on every
+    # element, or per group. The headings must say which is which, not show a config hash.
+    root = tmp_path / "runs"
+    options = [None, {"noise_granularity": "element", "noise_std": 1.001},
+               {"noise_granularity": "group", "noise_std": 1.001}]
+    for i, norm_options in enumerate(options):
+        for norm in ("bn", "gn"):
+            write_run(root, norm, 128, 0, "completed", 0.8, rows=[], model={"norm_options": norm_options},
+                      run_name=f"{norm}_noise{i}")
+    headings = [line for line in report_text(root, tmp_path).splitlines() if line.startswith("### study ·")]
+    assert headings == [
+        "### study · fashion_mnist · small_cnn · lr 0.1 · norm_options null",
+        "### study · fashion_mnist · small_cnn · lr 0.1 · norm_options {noise_granularity: element, noise_std: 1.001}",
+        "### study · fashion_mnist · small_cnn · lr 0.1 · norm_options {noise_granularity: group, noise_std: 1.001}"]

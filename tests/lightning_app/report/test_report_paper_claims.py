@@ -1,0 +1,120 @@
+"""The claims of the course report and of the GN paper's output-noise and appendix-A.5 experiments: each
+number per seed against a hand computation on generated runs, and the report's claims section."""
+import zlib
+
+from lightning_app.report.claims import HELD, NOT_HELD, PARTLY, SeedResult
+from lightning_app.report.command import write_report
+from lightning_app.report.course_claims import course_claims
+from lightning_app.report.noise_claims import candidate_claims, noise_claims
+from lightning_app.report.runs import load_runs
+from tests.lightning_app.report.report_runs import write_run
+
+
+def run(root, experiment, norm, seed, bs=128, lr=1e-3, model=None, loss=None, train_acc=None, grad=None,
+        vanish=False, status="completed", best=0.8, test=0.8):
+    """One run whose metrics hold constant values: every logged train/loss = `loss`, the last epoch's
+    train/acc = `train_acc`, grad/norm = `grad`, an explosion/kind row of 4 when `vanish`."""
+    rows = []
+    for step in range(0, 40, 10):
+        row = {"epoch": step // 20, "step": step}
+        row.update({"train/loss": loss} if loss is not None else {})
+        row.update({"grad/norm": grad} if grad is not None else {})
+        rows.append(row)
+    if train_acc is not None:
+        rows += [{"epoch": 0, "step": 19, "train/acc": 0.5}, {"epoch": 1, "step": 39, "train/acc": train_acc}]
+    if vanish:
+        rows.append({"epoch": 1, "step": 30, "explosion/kind": 4, "explosion/step": 30})
+    groups = (model or {}).get("norm_groups", 4)
+    name = f"{norm}_g{groups}_bs{bs}_lr{lr:g}_{zlib.crc32(str(model).encode())}_s{seed}"
+    write_run(root, norm, bs, seed, status, best, lr=lr, rows=rows, run_name=name, experiment=experiment,
+              model={"norm_groups": groups, **(model or {})}, summary={"best_val_acc": best, "test_acc": test})
+
+
+def course_root(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        for bs in (10, 50, 100):
+            run(root, "course", "none", seed, bs, 1e-3, loss=1.0, train_acc=0.88, grad=1.0, test=0.80)
+            run(root, "course", "none", seed, bs, 1e-4, loss=1.5)
+            # bn: 0.8 × none's loss at batch 50 and 100; at batch 10 0.98 × (seed 1: 0.9 ×) and 1.6 / 1.5
+            fast = 0.8 if bs > 10 else (0.98 if seed == 0 else 0.9)
+            run(root, "course", "bn", seed, bs, 1e-3, loss=fast, train_acc=0.90)
+            run(root, "course", "bn", seed, bs, 1e-4, loss=1.2 if bs > 10 else 1.6)
+        # gn at batch 50, lr 1e-3: training accuracy below none (88) and bn (90); test within 1 point of
+        # none's 80 in seed 0, 1.2 above it at G = 16 in seed 1
+        for groups, acc, test in ((1, 0.85, 0.805), (4, 0.855, 0.79), (16, 0.853, 0.805 if seed == 0 else 0.812)):
+            run(root, "course", "gn", seed, 50, 1e-3, model={"norm_groups": groups}, loss=1.1, train_acc=acc,
+                grad=2.0, test=test)
+    return root
+
+
+def by_statement(claims, fragment):
+    """The one claim whose statement starts with `fragment` or, failing that, contains it."""
+    (found,) = [c for c in claims if c.statement.startswith(fragment)] or [c for c in claims if fragment in c.statement]
+    return found
+
+
+def test_course_report_claims_by_hand(tmp_path):
+    runs, _ = load_runs(course_root(tmp_path))
+    claims = course_claims(runs)
+    faster = by_statement(claims, "BN trains faster")
+    assert faster.seeds[0] == SeedResult("0.80 / 0.80 / 0.80 / 0.80", True) and faster.verdict == HELD
+    slower = by_statement(claims, "lr 1e-4 converges slower")
+    # none: 1.5 / 1.0 at each batch; bn: 1.6 / 0.98 = 1.63 at batch 10, 1.2 / 0.8 = 1.5 at 50 and 100
+    assert slower.seeds[0] == SeedResult("1.50 / 1.50 / 1.50 / 1.63 / 1.50 / 1.50", True)
+    no_gain = by_statement(claims, "batch < 20")
+    # seed 0: 0.98 and 1.6 / 1.5 = 1.07, both ≥ 0.95; seed 1: 0.90 < 0.95
+    assert no_gain.seeds[0] == SeedResult("0.98 / 1.07", True) and no_gain.seeds[1].holds is False
+    assert no_gain.verdict == PARTLY
+    below = by_statement(claims, "GN's training accuracy is below")
+    assert below.seeds[1] == SeedResult("-5.00 / -4.50 / -4.70", True)
+    assert by_statement(claims, "hardly changes").seeds[0] == SeedResult("0.50", True)
+    same = by_statement(claims, "test accuracy is about the same")
+    assert same.seeds[0] == SeedResult("+0.50 / -1.00 / +0.50", True)
+    assert same.seeds[1] == SeedResult("+0.50 / -1.00 / +1.20", False)
+    assert by_statement(claims, "gradient's L2 norm").seeds[0] == SeedResult("2.00", True)
+
+
+def test_noise_and_candidate_claims_by_hand(tmp_path):
+    root = tmp_path / "runs"
+    noise = {"noise_mean": 1e-3, "noise_std": 1.001, "noise_granularity": "element"}
+    for seed in (0, 1):
+        run(root, "noise", "bn", seed, best=0.85, loss=0.5)
+        # bn with noise trains (loss 0.8 ≤ ln 10 / 2 = 1.15) in seed 0; stays at 1.2 in seed 1; validates 40 %
+        run(root, "noise", "bn", seed, model={"norm_options": noise}, best=0.40, loss=0.8 if seed == 0 else 1.2)
+        # gn with noise: vanished at loss 2.30 in seed 0; trains (loss 0.9, 70 %) in seed 1
+        run(root, "noise", "gn", seed, model={"norm_options": noise}, best=0.10 if seed == 0 else 0.70,
+            vanish=seed == 0, loss=2.3 if seed == 0 else 0.9)
+        run(root, "noise", "gn_plus_gn_first", seed, model={"norm_options": noise}, best=0.86, loss=0.7)
+        run(root, "a5", "gbgn", seed, bs=128, lr=0.01, best=0.80, loss=0.5)
+        run(root, "a5", "gbgn", seed, bs=4, lr=1e-3, best=0.60, status="exploded", loss=0.5)  # exploded: fails
+        run(root, "a5", "bgn", seed, bs=128, lr=0.01, best=0.45, loss=0.5)  # below 50 %: does not work
+        run(root, "a5", "bgn", seed, bs=4, lr=1e-3, best=0.10, vanish=True, loss=2.3)
+    runs, _ = load_runs(root)
+    claims = noise_claims([r for r in runs if r.experiment == "noise"])
+    vanishes = by_statement(claims, "GN's gradients vanish")
+    assert vanishes.seeds[0] == SeedResult("loss 2.30, vanished", True)
+    assert vanishes.seeds[1] == SeedResult("loss 0.90", False) and vanishes.verdict == PARTLY
+    bn_trains = by_statement(claims, "BN avoids the vanishing")
+    assert bn_trains.seeds == {0: SeedResult("loss 0.80", True), 1: SeedResult("loss 1.20", False)}
+    bn_better = by_statement(claims, "BN validates better than GN")
+    # seed 0: bn 40 > gn 10 and bn trains; seed 1: gn 70 > bn 40
+    assert bn_better.seeds == {0: SeedResult("bn 40.00 / gn 10.00", True), 1: SeedResult("bn 40.00 / gn 70.00", False)}
+    best = by_statement(claims, "validates best")
+    assert best.seeds[1] == SeedResult("gn_plus_gn_first 86.00 / bn 40.00 / gn 70.00", True)
+
+    a5 = candidate_claims([r for r in runs if r.experiment == "a5"])
+    assert by_statement(a5, "GBGN works in setting A").seeds[0] == SeedResult("loss 0.50, 80.00 %", True)
+    assert by_statement(a5, "GBGN fails in setting B").seeds[0] == SeedResult("loss 0.50, 60.00 %, exploded", True)
+    bgn_a = by_statement(a5, "BGN works in setting A")
+    assert bgn_a.seeds[0] == SeedResult("loss 0.50, 45.00 %", False) and bgn_a.verdict == NOT_HELD
+    assert by_statement(a5, "BGN fails in setting B").seeds[1] == SeedResult("loss 2.30, 10.00 %, vanished", True)
+
+
+def test_report_lists_each_experiments_claims(tmp_path):
+    runs, _ = load_runs(course_root(tmp_path))
+    report, _ = write_report(runs, tmp_path / "report", source="runs")
+    text = report.read_text()
+    assert "## Claims of the papers" in text and "### course" in text
+    row = next(line for line in text.splitlines() if "GN's training accuracy is below" in line)
+    assert "s0: -5.00 / -4.50 / -4.70; s1: -5.00 / -4.50 / -4.70" in row and "**held (2/2 seeds)**" in row
