@@ -4,10 +4,13 @@ Reads every finished run directory under RUNS_DIR (config.yaml, summary.json, me
 so it works offline) and writes DIR/report.md (default RUNS_DIR/report) with PNG figures beside it, all
 atomically: accuracy tables in the GN paper's layout with accuracy against batch size, final σ(λ) per
 layer (table and figure) and λ trajectories (tables.py, batch_figures.py), training
-curves against images seen, landscape bands and the learning-rate envelope (figures.py).
+curves against images seen, landscape bands and the learning-rate envelope (figures.py), and where runs
+measured their norm layers the course report's histograms, channel means and gradient norms
+(activation_figures.py).
 Runs are grouped by what they share (groups.py): a table, its curves and λ figures hold runs that
-differ only in norm, batch size, seed and the values tied to the batch size; a landscape figure runs
-that differ only in norm and seed; an envelope runs that differ only in norm, LR and seed. The same
+differ only in norm, batch size, seed and the values tied to the batch size; a landscape figure and the
+activation figures runs that differ only in norm and seed; an envelope runs that differ only in norm, LR
+and seed. The same
 science under two run names counts once; unreadable run files are named and skipped.
 """
 from __future__ import annotations
@@ -21,6 +24,8 @@ from jsonargparse import ArgumentParser
 
 from callbacks.run_files import atomic_write_text
 from lightning_app.bad_input import parse_command_line
+from lightning_app.report.activation_figures import (has_activation_statistics, plot_activation_histograms,
+                                                     plot_channel_means, plot_grad_norms)
 from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
                                                 plot_lambda_trajectories)
 from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_training_curves, study_order
@@ -39,8 +44,14 @@ from lightning_app.run.status import FINISHED, KILLED, STATUSES
 REPORT_FILE = "report.md"
 REPORT_HEADING = "# normlab report"  # its first line: how a later report knows the directory is a report's
 # Every figure name write_report gives (`<kind>_<group index>.png`).
-FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope|paper_landscape)"
-                         r"_\d{2,}\.png")
+FIGURE_NAME = re.compile(r"(accuracy_vs_batch|final_lambda|lambda|curves|landscape|lr_envelope|paper_landscape"
+                         r"|activation_hist|channel_means|grad_norm)_\d{2,}\.png")
+# The figures drawn per group: (file name, caption, drawing); the λ figures per GN-paper table, the course
+# report's three views per group with activation statistics.
+LAMBDA_FIGURES = (("final_lambda", None, plot_final_lambda_vs_batch), ("lambda", None, plot_lambda_trajectories))
+ACTIVATION_FIGURES = (("activation_hist", "Channel histograms over training", plot_activation_histograms),
+                      ("channel_means", "Channel means over training", plot_channel_means),
+                      ("grad_norm", "Gradient L2 norm per step", plot_grad_norms))
 METRICS = {"final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
            "test_acc": "test accuracy"}
 
@@ -99,9 +110,9 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
                             "(one batch per logged point) averaged in bins.", [c for c in curves if c[1]], out)
 
     landscape_groups = grouped(runs, "norm", "seed")
+    landscape_titles = unique_titles(landscape_groups, "batch_size", "lr", "weight_decay")
     landscapes = [(t, plot_landscape(g.runs, out / f"landscape_{i:02d}.png", t))
-                  for i, (t, g) in enumerate(zip(unique_titles(landscape_groups, "batch_size", "lr", "weight_decay"),
-                                                 landscape_groups))]
+                  for i, (t, g) in enumerate(zip(landscape_titles, landscape_groups))]
     lines += figure_section("Landscape", "Santurkar et al. (2018), Fig. 4: at each probed step, the band between "
                             "the lowest and highest loss (and gradient predictiveness) over the probe's step "
                             "sizes, and the effective β-smoothness; one colour per norm, probes and seeds averaged "
@@ -116,12 +127,15 @@ def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc"
                             "them at each step; a narrow band means training does not depend much on the LR.",
                             [c for c in envelopes if c[1]], out)
 
+    activation_lines, activation_figures = _activation_section(landscape_groups, landscape_titles, out)
+    lines += activation_lines
     paper_lines, paper_figures = _paper_landscape_section(runs, out)
     lines += paper_lines + _claims_section(runs)
     lines += ["## Runs", "", *runs_table(listed), ""]
     report = out / REPORT_FILE
     atomic_write_text(report, "\n".join(lines))
-    written = [p for _, p in figures + curves + landscapes + envelopes + paper_figures if p is not None]
+    written = [p for _, p in figures + curves + landscapes + envelopes + activation_figures + paper_figures
+               if p is not None]
     _remove_stale_figures(out, written)
     return report, written
 
@@ -150,7 +164,7 @@ def _accuracy_section(groups: list[Group], titles: list[str], metric: str,
 
 def _lambda_section(groups: list[Group], titles: list[str], out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
     """Per group with GNPlus runs: the final σ(λ) tables, σ(λ) against batch size and the trajectories."""
-    lines, figures = [], []
+    sections, figures = [], []
     for i, (title, group) in enumerate(zip(titles, groups)):
         section = [line for norm, table in final_lambda_tables(group.runs).items()
                    for line in (f"**{norm}**", "", table_markdown(table, "Batch size \\ layer", summary_rows=False,
@@ -158,17 +172,39 @@ def _lambda_section(groups: list[Group], titles: list[str], out: Path) -> tuple[
         if section:
             section[:0] = ["Final σ(λ) (weight on the GN output) per GNPlus layer, input → output (summary.json "
                            "`lambdas`; completed runs).", ""]
-        for name, plot in (("final_lambda", plot_final_lambda_vs_batch), ("lambda", plot_lambda_trajectories)):
-            path = plot(group.runs, out / f"{name}_{i:02d}.png", title)
-            section += _figure_lines(title, path, out)
-            figures.append((title, path))
-        if section:
-            lines += [f"### {title}", "", *section]
-    if lines:
-        lines[:0] = ["## σ(λ) of the GNPlus layers", "", "GN paper §4: s = σ(λ) weighs the GN part, 1 − s the BN "
-                     "part; λ is logged by `callbacks.lambda_tracker.LambdaTracker`. Every λ panel shares the y axis "
-                     "[0, 1].", ""]
-    return lines, figures
+        drawn_lines, drawn = _group_figures(group.runs, i, title, out, LAMBDA_FIGURES)
+        sections.append((title, section + drawn_lines))
+        figures += drawn
+    return _group_sections("σ(λ) of the GNPlus layers", "GN paper §4: s = σ(λ) weighs the GN part, 1 − s the BN "
+                           "part; λ is logged by `callbacks.lambda_tracker.LambdaTracker`. Every λ panel shares the y "
+                           "axis [0, 1].", sections), figures
+
+
+def _activation_section(groups: list[Group], titles: list[str],
+                        out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
+    """Per group of runs differing only in norm and seed, where some measured their norm layers (the
+    activation statistics): the course report's three views. Groups without them get nothing, not even
+    the gradient norm every run logs, so a report of runs without the statistics is unchanged."""
+    sections, figures = [], []
+    for i, (title, group) in enumerate(zip(titles, groups)):
+        if any(map(has_activation_statistics, group.runs)):
+            section, drawn = _group_figures(group.runs, i, title, out, ACTIVATION_FIGURES)
+            sections.append((title, section))
+            figures += drawn
+    return _group_sections("Activation statistics", "The course report's TensorBoard views (Sridhar, Azim & "
+                           "Talegaonkar 2018, §III), from runs with `configs/presets/activations.yaml`; per norm its "
+                           "first seed and the deepest measured layer. Histograms: one channel's values before and "
+                           "after the norm as a density, the first measured step at the back (top), the last at the "
+                           "front (bottom). Channel means: each chosen channel's mean over (N, H, W) before the norm, "
+                           "± one standard deviation, and for grouped norms the group coherence η² (1: the channels "
+                           "of a group share the statistic). Gradient L2 norm: `grad/norm` of the norms overlaid, "
+                           "log axis.", sections), figures
+
+
+def _group_sections(heading: str, introduction: str, sections: list[tuple[str, list[str]]]) -> list[str]:
+    """`## heading`, its introduction and a `### title` per group with lines; nothing when no group has any."""
+    lines = [line for title, section in sections if section for line in (f"### {title}", "", *section)]
+    return [f"## {heading}", "", introduction, "", *lines] if lines else []
 
 
 def _paper_landscape_section(runs: list[RunRecord], out: Path) -> tuple[list[str], list[tuple[str, Path | None]]]:
@@ -219,6 +255,20 @@ def _claims_section(runs: list[RunRecord]) -> list[str]:
                      "verdict over seeds. Definitions: `lightning_app/report/course_claims.py` (course report) and "
                      "`noise_claims.py` (GN paper, output noise and appendix A.5).", ""]
     return lines
+
+
+def _group_figures(runs: list[RunRecord], index: int, title: str, out: Path,
+                   plots: tuple) -> tuple[list[str], list[tuple[str, Path]]]:
+    """Each (file name, caption or None, drawing) of `plots` drawn from `runs` as `<name>_<index>.png`: the
+    report lines linking those that were drawn (under their caption), and them."""
+    lines, drawn = [], []
+    for name, caption, plot in plots:
+        path = plot(runs, out / f"{name}_{index:02d}.png", title)
+        if path is not None:
+            lines += [f"**{caption}**", "", *_figure_lines(f"{caption}: {title}", path, out)] if caption else \
+                _figure_lines(title, path, out)
+            drawn.append((title, path))
+    return lines, drawn
 
 
 def _tied_lines(group: Group) -> list[str]:

@@ -1,10 +1,12 @@
-"""Finished run directories, read back for the report: `config.yaml`, `summary.json`, `metrics.csv`.
+"""Finished run directories, read back for the report: `config.yaml`, `summary.json`, `metrics.csv` and,
+where the activation statistics ran, `activation_histograms.jsonl`.
 
 Only the run directory is read (never W&B), so the report works offline and on a copied `runs/` tree.
 `metrics.csv` is the CSV logger's file: columns `epoch`, `step` and one per metric key, rows sparse
 (each logging call fills its own keys), so every key becomes its own series of (step, epoch, value).
 A run file that cannot be read is named in one line and skipped (the directory, or only its figures
-when just `metrics.csv` is bad), never a traceback: one damaged run must not hide a whole study.
+when just `metrics.csv` or the histograms are bad), never a traceback: one damaged run must not hide a
+whole study.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from callbacks.activation_records import HISTOGRAM_FILE, read_histograms
 from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, get_dotted
 from lightning_app.run.paths import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, experiment_of
 from lightning_app.run.status import live_status
@@ -69,6 +72,42 @@ def read_metrics(path: Path) -> dict[str, Series]:
     return series
 
 
+def read_histogram_records(path: Path) -> list[dict]:
+    """The records of an `activation_histograms.jsonl` (callbacks/activation_stats.read_histograms), each
+    checked for what a figure reads: a file written by someone else is a ValueError naming the file and
+    the first bad record, never a traceback in the middle of a figure. No file: no records."""
+    if not path.is_file():
+        return []
+    try:
+        records = read_histograms(path)
+    except (UnicodeDecodeError, TypeError) as error:  # TypeError: a layer or channel that is a list or a map
+        raise ValueError(f"{path}: not a histogram file ({type(error).__name__}: {error})") from None
+    for record in records:
+        problem = _histogram_problem(record)
+        if problem:
+            where = repr((record["step"], record["layer"], record["channel"], record["where"]))[:100]
+            raise ValueError(f"{path}: the record (step, layer, channel, where) = {where} {problem}")
+    return records
+
+
+def _histogram_problem(record: dict) -> str | None:
+    def count(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    bins, value_range, counts = record.get("bins"), record.get("range"), record.get("counts")
+    if not (count(record["step"]) and isinstance(record["layer"], str) and count(record["channel"])
+            and record["where"] in ("before", "after")):
+        return "needs a step and a channel (integers >= 0), a layer name and where: before|after"
+    if not (isinstance(bins, int) and bins >= 1 and isinstance(value_range, list) and len(value_range) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value_range)
+            and value_range[0] < value_range[1]):
+        return "needs bins >= 1 and a range [lo, hi] of finite numbers with lo < hi"
+    if not (isinstance(counts, list) and len(counts) == bins and all(map(count, counts))
+            and count(record.get("below")) and count(record.get("above"))):
+        return "needs `bins` counts, below and above, each an integer >= 0"
+    return None
+
+
 def numeric_key(value) -> tuple:
     """Sort key that orders numbers numerically (2, 8, 32, 128) and puts anything else after them."""
     return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
@@ -83,6 +122,11 @@ class RunRecord:
     @cached_property
     def metrics(self) -> dict[str, Series]:
         return read_metrics(self.path / METRICS_FILE)
+
+    @cached_property
+    def histograms(self) -> list[dict]:
+        """The activation histograms (callbacks/activation_stats.py), none when the run did not measure them."""
+        return read_histogram_records(self.path / HISTOGRAM_FILE)
 
     @property
     def experiment(self) -> str:
@@ -134,7 +178,7 @@ class RunRecord:
 def load_runs(root: Path) -> tuple[list[RunRecord], list[str]]:
     """Every run directory under `root` (one holding summary.json and config.yaml), sorted by path, and a
     one-line note for each run file that could not be read (its run is skipped, or kept without figures
-    when only metrics.csv is bad)."""
+    when only metrics.csv or the histograms are bad)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"runs directory {root} does not exist")
@@ -154,6 +198,11 @@ def load_runs(root: Path) -> tuple[list[RunRecord], list[str]]:
         except ValueError as error:
             run.metrics = {}
             skipped.append(f"no curves for {run.path}: {error}")
+        try:
+            run.histograms
+        except ValueError as error:
+            run.histograms = []
+            skipped.append(f"no activation histograms for {run.path}: {error}")
         runs.append(run)
     if not runs:
         raise ValueError(f"no run directories (with summary.json and config.yaml) under {root}"

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from callbacks.activation_stats import HISTOGRAM_FILE, read_histograms
+from callbacks.activation_records import HISTOGRAM_FILE, read_histograms
 from lightning_app.command import main
 from tests.helpers import ROOT, run_dirs, tiny_args
 

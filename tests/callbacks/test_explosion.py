@@ -43,6 +43,8 @@ class Planted(LightningModule):
         plant = self.plants.get(step)
         if plant == "nan_loss":
             loss = loss * math.nan
+        elif plant == "nan_constant":  # a NaN loss whose gradient is finite: no gradient flows through a constant
+            loss = loss + torch.tensor(math.nan)
         elif plant == "spike":
             loss = loss * 1000.0
         elif plant == "big_spike":
@@ -266,3 +268,29 @@ def test_an_infinite_weight_after_the_last_update_ends_exploded(tmp_path):
     summary, explosion, _ = fit(tmp_path, module, max_steps=10)
     assert summary["status"] == "exploded" and explosion["trigger"] == "nonfinite_weights"
     assert explosion["step"] == 10 and explosion["events"] == 1 and explosion["checkpoint"] is None
+
+
+@pytest.mark.parametrize("action", ["warn", "skip_step"])
+def test_a_nan_last_loss_with_finite_weights_never_ends_completed(tmp_path, action):
+    """The last step's loss is NaN while its gradient, and so every weight, stays finite: only the loss
+    tells, and the final check must still end the run exploded, naming the loss."""
+    last = 9
+    module = Planted({last: "nan_constant"})
+    summary, explosion, _ = fit(tmp_path, module, max_steps=last + 1, action=action)
+    assert max(module.states) == last and math.isfinite(module.norms[last])  # the planted step ran, finite grad
+    assert all(torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point())
+    assert summary["status"] == "exploded" and summary["test_acc"] is None
+    assert explosion["trigger"] == "nan_loss" and explosion["stopped"] and explosion["step"] == last + 1
+
+
+@pytest.mark.parametrize("zero_steps,vanish_step", [
+    ((2, 3, 4, 6, 7, 8, 10, 11, 12), None),  # 9 zero-gradient steps, never 4 in a row
+    ((2, 3, 4, 5), 5),  # 4 in a row: the event is the fourth
+])
+def test_vanish_counts_only_consecutive_low_gradient_steps(tmp_path, zero_steps, vanish_step):
+    module = Planted({s: "zero" for s in zero_steps})
+    summary, _, rows = fit(tmp_path, module, max_steps=14, vanish_threshold=1e-6, vanish_patience=4)
+    low = [s for s, norm in sorted(module.norms.items()) if norm < 1e-6]  # torch's norm of each step's gradient
+    assert low == list(zero_steps)
+    vanished = [int(float(r["explosion/step"])) for r in rows if r.get("explosion/kind") == "4"]
+    assert vanished == ([vanish_step] if vanish_step is not None else []) and summary["status"] == "completed"

@@ -19,7 +19,12 @@ from lightning_app.checkpoints import AtomicCheckpointIO
 from lightning_app.command import main
 from lightning_app.report.groups import science_items
 from lightning_app.report.runs import RunRecord
+<<<<<<< HEAD
 from lightning_app.run.identity import DATA_NAMES, data_name, derive_run_name, first_difference, science_config
+=======
+from lightning_app.run.identity import derive_run_name, first_difference, science_config
+from lightning_app.run.launch import check_fit_target, take_run_dir
+>>>>>>> main
 from lightning_app.run.lock import RunLock, RunLocked, holder_of
 from lightning_app.run.paths import LOCK_FILE, check_name, check_writable, clear_run_dir, resume_checkpoint
 from lightning_app.run.status import INTERRUPTED, KILLED, RUNNING, live_status, read_status
@@ -86,6 +91,47 @@ def _hold_lock_in_child(run_dir):
     assert os.read(ready_r, 1) == b"1"
     os.close(ready_r)
     return pid
+
+
+# The rank variables of the launchers Lightning supports (torchrun, SLURM, LSF), as a DDP job's processes see them.
+RANK_ENVIRONMENT = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+@pytest.mark.parametrize("env,launching", [
+    ({}, True),  # a single-process run
+    ({"RANK": "0", "LOCAL_RANK": "0", "NODE_RANK": "0", "SLURM_PROCID": "0"}, True),  # rank 0 of a job
+    ({"LOCAL_RANK": "1", "NODE_RANK": "0"}, False),  # the second device of the first node
+    ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),  # the first device of the second node
+    ({"GROUP_RANK": "1", "LOCAL_RANK": "0"}, False),  # torchrun's second node
+    ({"SLURM_PROCID": "3"}, False),
+    ({"RANK": "2"}, False),
+    ({"JSM_NAMESPACE_RANK": "1"}, False),
+], ids=["single", "rank0", "local1", "node1", "group1", "slurm3", "rank2", "lsf1"])
+def test_under_ddp_only_the_launching_process_takes_the_run_lock(tmp_path, monkeypatch, env, launching):
+    """One lock per job: the launching process takes it; every other rank neither takes it nor is refused
+    while its rank 0 (here another real process) holds it, and the launching process is refused then."""
+    for name in RANK_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run_dir = tmp_path / "runs" / "exp" / "run"
+    lock = take_run_dir(run_dir, overwrite=False)
+    try:
+        assert (holder_of(run_dir) or {}).get("pid") == (os.getpid() if launching else None)
+    finally:
+        lock.release()
+    pid = _hold_lock_in_child(run_dir)
+    try:
+        if launching:
+            with pytest.raises(RunLocked, match=f"pid {pid} on host"):
+                check_fit_target(run_dir, overwrite=False, ckpt_path=None)
+        else:
+            check_fit_target(run_dir, overwrite=False, ckpt_path=None)
+            take_run_dir(run_dir, overwrite=False).release()
+            assert holder_of(run_dir)["pid"] == pid  # rank 0's lock, untouched
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def test_the_lock_admits_one_process_and_a_sigkill_frees_it(tmp_path):

@@ -7,8 +7,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
+from datamodules import FashionMNISTDataModule
 from lightning_app.command import main
+from models.classifier import ImageClassifier
+from tests.fakedata import write_fake_mnist
 from tests.helpers import error_line, run_dirs, tiny_args
 
 RECORD = ("config.yaml", "metrics.csv", "summary.json", "hparams.yaml", "checkpoints/last.ckpt")
@@ -55,6 +59,34 @@ def test_validate_test_predict_write_apart_and_change_no_byte_of_the_fit(finishe
     assert len(rows) == json.loads((evals["predict"] / "summary.json").read_text())["predictions"] > 0
     accuracy = sum(row["prediction"] == row["label"] for row in rows) / len(rows)
     assert accuracy == pytest.approx(test_summary["metrics"]["test/acc"], abs=1e-6)  # predict = test's argmax
+
+
+def test_predictions_csv_columns_are_index_prediction_label_in_that_order(finished, tmp_path):
+    """README: `predictions.csv` (index, predicted class, label). An accuracy count cannot see the prediction
+    and label columns swapped; the labels of the test file and the checkpoint's own argmax can. The run's
+    weights are right on every test image, so the checkpoint predicted from has its output rows rolled
+    by one: each prediction is then the next class, never the label."""
+    data, root, run_dir = finished
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    for key in ("net.classifier.3.weight", "net.classifier.3.bias"):  # the small CNN's output layer
+        checkpoint["state_dict"][key] = checkpoint["state_dict"][key].roll(1, dims=0)
+    torch.save(checkpoint, tmp_path / "rolled.ckpt")  # outside the run: an evaluation writes into the run's eval/
+    before = set((run_dir / "eval").glob("predict-*"))
+    main(["predict", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(tmp_path / "rolled.ckpt")])
+    (folder,) = set((run_dir / "eval").glob("predict-*")) - before
+    with open(folder / "predictions.csv", newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["index", "prediction", "label"]
+    arrays = write_fake_mnist(tmp_path / "data")  # the files the run was trained and tested on (same seed)
+    labels = arrays["t10k_labels"].tolist()
+    model = ImageClassifier(**{k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")})
+    model.load_state_dict(checkpoint["state_dict"])
+    mean, std = FashionMNISTDataModule.mean[0], FashionMNISTDataModule.std[0]
+    x = (torch.from_numpy(arrays["t10k_images"]).float().unsqueeze(1) / 255 - mean) / std
+    with torch.no_grad():
+        predicted = model.eval()(x).argmax(dim=1).tolist()
+    assert [[int(v) for v in row] for row in rows] == [[i, p, y] for i, (p, y) in enumerate(zip(predicted, labels))]
+    assert sum(p != y for p, y in zip(predicted, labels)) > len(labels) // 2  # a swap of the columns would show
 
 
 def test_a_saved_config_relaunched_with_a_changed_value_is_a_new_run(finished, capsys):

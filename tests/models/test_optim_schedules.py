@@ -103,6 +103,32 @@ def test_onecycle_matches_torch_onecycle_in_each_phase():
                                                                                         / (TOTAL - peak))))
 
 
+def test_an_epoch_of_one_step_matches_torch():
+    """One batch per epoch: the epochs of step and multistep are then the optimizer steps themselves."""
+    factor = lr_multiplier("step", TOTAL, 1, [], 0.5, 3, 0)
+    reference = torch_lrs(lambda opt: lr_scheduler.StepLR(opt, step_size=3, gamma=0.5))
+    assert [BASE_LR * factor(t) for t in range(TOTAL)] == pytest.approx(reference, rel=1e-12)
+    factor = lr_multiplier("multistep", TOTAL, 1, [2, 5], 0.5, 3, 0)
+    reference = torch_lrs(lambda opt: lr_scheduler.MultiStepLR(opt, milestones=[2, 5], gamma=0.5))
+    assert [BASE_LR * factor(t) for t in range(TOTAL)] == pytest.approx(reference, rel=1e-12)
+
+
+def test_onecycle_of_a_few_steps_by_hand():
+    """Four steps: the peak is step max(⌊0.3·4⌋, 1) = 1, the fall spans the remaining three."""
+    factor = lr_multiplier("onecycle", 4, 2, [], 0.1, 1, 0)
+    fall = [1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * k / 3)) for k in (1, 2)]
+    assert [factor(t) for t in range(4)] == pytest.approx([0.04, 1.0, *fall], rel=1e-12)
+
+
+@pytest.mark.parametrize("schedule,total,end", [
+    ("cosine", 1, 0.0), ("cosine", 2, 0.0), ("cosine", 5, 0.0), ("onecycle", 2, 1e-3), ("onecycle", 5, 1e-3)])
+def test_past_the_last_step_the_schedule_stays_at_its_end(schedule, total, end):
+    """LambdaLR asks for step T after the last one, and a resumed run may run on: cosine stays at 0 and
+    one-cycle at 1/1000 of its peak (torch's cosine would rise again; ours is clamped)."""
+    factor = lr_multiplier(schedule, total, 1, [], 0.1, 1, 0)
+    assert [factor(t) for t in (total, total + 1, 2 * total, 3 * total + 1)] == pytest.approx([end] * 4, abs=1e-15)
+
+
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown schedule 'linear'; allowed: constant, step, multistep, cosine"):
         lr_multiplier("linear", TOTAL, PER_EPOCH, [], 0.1, 3, 0)

@@ -1,31 +1,18 @@
 """What the report's figures plot: the data behind each line and band, found by the gid each series
 carries, against values computed here by hand (the PNG itself is checked in test_report.py)."""
-import matplotlib.pyplot as plt
+import math
+
 import numpy as np
 import pytest
+import yaml
 
-from lightning_app.report import batch_figures, figures
+from lightning_app.report import figures
 from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
                                                 plot_lambda_trajectories)
 from lightning_app.report.figures import plot_landscape, plot_training_curves
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table
 from tests.lightning_app.report.report_runs import write_run
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    """The figures the plot functions would save (saving a PNG is test_report.py's business)."""
-    saved = []
-
-    def keep(fig, path):
-        saved.append(fig)
-        return path
-
-    monkeypatch.setattr(figures, "save_figure", keep)
-    monkeypatch.setattr(batch_figures, "save_figure", keep)
-    yield saved
-    plt.close("all")
 
 
 def artist(fig, gid: str):
@@ -95,6 +82,28 @@ def test_final_lambda_and_trajectories_share_one_axis_and_mark_the_start(tmp_pat
     assert np.allclose(layer.get_ydata(), 0.7311 - 0.003 * np.arange(0, 50, 10))
     assert {ax.get_ylim() for ax in trajectories.axes} == {(0.0, 1.0)}  # one y axis for every panel
     assert sum(a.get_gid() == "start" for ax in trajectories.axes for a in ax.lines) == 2
+
+
+@pytest.mark.parametrize("lambda_init", [None, -0.5])
+def test_the_start_line_is_sigma_of_lambda_init_when_step_0_was_not_logged(tmp_path, drawn, lambda_init):
+    """Hand-made metrics.csv files whose σ(λ) rows begin at step 10 (the tracker logged no step 0): the
+    dashed start line is σ(λ_init) from the run's config (GNPlus's default λ_init = 1), never the first
+    logged value, in both λ figures."""
+    root = tmp_path / "runs"
+    for bs in (2, 8):
+        rows = lambda_rows(0.6, 0.001, range(10, 50, 10))
+        run_dir = write_run(root, "gn_plus_parallel", bs, 0, "completed", 0.8, rows=rows)
+        if lambda_init is not None:
+            config = yaml.safe_load((run_dir / "config.yaml").read_text())
+            config["model"]["norm_options"] = {"lambda_init": lambda_init}
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    runs, _ = load_runs(root)
+    plot_final_lambda_vs_batch(runs, tmp_path / "f.png", "t")
+    plot_lambda_trajectories(runs, tmp_path / "l.png", "t")
+    start = 1 / (1 + math.exp(-(1.0 if lambda_init is None else lambda_init)))
+    for fig in drawn:
+        starts = [a.get_ydata()[0] for ax in fig.axes for a in ax.lines if a.get_gid() == "start"]
+        assert starts and starts == pytest.approx([start] * len(starts))
 
 
 def test_training_curves_against_images_seen_with_seed_bands(tmp_path, drawn):

@@ -1,12 +1,10 @@
 """The GN paper's landscape analysis in the report (Figures 6–10, Table 1): the bands over step sizes and
 learning rates, the paired figures' plotted series and every claim's number, against hand computations
 on generated metrics whose values are chosen so each number is easy to compute here."""
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from lightning_app.report import claims as claims_module
-from lightning_app.report import lr_bands
 from lightning_app.report.claims import HELD, NOT_HELD, NOT_MEASURED, PARTLY, Claim, SeedResult
 from lightning_app.report.command import write_report
 from lightning_app.report.landscape_claims import (gn_beats_none_claim, landscape_claims, table1, table1_claims,
@@ -40,19 +38,6 @@ def write_arm(root, norm, wd, seed, bands_by_lr: dict, accuracy: dict | None = N
         acc = (accuracy or {}).get(lr, 0.8)
         write_run(root, norm, 128, seed, status, acc, lr=lr, rows=landscape_rows(loss), model={"weight_decay": wd},
                   run_name=f"{norm}_wd{wd:g}_lr{lr:g}_s{seed}", summary={"best_val_acc": acc})
-
-
-@pytest.fixture
-def drawn(monkeypatch):
-    saved = []
-
-    def keep(fig, path):
-        saved.append(fig)
-        return path
-
-    monkeypatch.setattr(lr_bands, "save_figure", keep)
-    yield saved
-    plt.close("all")
 
 
 def test_band_is_the_extremes_over_learning_rates_and_drops_a_run_after_it_exploded(tmp_path):

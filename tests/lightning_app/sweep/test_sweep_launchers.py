@@ -253,7 +253,7 @@ class FakeTraining:
 
     def __init__(self, command, env, stdout, stderr, start_new_session, preexec_fn):
         run_dir = Path(self.run_dirs.pop(0))
-        FakeTraining.launched.append((run_dir, env.get("CUDA_VISIBLE_DEVICES"), Path(stdout.name).name,
+        FakeTraining.launched.append((run_dir, env.get("CUDA_VISIBLE_DEVICES"), stdout and Path(stdout.name).name,
                                       env.get("OMP_NUM_THREADS")))
         run_dir.mkdir(parents=True)
         (run_dir / "summary.json").write_text(json.dumps({"status": "completed", "test_acc": 0.5}))
@@ -332,3 +332,60 @@ def test_a_trimmed_run_is_not_mistaken_for_the_full_one(tmp_path):
     (full,) = plan_sweep(spec)
     (trimmed,) = plan_sweep(spec, ["--trainer.limit_train_batches", "5"])
     assert trimmed.run_dir != full.run_dir
+
+
+def test_a_sequential_sweep_leaves_every_visible_gpu_to_each_run(tmp_path, monkeypatch, three_fake_runs):
+    """--parallel 1 pins nothing: each training sees the GPUs the sweep sees (and may use several)."""
+    local, runs = three_fake_runs
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert local.run_local(runs, parallel=1, log_dir=tmp_path / "logs", poll_seconds=0) == 0
+    assert [(d, gpu) for d, gpu, _, _ in FakeTraining.launched] == [(run.run_dir, "3,5") for run in runs]
+
+
+def test_a_training_is_finished_only_if_it_exits_0_and_its_summary_says_so(tmp_path, monkeypatch, capsys):
+    """Real processes with real exit codes: a summary that says completed from a process that then failed
+    (exit 1), and a clean exit whose summary says failed, are both failures of the sweep."""
+    from lightning_app.sweep import local
+
+    runs = plan_sweep(load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first]\n")))
+    outcomes = dict(zip([run.run_dir for run in runs], [("completed", 0), ("completed", 1), ("failed", 0)]))
+    real_popen = subprocess.Popen
+
+    def training(command, env, **kwargs):
+        run_dir = next(run.run_dir for run in runs if run.args == command[4:])
+        status, code = outcomes[run_dir]
+        run_dir.mkdir(parents=True)
+        (run_dir / "summary.json").write_text(json.dumps({"status": status, "test_acc": 0.5}))
+        return real_popen(["bash", "-c", f"exit {code}"], env=env, **kwargs)
+
+    monkeypatch.setattr(local.subprocess, "Popen", training)
+    assert local.run_local(runs, parallel=1, log_dir=tmp_path / "logs", poll_seconds=0.01) == 1
+    captured = capsys.readouterr()
+    assert f"sweep: completed (exit 1) {runs[1].run_dir}" in captured.out
+    assert captured.err.strip().splitlines()[-1] == f"sweep: 2 run(s) failed: {runs[1].run_dir}, {runs[2].run_dir}"
+
+
+def test_tasks_tsv_names_the_run_each_array_task_trains(tmp_path, monkeypatch):
+    """With the first and third runs finished, task i of the submitted script trains the run on line i
+    of tasks.tsv: the script's own task selection, run in bash with a stand-in srun, is the reference."""
+    fake_command(tmp_path, monkeypatch, "sbatch", 'echo "Submitted batch job 7"')
+    fake_command(tmp_path, monkeypatch, "sinfo", 'echo "8|(null)"')
+    fake_command(tmp_path, monkeypatch, "srun", 'printf "%s\\0" "$@"')
+    spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first, gn_plus_parallel]\n"))
+    for run in plan_sweep(spec)[0::2]:
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "summary.json").write_text(json.dumps({"status": "completed"}))
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(spec.path), "--launcher", "slurm"])
+    assert info.value.code == 0
+    slurm_dir = tmp_path / "runs" / "tiny" / "_sweep" / "slurm"
+    rows = [line.split("\t") for line in (slurm_dir / "tasks.tsv").read_text().splitlines()]
+    runs = plan_sweep(spec)
+    assert [task for task, _ in rows] == ["0", "1"]
+    assert {Path(run_dir) for _, run_dir in rows} == {run.run_dir for run in runs if run.action != "skip"}
+    for task, run_dir in rows:
+        env = {**os.environ, "SLURM_ARRAY_TASK_ID": task}
+        srun = subprocess.run(["bash", str(slurm_dir / "sweep.sbatch")], env=env, capture_output=True, text=True,
+                              check=True).stdout.split("\0")[:-1]
+        (trained,) = [run for run in runs if ["fit", *run.args] == srun[-1 - len(run.args):]]
+        assert trained.run_dir == Path(run_dir), task

@@ -1,0 +1,21 @@
+"""The figure tests' shared fixture: what the report's plot functions draw, kept as figures."""
+import matplotlib.pyplot as plt
+import pytest
+
+from lightning_app.report import activation_figures, batch_figures, figures, lr_bands
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions would save, in drawing order (saving a PNG is test_report.py's
+    business): a test reads the plotted series back by their gids."""
+    saved = []
+
+    def keep(fig, path):
+        saved.append(fig)
+        return path
+
+    for module in (figures, batch_figures, lr_bands, activation_figures):
+        monkeypatch.setattr(module, "save_figure", keep)
+    yield saved
+    plt.close("all")
