@@ -19,12 +19,8 @@ from lightning_app.checkpoints import AtomicCheckpointIO
 from lightning_app.command import main
 from lightning_app.report.groups import science_items
 from lightning_app.report.runs import RunRecord
-<<<<<<< HEAD
 from lightning_app.run.identity import DATA_NAMES, data_name, derive_run_name, first_difference, science_config
-=======
-from lightning_app.run.identity import derive_run_name, first_difference, science_config
 from lightning_app.run.launch import check_fit_target, take_run_dir
->>>>>>> main
 from lightning_app.run.lock import RunLock, RunLocked, holder_of
 from lightning_app.run.paths import LOCK_FILE, check_name, check_writable, clear_run_dir, resume_checkpoint
 from lightning_app.run.status import INTERRUPTED, KILLED, RUNNING, live_status, read_status
