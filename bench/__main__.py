@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.timing import device_name
 
-HELPERS = {"timing", "__main__"}
+HELPERS = {"timing", "plain_loop", "__main__"}  # plain_loop: the process bench/fit_process.py times
 ON_REQUEST = {"explosion_rule"}  # an hour of training on a CPU: run by name only
 RESULTS = Path(__file__).parent / "results"
 

@@ -1,6 +1,6 @@
 """Forward+backward time of every norm layer as a ratio to nn.BatchNorm2d, at ResNet-18 shapes.
 
-normlab's target: every GNPlus variant ≤ 1.5× BatchNorm on CPU (≤ 1.2× on a GPU). Two reference rows
+normlab's target: every GNPlus variant ≤ 1.2× BatchNorm on CPU (issue 27; dense gradient) and on a GPU. Two reference rows
 show where GNPlus would be without the fused arithmetic (models/norms/moments.py):
 `gn_plus_gn_first[reference_arithmetic]` (the option reference_arithmetic=True: the formulas of the GN
 paper's code) and `gn_plus_gn_first[torch GN+BN]` (the plain composition of torch's GroupNorm and

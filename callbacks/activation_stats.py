@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from functools import partial
 from pathlib import Path
 from typing import Sequence
@@ -54,12 +53,11 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.loggers import WandbLogger
 from torch import nn
 
+from callbacks.activation_records import HISTOGRAM_FILE, WHERE, bin_edges, complete_records
 from callbacks.run_files import atomic_write_text
 from models.norms import GNPlus, is_norm_module
 from value_ranges import Range, check_values, integer, is_finite_number, is_integer
 
-HISTOGRAM_FILE = "activation_histograms.jsonl"
-WHERE = ("before", "after")
 MAX_BINS = 512  # W&B's largest histogram
 OPTIONS = {
     "every_n_steps": integer(1),
@@ -72,39 +70,6 @@ OPTIONS = {
     "value_range": Range(lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_finite_number, v))
                          and v[0] < v[1], "two finite numbers [lo, hi] with lo < hi"),
 }
-
-
-def bin_edges(bins: int, value_range: Sequence[float]) -> np.ndarray:
-    """The `bins + 1` edges of a record's histogram (numpy.histogram's for the same bins and range)."""
-    return np.linspace(float(value_range[0]), float(value_range[1]), bins + 1)
-
-
-def read_histograms(path: str | os.PathLike) -> list[dict]:
-    """The records of an `activation_histograms.jsonl`, the last one per (step, layer, channel, where)
-    (a resumed run measures the steps after its checkpoint again), in the order they were last written;
-    a last line without its newline was cut short by a kill and is left out."""
-    records: dict[tuple, dict] = {}
-    for record in _complete_records(path)[0]:
-        key = (record["step"], record["layer"], record["channel"], record["where"])
-        records.pop(key, None)
-        records[key] = record
-    return list(records.values())
-
-
-def _complete_records(path: str | os.PathLike) -> tuple[list[dict], bool]:
-    """Every whole line's record, and whether a last line without its newline (a kill's) was left out."""
-    text = Path(path).read_text()
-    whole = text[: text.rfind("\n") + 1]
-    records = []
-    for number, line in enumerate(whole.splitlines(), 1):
-        try:
-            record = json.loads(line)
-            (record["step"], record["layer"], record["channel"], record["where"])
-        except (json.JSONDecodeError, TypeError, KeyError) as error:
-            raise ValueError(f"{path}, line {number}, is not a histogram record ({type(error).__name__}: "
-                             f"{error}); delete the file to start its record over") from None
-        records.append(record)
-    return records, len(whole) < len(text)
 
 
 def norm_layer_paths(module: nn.Module) -> list[str]:
@@ -345,7 +310,7 @@ class ActivationStatistics(Callback):
         line a kill cut short."""
         if self._file is None or not self._file.is_file():
             return
-        records, cut = _complete_records(self._file)
+        records, cut = complete_records(self._file)
         kept = [record for record in records if record["step"] < step]
         if cut or len(kept) < len(records):
             atomic_write_text(self._file, "".join(f"{json.dumps(record)}\n" for record in kept))

@@ -1,5 +1,6 @@
 """Every private Lightning, argparse/jsonargparse and torch internal normlab relies on, used only here,
-and jsonargparse's error wording that lightning_app/bad_input.py reads.
+jsonargparse's error wording that lightning_app/bad_input.py reads, and the one Lightning warning the sweep
+planner silences.
 
 Private names change without notice between releases. Every use goes through this module: attributes
 and methods through the functions below, the one private method a subclass must override through the
@@ -21,9 +22,6 @@ import re
 from contextlib import contextmanager
 from typing import Iterator
 
-import torch
-from pytorch_lightning.trainer.states import RunningStage
-
 # Importable owner -> the private attributes of it that normlab uses.
 PRIVATE_ATTRIBUTES = {
     "pytorch_lightning.cli.LightningCLI": ("_set_seed",),
@@ -33,6 +31,9 @@ PRIVATE_ATTRIBUTES = {
     "torch": ("_foreach_norm", "_foreach_copy_"),
     "pytorch_lightning.trainer.connectors.signal_connector._SignalConnector": ("_slurm_sigusr_handler_fn",),
     "pytorch_lightning.trainer.connectors.data_connector._DataConnector": ("_prepare_dataloader",),
+    # models/logging_steps.py (models/ cannot import callbacks/): which steps Lightning writes to its loggers,
+    # read as `trainer._logger_connector.should_update_logs` (the connector itself: tests/callbacks/test_compat.py)
+    "pytorch_lightning.trainer.connectors.logger_connector.logger_connector._LoggerConnector": ("should_update_logs",),
 }
 # Attributes of instances (the Trainer's connectors, a strategy's layer sync, a parser's actions) exist
 # only once built: the functions below reach them, and test_compat.py calls each on a real instance.
@@ -62,6 +63,8 @@ def subcommand_parsers(parser) -> dict:
 def prepared_training_dataloader(trainer, loader):
     """The loader as Lightning hands it to the training loop (under DDP it may put a DistributedSampler
     in): normlab's loaders carry their own rank-aware sampler and must come back as they are."""
+    from pytorch_lightning.trainer.states import RunningStage
+
     return trainer._data_connector._prepare_dataloader(loader, shuffle=True, mode=RunningStage.TRAINING)
 
 
@@ -86,8 +89,12 @@ class UnseededCLI:
         pass
 
 
+# torch is imported where it is used: bad_input.py reads this module's error wording in commands that never
+# import torch (`lightning report`, `lightning sweep`), which would wait seconds for it.
 def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """The 2-norm of each tensor in one fused call."""
+    import torch
+
     return torch._foreach_norm(tensors)
 
 
@@ -98,6 +105,8 @@ def forward_hook_counts(module: torch.nn.Module) -> tuple[int, int]:
 
 def foreach_copy(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
     """`dst.copy_(src)` for each pair, in one fused call."""
+    import torch
+
     torch._foreach_copy_(destinations, sources)
 
 
@@ -121,6 +130,14 @@ def slurm_requeue_handler(trainer):
     """Lightning's SIGUSR1 handler under SLURM (save `hpc_ckpt_*.ckpt`, requeue the job), to call it
     at a batch end rather than inside the signal."""
     return trainer._signal_connector._slurm_sigusr_handler_fn
+
+
+# -- Lightning's warning wording ---------------------------------------------------------------------
+# The start of the UserWarning LightningCLI.parse_arguments gives when it is handed `args` while the process
+# has command-line arguments of its own: right for a script that mixes both, noise for the sweep planner
+# (lightning_app/sweep/cli_planner.py), which parses each planned run's arguments inside `lightning sweep`.
+# A `warnings.filterwarnings` message pattern (it matches the start of the message).
+ARGS_BESIDE_ARGV_WARNING = "LightningCLI's args parameter is intended to run from within Python"
 
 
 # -- jsonargparse's error wording --------------------------------------------------------------------

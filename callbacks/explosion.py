@@ -7,7 +7,8 @@ CLI adds this detector to every run with its defaults unless the config gives on
 
 Every optimizer step, once the gradient is complete and before the optimizer applies it
 (`on_before_optimizer_step`), the detector computes the global gradient norm `grad/norm` (one fused
-`compat.foreach_norm`, logged every step) and checks, in this order of precedence:
+`compat.foreach_norm`; sent to the loggers on the steps Lightning writes, every `log_every_n_steps`)
+and checks, in this order of precedence:
 - `nan_loss`: the training loss is not finite;
 - `inf_grad`: `grad/norm` is not finite;
 - `spike`: `grad/norm` > `spike_factor` × the running reference, the (lower) `spike_quantile` quantile
@@ -32,13 +33,19 @@ whose `.grad` is None altogether (no momentum, Adam moments, step count or weigh
 documented for `Optimizer.zero_grad(set_to_none=True)`. Zeroing the gradient would not be enough.
 The step still counts in `trainer.global_step` and the LR schedule, like a step of AMP's GradScaler.
 
-No host–device sync per step: the checks run on the device and the first event is kept there; the
-host reads it every `sync_every` steps (one `.tolist()`). With `sync_every=1` (default; free on the
-CPU) every action happens before the bad update. With N > 1 a GPU run stays asynchronous, at the
-cost of a detection delay of up to N−1 steps: the report still names the exact step, value and
-reference, but the updates in between were applied, so `stop` saves a checkpoint only if the weights
-are still finite (otherwise it keeps the last periodic one: the weights on disk are still never
-NaN) and `skip_step` is refused (it can only skip a step read before its update).
+Cheap per step: on the device, one fused norm of every gradient, their total and one stack of
+(loss, norm); nothing else. The host reads the (loss, norm) pairs of the unread steps every
+`sync_every` steps (one `.tolist()`) and applies the rule to each in order (`StepRule`): the running
+reference is an order statistic of a sorted window kept on the host (an insertion and a removal per
+step, no quantile computation), in float32 arithmetic as the device would compute it, so every step
+is checked and an event names its exact step. `sync_every` defaults to 1 on the CPU (a read costs
+nothing there, and every action happens before the bad update) and to `DEVICE_SYNC_EVERY` on an
+accelerator, where a read per step would stall it (1 there too when an action is `skip_step`). With
+N > 1 a run stays asynchronous, at the cost of acting up to N−1 steps late: the report still names
+the exact step, value and reference, but the updates in between were applied, so `stop` saves a
+checkpoint only if the weights are still finite (otherwise it keeps the last periodic one: the
+weights on disk are still never NaN) and `skip_step` is refused (it can only skip a step read before
+its update).
 
 On every event: `explosion/step` and `explosion/kind` (1 + index in `TRIGGERS`) go to every logger
 and one line to stderr; the first event (replaced by the one that stopped the run, which keeps the
@@ -51,8 +58,11 @@ all-reduced before the hook, so every rank sees the same norm and takes the same
 """
 from __future__ import annotations
 
+import bisect
 import math
+import struct
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +73,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from callbacks.compat import foreach_copy, foreach_norm
 from callbacks.run_files import write_json
 from callbacks.run_summary import RunSummary
+from models.logging_steps import is_logging_step
 from models.norms import GNPlus
 from value_ranges import check_values, finite_number, integer, number_in, one_of
 
@@ -73,6 +84,7 @@ EXPLOSION_FILE = "explosion.json"
 TOP_PARAMETERS = 10
 # What summary.json's `explosion` holds (explosion.json has everything).
 SUMMARY_FIELDS = ("step", "epoch", "trigger", "value", "action", "events", "skipped", "stopped")
+DEVICE_SYNC_EVERY = 16  # the default `sync_every` off the CPU: one host read per 16 steps
 # The constructor's options and their ranges, checked in this order.
 OPTIONS = {
     "action": one_of(*ACTIONS),
@@ -84,7 +96,7 @@ OPTIONS = {
     "spike_patience": integer(1),
     "vanish_threshold": finite_number(at_least=0).or_none(),
     "vanish_patience": integer(1),
-    "sync_every": integer(1),
+    "sync_every": integer(1).or_none(),
     "max_skips": integer(0),
     "grad_norm_every_n_steps": integer(1).or_none(),
 }
@@ -94,7 +106,7 @@ class ExplosionDetector(Callback):
     def __init__(self, action: str = "stop", spike_action: str = "warn", spike_factor: float = 10.0,
                  spike_quantile: float = 0.9, window: int = 100, warmup_steps: int = 1, spike_patience: int = 1,
                  vanish_threshold: float | None = 1e-8, vanish_patience: int = 100,
-                 sync_every: int = 1, max_skips: int = 10, grad_norm_every_n_steps: int | None = None):
+                 sync_every: int | None = None, max_skips: int = 10, grad_norm_every_n_steps: int | None = None):
         """
         Args:
             action: what a non-finite loss, gradient or final weight does: stop | skip_step | warn
@@ -112,7 +124,8 @@ class ExplosionDetector(Callback):
             spike_patience: consecutive steps above `spike_factor` × the reference that make one `spike` event.
             vanish_threshold: `grad/norm` below this counts towards `vanish`; None turns the check off.
             vanish_patience: consecutive steps below `vanish_threshold` that make a `vanish` event.
-            sync_every: read the device-side flags every this many steps (1: act before the bad update).
+            sync_every: read the device-side values every this many steps (1: act before the bad update).
+                None (default): 1 on the CPU, `DEVICE_SYNC_EVERY` on an accelerator (1 with `skip_step`).
             max_skips: with skip_step, updates skipped before the next event stops the run.
             grad_norm_every_n_steps: also log every module's gradient norm every n steps (None: never).
         """
@@ -123,7 +136,7 @@ class ExplosionDetector(Callback):
             "vanish_patience": vanish_patience, "sync_every": sync_every, "max_skips": max_skips,
             "grad_norm_every_n_steps": grad_norm_every_n_steps})
         for name, value in (("action", action), ("spike_action", spike_action)):
-            if value == "skip_step" and sync_every != 1:
+            if value == "skip_step" and sync_every not in (None, 1):
                 raise ValueError(f"explosion.{name}=skip_step needs sync_every=1 (a step can only be skipped if "
                                  f"its flags are read before its update), got sync_every={sync_every}")
         self.action, self.spike_action, self.spike_factor, self.window = action, spike_action, float(spike_factor), window
@@ -138,16 +151,16 @@ class ExplosionDetector(Callback):
 
     # -- state on the device, set up per fit -------------------------------------------------------
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        device = pl_module.device
+        skips = "skip_step" in (self.action, self.spike_action)
+        self._sync_every = self.sync_every or (1 if pl_module.device.type == "cpu" or skips else DEVICE_SYNC_EVERY)
         self._named_parameters = [(n, p) for n, p in pl_module.named_parameters() if p.requires_grad]
-        self._history = torch.full((self.window,), math.nan, device=device)  # NaN = empty slot
-        self._low_run = torch.zeros((), dtype=torch.int64, device=device)
-        self._high_run = torch.zeros((), dtype=torch.int64, device=device)
-        self._event = torch.zeros(4, device=device)  # first unread event: kind (0: none), value, reference, slot
+        self._rule = StepRule(self.spike_factor, self.spike_quantile, self.window, self.warmup_steps,
+                              self.spike_patience, self.vanish_threshold, self.vanish_patience)
+        self._unread: list[torch.Tensor] = []  # (loss, grad norm) of each unread step, on the device
         self._pending: list[tuple[int, int, int]] = []  # (global step, epoch, batch index) of unread steps
-        self._seen = 0
         self._loss: torch.Tensor | None = None
         self._last_loss: torch.Tensor | None = None  # of the last step, for the final check
+        self._step_norm: torch.Tensor | None = None  # this batch's grad/norm, logged at its end
         self._param_norms: torch.Tensor | None = None
         self._param_names: list[str] = []
         self._batch_idx = 0  # of the current step; the final check may run before any step
@@ -172,38 +185,23 @@ class ExplosionDetector(Callback):
             return
         norms = torch.stack(foreach_norm([g for _, g in with_grad])).float()
         total = torch.linalg.vector_norm(norms)
-        self._param_norms, self._param_names = norms, [n for n, _ in with_grad]
-        pl_module.log("grad/norm", total, on_step=True, on_epoch=False)
+        self._param_norms, self._param_names, self._step_norm = norms, [n for n, _ in with_grad], total
         step = trainer.global_step
         if self.grad_norm_every_n_steps and step % self.grad_norm_every_n_steps == 0:
             self._log_module_norms(trainer)
-
         loss, self._loss = (self._loss if self._loss is not None else total.new_zeros(())), None
         self._last_loss = loss
-        reference = torch.nanquantile(self._history, self.spike_quantile, interpolation="lower")  # NaN: empty slot
-        nan_loss, inf_grad = ~torch.isfinite(loss), ~torch.isfinite(total)
-        no_flag = torch.zeros_like(inf_grad)
-        high = total > self.spike_factor * reference if self._seen >= self.warmup_steps else no_flag
-        self._high_run = torch.where(high, self._high_run + 1, 0)
-        spike = self._high_run >= self.spike_patience
-        self._high_run = torch.where(spike, 0, self._high_run)  # the next event needs a new run
-        if self.vanish_threshold is not None:
-            self._low_run = torch.where(total < self.vanish_threshold, self._low_run + 1, 0)
-            vanish = self._low_run >= self.vanish_patience
-            self._low_run = torch.where(vanish, 0, self._low_run)  # warn: the next event needs a new run
-        else:
-            vanish = no_flag
-        flags = torch.stack([nan_loss, inf_grad, spike, vanish, no_flag])
-        kind = torch.where(flags.any(), flags.int().argmax() + 1, 0)  # argmax: the first true flag
-        value = torch.where(nan_loss, loss.float(), total)
+        self._unread.append(torch.stack([loss.float(), total]))
         self._pending.append((step, trainer.current_epoch, self._batch_idx))
-        slot = torch.full((), len(self._pending) - 1.0, device=total.device)
-        row = torch.stack([kind.float(), value, reference, slot])
-        self._event = torch.where((self._event[0] == 0) & (kind > 0), row, self._event)
-        self._history[self._seen % self.window] = torch.where(inf_grad, math.nan, total)
-        self._seen += 1
-        if len(self._pending) >= self.sync_every:
+        if len(self._pending) >= self._sync_every:
             self._read(trainer, pl_module, optimizer)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch: Any,
+                           batch_idx: int) -> None:
+        # Logged here, once the step's stop (if any) is decided: Lightning writes a row on a stop too.
+        if self._step_norm is not None and is_logging_step(trainer):
+            pl_module.log("grad/norm", self._step_norm, on_step=True, on_epoch=False)
+        self._step_norm = None
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._pending:  # events of the last, unread steps (sync_every > 1)
@@ -222,11 +220,10 @@ class ExplosionDetector(Callback):
         loss = self._last_loss
         if weights_finite and (loss is None or bool(torch.isfinite(loss))):
             return
-        kind = TRIGGERS.index("nonfinite_weights" if not weights_finite else "nan_loss") + 1
+        trigger = "nonfinite_weights" if not weights_finite else "nan_loss"
         value = math.nan if loss is None else float(loss)
-        self._pending = [(trainer.global_step, trainer.current_epoch, self._batch_idx)]
-        self._event = torch.tensor([kind, value, math.nan, 0.0])
-        self._read(trainer, pl_module, None, final=True)
+        self._act(trainer, pl_module, None, trigger, value, math.nan,
+                  (trainer.global_step, trainer.current_epoch, self._batch_idx), before_update=False, final=True)
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run must not forget: the first event and the skip budget already used."""
@@ -235,18 +232,28 @@ class ExplosionDetector(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.record, self.events, self.skipped = state_dict["record"], state_dict["events"], state_dict["skipped"]
 
-    # -- host side: read the flags, act --------------------------------------------------------------
-    def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer, final: bool = False) -> None:
-        """Act on the first unread event; `final` (the end-of-training check) always ends `exploded`."""
-        kind, value, reference, slot = self._event.tolist()  # the one host-device sync
-        pending, self._pending = self._pending, []
-        if kind == 0:
+    # -- host side: read the values, apply the rule, act ---------------------------------------------
+    def _read(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        """Apply the rule to every unread step in order, and act on the first event among them."""
+        values = torch.stack(self._unread).tolist()  # the one host-device sync
+        pending, self._pending, self._unread = self._pending, [], []
+        first = None
+        for slot, (loss, norm) in enumerate(values):
+            event = self._rule.observe(loss, norm)
+            if event is not None and first is None:
+                first = (slot, event)
+        if first is None:
             return
-        self._event.zero_()
-        step, epoch, batch_idx = pending[int(slot)]
-        before_update = optimizer is not None and int(slot) == len(pending) - 1
+        slot, (trigger, value, reference) = first
+        # The undo of the BN statistics needs the event to be the step whose update has not run yet.
+        before_update = optimizer is not None and slot == len(pending) - 1
+        self._act(trainer, pl_module, optimizer, trigger, value, reference, pending[slot], before_update)
+
+    def _act(self, trainer: Trainer, pl_module: LightningModule, optimizer, trigger: str, value: float,
+             reference: float, where: tuple[int, int, int], before_update: bool, final: bool = False) -> None:
+        """Record one event and take its action; `final` (the end-of-training check) always stops."""
+        step, epoch, batch_idx = where
         self.events += 1
-        trigger = TRIGGERS[int(kind) - 1]
         act = "stop" if final else self.action if trigger in NON_FINITE else self.spike_action
         if act == "skip_step" and self.skipped >= self.max_skips:
             act = "stop"
@@ -266,7 +273,7 @@ class ExplosionDetector(Callback):
                 self.record["first_event"] = {k: first[k] for k in ("step", "trigger", "value", "action")}
         self.record.update(events=self.events, skipped=self.skipped, stopped=act == "stop")
         for logger in trainer.loggers:
-            logger.log_metrics({"explosion/step": step, "explosion/kind": int(kind)}, step=step)
+            logger.log_metrics({"explosion/step": step, "explosion/kind": TRIGGERS.index(trigger) + 1}, step=step)
         if trainer.is_global_zero:
             print(f"normlab: explosion detected: {trigger} at step {step} (epoch {epoch}, "
                   f"batch {batch_idx}): value {value:.4g}, running reference {reference:.4g} -> {act}",
@@ -332,6 +339,79 @@ class ExplosionDetector(Callback):
         metrics = {f"grad_norm/{m}": norm for m, norm in zip(order, squares.sqrt().tolist())}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+
+
+def to_float32(x: float) -> float:
+    """`x` rounded to the nearest float32 (as a device tensor of float32 would hold it), as a Python float."""
+    try:
+        return _FLOAT32.unpack(_FLOAT32.pack(x))[0]
+    except OverflowError:  # beyond float32's range: the device's result is infinite
+        return math.copysign(math.inf, x)
+
+
+_FLOAT32 = struct.Struct("f")
+
+
+class StepRule:
+    """The detector's per-step rule, on the host: (loss, global gradient norm) of each step in order ->
+    the event it raises, or None.
+
+    The same arithmetic as the float32 device computation it replaces (torch.nanquantile over a
+    window of NaN-padded slots, then comparisons), so that every decision is identical: the reference
+    is the lower `spike_quantile` quantile of the finite n norms among the last `window` steps, at rank
+    floor(q·(n−1)) with q rounded to float32 (as torch ranks it: at n = 11, q = 0.9 gives rank 8, not
+    9), kept as a sorted list (one insertion and one removal per step); `spike_factor` × reference and
+    `vanish_threshold` are rounded to float32 before the comparisons, as on the device.
+    """
+
+    def __init__(self, spike_factor: float, spike_quantile: float, window: int, warmup_steps: int,
+                 spike_patience: int, vanish_threshold: float | None, vanish_patience: int):
+        self.spike_factor, self.quantile = to_float32(spike_factor), to_float32(spike_quantile)
+        self.window, self.warmup_steps, self.spike_patience = window, warmup_steps, spike_patience
+        self.vanish_threshold = None if vanish_threshold is None else to_float32(vanish_threshold)
+        self.vanish_patience = vanish_patience
+        self._slots: deque[float | None] = deque()  # the window, oldest first; None: a non-finite norm
+        self._sorted: list[float] = []  # the finite norms of the window, ascending
+        self._seen = self._high_run = self._low_run = 0
+
+    def reference(self) -> float:
+        """The running reference before the next step (NaN while the window holds no finite norm)."""
+        if not self._sorted:
+            return math.nan
+        return self._sorted[math.floor(self.quantile * (len(self._sorted) - 1))]
+
+    def observe(self, loss: float, norm: float) -> tuple[str, float, float] | None:
+        """Take one step; returns (trigger, value, reference) when it raises an event."""
+        reference = self.reference()
+        nan_loss, inf_grad = not math.isfinite(loss), not math.isfinite(norm)
+        high = self._seen >= self.warmup_steps and norm > to_float32(self.spike_factor * reference)
+        self._high_run = self._high_run + 1 if high else 0
+        spike = self._high_run >= self.spike_patience
+        if spike:
+            self._high_run = 0  # the next event needs a new run
+        vanish = False
+        if self.vanish_threshold is not None:
+            self._low_run = self._low_run + 1 if norm < self.vanish_threshold else 0
+            vanish = self._low_run >= self.vanish_patience
+            if vanish:
+                self._low_run = 0
+        self._push(None if inf_grad else norm)
+        flags = {"nan_loss": nan_loss, "inf_grad": inf_grad, "spike": spike, "vanish": vanish}
+        trigger = next((name for name, raised in flags.items() if raised), None)
+        if trigger is None:
+            return None
+        return trigger, loss if nan_loss else norm, reference
+
+    def _push(self, norm: float | None) -> None:
+        if len(self._slots) == self.window:
+            oldest = self._slots.popleft()
+            if oldest is not None:
+                del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+        self._slots.append(norm)
+        if norm is not None:
+            bisect.insort(self._sorted, norm)
+        self._seen += 1
+
 
 def json_number(x: float) -> float | str | None:
     """JSON has no NaN or infinity: write them as the strings "nan", "inf", "-inf" (None for no value)."""

@@ -18,10 +18,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from callbacks.compat import layer_sync
 from callbacks.run_files import write_json
+from callbacks.summary_file import COMPLETED, FAILED, INTERRUPTED, RUNNING, SUMMARY_FILE
 from datamodules.sampling import per_device_batch_size
-
-SUMMARY_FILE = "summary.json"
-RUNNING, COMPLETED, EXPLODED, FAILED, INTERRUPTED = "running", "completed", "exploded", "failed", "interrupted"
 
 
 def batch_sizes(trainer: Trainer) -> dict[str, int]:

@@ -1,1 +1,1 @@
-"""The entry point: `lightning fit|validate|test|predict|sweep|report` (see `cli.main`)."""
+"""The entry point: `lightning fit|validate|test|predict|sweep|report` (see `command.main`)."""

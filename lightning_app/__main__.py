@@ -1,3 +1,3 @@
-from lightning_app.cli import main
+from lightning_app.command import main
 
 main()

@@ -188,3 +188,15 @@ def parse_command_line(parser, argv: list[str]):
         return parser.parse_args(argv)
     except ArgumentError as error:
         raise ValueError(explain_parse_error(str(error), parser)) from None
+
+
+def bad_input_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input (evaluated when one arrives): Lightning's configuration error
+    only when Lightning was imported, since only then can it have been raised (and importing it costs seconds)."""
+    errors = (ValueError, FileNotFoundError, *CORRUPT_FILE_ERRORS)  # FileNotFoundError and a corrupt gzip
+    # file are OSErrors, but no failure of the file system a run writes to
+    if "pytorch_lightning" in sys.modules:
+        from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+        errors += (MisconfigurationException,)
+    return errors

@@ -1,8 +1,7 @@
-"""`lightning`: normlab's LightningCLI.
+"""normlab's LightningCLI: `lightning fit | validate | test | predict` (lightning_app/command.py, the
+`lightning` command, loads it for these subcommands only).
 
     lightning fit --config configs/quickstart.yaml [--config configs/presets/X.yaml] [--model.norm gn]
-    lightning sweep --config configs/sweeps/X.yaml [--launcher local|slurm|wandb] [--dry-run]
-    lightning report RUNS_DIR [--out DIR]
 
 What it adds to LightningCLI:
 - the data module's `num_classes`, `in_channels`, `image_size` are linked into the model;
@@ -21,7 +20,6 @@ What it adds to LightningCLI:
 """
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -33,7 +31,6 @@ from pytorch_lightning import LightningDataModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import Logger
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from callbacks.activation_stats import ActivationStatistics
 from callbacks.compat import subcommand_parsers, weights_in_memory
@@ -42,15 +39,14 @@ from callbacks.rng_state import RNGState
 from callbacks.run_summary import RunSummary
 from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
 from datamodules import ImageDataModule
-from lightning_app.bad_input import (CORRUPT_FILE_ERRORS, check_yaml_files, corrupt_file_message,
-                                     explain_parse_error)
+from lightning_app.bad_input import bad_input_errors, check_yaml_files, explain_parse_error
 from lightning_app.checkpoints import (AtomicCheckpointIO, LastCheckpoint, check_checkpoint,
                                        load_checkpoint_file)
 from lightning_app.class_paths import restrict_class_paths
 from lightning_app.run.evaluation import new_eval_dir, write_eval_summary, write_predictions
 from lightning_app.run.failure import EXIT_CODE as FAILURE_EXIT_CODE, RunFailed, describe_os_error
 from lightning_app.run.identity import derive_run_name
-from lightning_app.run.interrupt import RunInterrupted, interruption, recording
+from lightning_app.run.interrupt import RunInterrupted, interruption
 from lightning_app.run.launch import (check_checkpoint_origin, check_fit_target, check_run_identity, eval_run_dir,
                                       fit_resume_checkpoint, resolve_run_name, take_run_dir)
 from lightning_app.run.lock import RunLock
@@ -58,7 +54,6 @@ from lightning_app.run.paths import (CHECKPOINT_DIR, check_name, check_printable
                                      is_ckpt_path_keyword, resume_checkpoint, run_path)
 from lightning_app.run.science import CALLBACKS
 from lightning_app.run.status import UNTESTED, relaunch_status
-from lightning_app.quiet import quiet_unactionable_output
 from lightning_app.run_metrics import RunMetricsLogger
 from lightning_app.wandb_logger import WandbOptions, check_usable, finish_wandb, make_wandb_logger
 from lightning_app.yaml_files import DuplicateKeyError, use_in_jsonargparse
@@ -106,7 +101,7 @@ class NormlabCLI(LightningCLI):
                 raise
             raise interrupted from stop
         except OSError as error:  # a full disk, a read-only file system, ...: one line, and what the run holds
-            if isinstance(error, BAD_INPUT_ERRORS) or not self.subcommand_started:  # main's bad-input line
+            if isinstance(error, bad_input_errors()) or not self.subcommand_started:  # main's bad-input line
                 raise
             raise RunFailed(error, self.run_dir if self.subcommand == "fit" else None) from error
         finally:
@@ -366,9 +361,6 @@ class NormlabCLI(LightningCLI):
     after_test = after_predict = after_validate
 
 
-# What `main` reports as bad input (exit 2); FileNotFoundError and a corrupt gzip file are OSErrors, but no
-# failure of the file system a run writes to.
-BAD_INPUT_ERRORS = (ValueError, FileNotFoundError, MisconfigurationException, *CORRUPT_FILE_ERRORS)
 _STAGE = {"validate": "val", "test": "test", "predict": "predict"}
 # Lightning's older spellings of a precision and the unified name it runs them as (null: its default).
 _PRECISION_ALIASES = {"None": "32-true", "64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -377,50 +369,6 @@ _PRECISION_ALIASES = {"None": "32-true", "64": "64-true", "32": "32-true", "16":
 def unified_precision(precision) -> str:
     """`16` -> `16-mixed`, `bf16` -> `bf16-mixed`, `None` -> `32-true`: what the Trainer calls the precision asked for."""
     return _PRECISION_ALIASES.get(str(precision), str(precision))
-
-
-COMMANDS_HELP = """usage: lightning {fit,validate,test,predict,sweep,report} ...
-
-normlab: image classifiers with swappable normalization layers, one directory per run.
-
-commands (`lightning COMMAND --help` shows each one's options):
-  fit        train a run into its own directory (an interrupted one resumes), then test it
-  validate   evaluate a model or checkpoint on the validation split
-  test       evaluate a model or checkpoint on the test split
-  predict    predict with a model or checkpoint
-  sweep      expand a sweep file into runs; run the unfinished ones here, on SLURM or as a W&B sweep
-  report     tables and figures from a folder of finished runs
-"""
-
-
-def main(args: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if args is None else list(args)
-    quiet_unactionable_output()
-    if argv[:1] in (["-h"], ["--help"]):
-        print(COMMANDS_HELP, end="")
-        return
-    try:
-        if argv and argv[0] in ("sweep", "report"):
-            import importlib
-
-            importlib.import_module(f"lightning_app.{argv[0]}.command").main(argv[1:])
-            return
-        with recording():
-            run_cli(argv if args is not None else None)
-    except BAD_INPUT_ERRORS as error:
-        if os.environ.get("NORMLAB_DEBUG"):
-            raise
-        # one line, whatever the raiser (jsonargparse, a file reader) formatted
-        corrupt = isinstance(error, CORRUPT_FILE_ERRORS)
-        message = corrupt_file_message(error) if corrupt else explain_parse_error(str(error))
-        print(f"normlab: error: {message}", file=sys.stderr)
-        sys.exit(2)
-    except (RunFailed, OSError) as error:  # the run failed (a full disk, ...); nothing was wrong with the input
-        if os.environ.get("NORMLAB_DEBUG"):
-            raise
-        message = str(error) if isinstance(error, RunFailed) else describe_os_error(error)
-        print(f"normlab: error: {message}", file=sys.stderr)
-        sys.exit(FAILURE_EXIT_CODE)
 
 
 def run_cli(args: list[str] | None) -> None:

@@ -21,6 +21,13 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("cluster")]
 
 
+@pytest.fixture(autouse=True)
+def own_run_name_cache(tmp_path_factory, monkeypatch):
+    """Each test plans sweeps with its own, empty run-name cache (lightning_app/sweep/run_name_cache.py):
+    names a test's parser gave never answer another test, and the user's cache is left alone."""
+    monkeypatch.setenv("NORMLAB_CACHE_DIR", str(tmp_path_factory.mktemp("run-name-cache")))
+
+
 @pytest.fixture
 def fake_mnist_dir(tmp_path):
     """A folder with tiny MNIST-format IDX files (gzipped), as torchvision or Debian ship them."""

@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from callbacks.activation_stats import WHERE, bin_edges  # noqa: E402
+from callbacks.activation_records import WHERE, bin_edges  # noqa: E402
 from lightning_app.report.figures import binned, finite, norm_colour, save_figure  # noqa: E402
 from lightning_app.report.runs import RunRecord, Series, numeric_key  # noqa: E402
 from lightning_app.report.tables import layer_order, ordered_norms  # noqa: E402

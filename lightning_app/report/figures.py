@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from callbacks.run_files import atomic_open  # noqa: E402
 from lightning_app.report.runs import RunRecord, Series, numeric_key  # noqa: E402
 from lightning_app.report.tables import ordered_norms  # noqa: E402
-from models.norms import norm_names  # noqa: E402
+from models.norm_names import NORM_NAMES  # noqa: E402
 
 LANDSCAPE_PANELS = (("loss", "loss at θ − η·g", "loss landscape"),
                     ("grad_pred", "‖∇L(θ − η·g) − g‖", "gradient predictiveness"))
@@ -36,7 +36,7 @@ LOSS_BINS = 20  # a logged training loss is one batch's: coarser bins average se
 
 def norm_colour(norm: str):
     """One colour per norm, the same in every figure."""
-    known = norm_names()
+    known = list(NORM_NAMES)
     index = known.index(norm) if norm in known else len(known) + sum(map(ord, norm))
     return plt.get_cmap("tab10")(index % 10)
 

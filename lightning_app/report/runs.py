@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from callbacks.activation_stats import HISTOGRAM_FILE, read_histograms
+from callbacks.activation_records import HISTOGRAM_FILE, read_histograms
 from lightning_app.run.identity import BATCH_SIZE_KEY, data_name, get_dotted
 from lightning_app.run.paths import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, experiment_of
 from lightning_app.run.status import live_status
-from lightning_app.run_metrics import read_complete_rows
+from lightning_app.run.metrics_rows import read_complete_rows
 
 # The axes a study varies, and where each lives in a resolved config.
 AXES = {"norm": "model.norm", "batch_size": BATCH_SIZE_KEY, "lr": "model.lr", "seed": "seed_everything",

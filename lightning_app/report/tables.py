@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from lightning_app.report.runs import RunRecord, numeric_key
-from models.norms import norm_names
+from models.norm_names import NORM_NAMES
 
 DASH = "–"
 NO_VALUE = "n/a"
@@ -66,7 +66,7 @@ class AccuracyTable:
 
 def ordered_norms(names) -> list[str]:
     """Norms in the registry's order (none, bn, gn, ...), unknown names (or None: no norm key) after them."""
-    known = norm_names()
+    known = list(NORM_NAMES)
     return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), str(n)))
 
 

@@ -18,8 +18,7 @@ from typing import Any
 import torch
 
 from callbacks.run_files import atomic_write_text, write_json
-from callbacks.run_summary import SUMMARY_FILE
-from lightning_app.run.paths import EVAL_DIR, PREDICTIONS_FILE, name_limit
+from lightning_app.run.paths import EVAL_DIR, PREDICTIONS_FILE, SUMMARY_FILE, name_limit
 
 
 def new_eval_dir(run_dir: Path, subcommand: str, checkpoint: str | None) -> Path:

@@ -16,9 +16,14 @@ import json
 from typing import Any, Iterable
 
 from lightning_app.run.science import CALLBACK, KEYS, SCIENCE, callback_science, counts
-from models.norms import is_grouped
 
 BATCH_SIZE_KEY = "data.init_args.batch_size"  # the global training batch in a resolved config
+# The registered data modules (`datamodules.DATAMODULES`) by class path, written out: importing the registry
+# imports torch, which `lightning sweep` and `lightning report` would wait seconds for just to name a run
+# (tests/lightning_app/test_run_contract.py checks that the two agree).
+DATA_NAMES = {"datamodules.cifar.CIFAR10DataModule": "cifar10", "datamodules.cifar.CIFAR100DataModule": "cifar100",
+              "datamodules.svhn.SVHNDataModule": "svhn", "datamodules.mnist.MNISTDataModule": "mnist",
+              "datamodules.mnist.FashionMNISTDataModule": "fashion_mnist"}
 
 
 def get_dotted(cfg: Any, key: str | Iterable[str]) -> Any:
@@ -39,10 +44,9 @@ def model_args(cfg: dict) -> dict:
 def data_name(data_cfg: dict | None) -> str:
     """The registered name of the configured data module (`fashion_mnist`), else its class name."""
     class_path = (data_cfg or {}).get("class_path", "data")
-    from datamodules import DATAMODULES
-
-    for name, cls in DATAMODULES.items():
-        if class_path in (f"{cls.__module__}.{cls.__name__}", cls.__name__, f"datamodules.{cls.__name__}"):
+    for path, name in DATA_NAMES.items():
+        class_name = path.rpartition(".")[2]
+        if class_path in (path, class_name, f"datamodules.{class_name}"):
             return name
     return class_path.rsplit(".", 1)[-1].lower()
 
@@ -98,6 +102,8 @@ def derive_run_name(cfg: dict) -> str:
     batch_size = get_dotted(cfg, BATCH_SIZE_KEY)
     norm = model.get("norm", "norm")
     parts = [data_name(cfg.get("data")), model.get("backbone", "model"), norm]
+    from models.norms import is_grouped  # torch: only the CLI names runs, and it has loaded it
+
     if is_grouped(norm):  # the registry says whether norm_groups changes the layer
         parts.append(f"g{model.get('norm_groups', 32)}")
     lr = model.get("lr")

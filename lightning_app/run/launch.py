@@ -29,7 +29,7 @@ from lightning_app.run.lock import RunLock, RunLocked, holder_of, is_launching_p
 from lightning_app.run.paths import (CONFIG_FILE, METRICS_FILE, check_overwritable, check_writable, clear_run_dir,
                                      is_ckpt_path_keyword, resume_checkpoint, run_of_checkpoint, run_path)
 from lightning_app.run.status import FINISHED, relaunch_status
-from lightning_app.run_metrics import read_previous_rows
+from lightning_app.run.metrics_rows import read_previous_rows
 
 
 def read_config(run_dir: Path) -> dict | None:

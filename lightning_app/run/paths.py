@@ -19,7 +19,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 
-from callbacks.run_summary import SUMMARY_FILE
+from callbacks.summary_file import SUMMARY_FILE
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"

@@ -19,7 +19,8 @@ and every run name since the first hashes them.
 A callback's options are classified by its class (`CALLBACKS`), under its own config key or listed in
 `trainer.callbacks`; a class not classified here counts as science with all its options. The
 explosion detector's options are science (`stop` and `skip_step` change what is trained, and its
-thresholds decide when they act) except its logging; the probes and the λ tracker restore or never
+thresholds decide when they act) except its logging; its `sync_every` default, None, reads every step
+on a CPU as 1 did, and every 16 steps on an accelerator, which like the device count is not science; the probes and the λ tracker restore or never
 touch the training state (tested bit-identical), and the activation statistics only read it, so none
 of theirs is.
 
@@ -28,14 +29,9 @@ callback's init_args included) and fails on a key classified nowhere.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Union
-
-from callbacks.activation_stats import ActivationStatistics
-from callbacks.explosion import ExplosionDetector
-from callbacks.hessian import HessianTopEigen
-from callbacks.lambda_tracker import LambdaTracker
-from callbacks.landscape import LandscapeProbe
 
 SCIENCE = "science"
 NOT_SCIENCE = "not science"
@@ -44,9 +40,11 @@ CALLBACK = "callback"  # a callback's section (or list of them): each option as 
 
 @dataclass(frozen=True)
 class ScienceUnless:
-    """Science, left out of the identity while it equals `value` (see the module docstring)."""
+    """Science, left out of the identity while it equals `value`, or one of `same` (values that train as
+    `value` did: see the module docstring)."""
 
     value: Any
+    same: tuple = ()
 
 
 Classification = Union[str, ScienceUnless]
@@ -58,24 +56,32 @@ def _all(kind: str, *keys: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class CallbackOptions:
-    cls: type
+    """A callback class, named by its import path: the callbacks import torch and Lightning, which the
+    commands that only read runs (`lightning report`, a sweep's plan) never load; the CLI loads `cls`."""
+
+    class_path: str
     options: dict[str, Classification]
+
+    @property
+    def cls(self) -> type:
+        module, _, name = self.class_path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
 
 # The callbacks a preset switches on through a top-level key of its own (so that presets compose: a list
 # under trainer.callbacks would be replaced, not merged, by a second --config), with each option's class.
 CALLBACKS: dict[str, CallbackOptions] = {
-    "landscape": CallbackOptions(LandscapeProbe, _all(
+    "landscape": CallbackOptions("callbacks.landscape.LandscapeProbe", _all(
         NOT_SCIENCE, "every_n_steps", "step_sizes", "relative_to_lr", "direction", "exclude_norm_params")),
-    "hessian": CallbackOptions(HessianTopEigen, _all(NOT_SCIENCE, "every_n_steps", "iterations", "tolerance", "seed")),
-    "explosion": CallbackOptions(ExplosionDetector, {
+    "hessian": CallbackOptions("callbacks.hessian.HessianTopEigen", _all(NOT_SCIENCE, "every_n_steps", "iterations", "tolerance", "seed")),
+    "explosion": CallbackOptions("callbacks.explosion.ExplosionDetector", {
         "action": ScienceUnless("stop"), "spike_action": ScienceUnless("warn"), "spike_factor": ScienceUnless(10.0),
         "spike_quantile": ScienceUnless(0.9), "window": ScienceUnless(100), "warmup_steps": ScienceUnless(1),
         "spike_patience": ScienceUnless(1), "vanish_threshold": ScienceUnless(1e-8),
-        "vanish_patience": ScienceUnless(100), "sync_every": ScienceUnless(1), "max_skips": ScienceUnless(10),
+        "vanish_patience": ScienceUnless(100), "sync_every": ScienceUnless(1, same=(None,)), "max_skips": ScienceUnless(10),
         "grad_norm_every_n_steps": NOT_SCIENCE}),
-    "lambda_tracker": CallbackOptions(LambdaTracker, _all(NOT_SCIENCE, "every_n_steps", "log_raw", "log_grad_norm")),
-    "activation_stats": CallbackOptions(ActivationStatistics, _all(
+    "lambda_tracker": CallbackOptions("callbacks.lambda_tracker.LambdaTracker", _all(NOT_SCIENCE, "every_n_steps", "log_raw", "log_grad_norm")),
+    "activation_stats": CallbackOptions("callbacks.activation_stats.ActivationStatistics", _all(
         NOT_SCIENCE, "every_n_steps", "layers", "channels", "bins", "value_range")),
 }
 
@@ -121,7 +127,7 @@ KEYS: dict[str, Classification] = {
     # callbacks under a key of their own
     **_all(CALLBACK, *CALLBACKS),
 }
-_BY_CLASS_PATH = {f"{c.cls.__module__}.{c.cls.__name__}": c for c in CALLBACKS.values()}
+_BY_CLASS_PATH = {c.class_path: c for c in CALLBACKS.values()}
 
 
 def classification(key: str) -> Classification | None:
@@ -146,5 +152,5 @@ def callback_science(entry: Any) -> dict | None:
 def counts(kind: Classification, value: Any) -> bool:
     """Whether a value of a key classified `kind` is part of the identity."""
     if isinstance(kind, ScienceUnless):
-        return value != kind.value
+        return value != kind.value and value not in kind.same
     return kind == SCIENCE

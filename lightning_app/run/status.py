@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from callbacks.run_files import read_json
-from callbacks.run_summary import COMPLETED, EXPLODED, FAILED, INTERRUPTED, RUNNING, SUMMARY_FILE
+from callbacks.summary_file import COMPLETED, EXPLODED, FAILED, INTERRUPTED, RUNNING, SUMMARY_FILE
 from lightning_app.run.lock import holder_of, read_holder
 from lightning_app.run.paths import resume_checkpoint
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from callbacks.run_files import read_json
-from callbacks.run_summary import SUMMARY_FILE
+from callbacks.summary_file import SUMMARY_FILE
 from lightning_app.run.lock import describe_holder, holder_of
 from lightning_app.run.status import FINISHED, read_status
 from lightning_app.sweep.parent_death import die_with_parent

@@ -20,7 +20,8 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.activation_stats import HISTOGRAM_FILE, ActivationStatistics, bin_edges, read_histograms
+from callbacks.activation_records import HISTOGRAM_FILE, bin_edges, read_histograms
+from callbacks.activation_stats import ActivationStatistics
 from callbacks.compat import forward_hook_counts
 from models.classifier import ImageClassifier
 from models.norms import make_norm

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from callbacks.activation_stats import HISTOGRAM_FILE, read_histograms
+from callbacks.activation_records import HISTOGRAM_FILE, read_histograms
 from tests.helpers import ROOT, run_dirs, tiny_args
 
 pytestmark = pytest.mark.slow  # real processes

@@ -12,8 +12,8 @@ import os
 import subprocess
 import sys
 
-from callbacks.activation_stats import HISTOGRAM_FILE, read_histograms
-from lightning_app.cli import main
+from callbacks.activation_records import HISTOGRAM_FILE, read_histograms
+from lightning_app.command import main
 from tests.helpers import ROOT, run_dirs, tiny_args
 
 EVERY, STEPS = 2, 12  # 192 training images / batch 32 = 6 steps per epoch, 2 epochs

@@ -4,6 +4,10 @@ an internal or rewords a message fails here, naming it, instead of somewhere dee
 multi-line error."""
 import importlib
 import os
+import re
+import sys
+import warnings
+from types import SimpleNamespace
 from typing import Literal, Optional
 
 import pytest
@@ -11,14 +15,16 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, set_parsing_settings
 from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.cli import LightningCLI
 
-from callbacks.compat import (ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment, foreach_copy,
-                              foreach_norm, forward_hook_counts, layer_sync, parser_actions, slurm_requeue_handler,
-                              subcommand_parsers, weights_in_memory)
+from callbacks.compat import (ARGS_BESIDE_ARGV_WARNING, ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment,
+                              foreach_copy, foreach_norm, forward_hook_counts, layer_sync, parser_actions,
+                              slurm_requeue_handler, subcommand_parsers, weights_in_memory)
 from lightning_app.checkpoints import LastCheckpoint
 from lightning_app.class_paths import restrict_class_paths
 from lightning_app.cli import NormlabCLI
-from lightning_app.sweep.plan import _RunPlanner
+from lightning_app.sweep.cli_planner import RunPlanner
+from models.logging_steps import is_logging_step
 from tests.helpers import ROOT
 
 
@@ -42,6 +48,9 @@ def test_trainer_internals():
                      enable_progress_bar=False, enable_model_summary=False, sync_batchnorm=True)
     assert layer_sync(synced.strategy) is not None
     assert callable(slurm_requeue_handler(trainer))
+    silent = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, log_every_n_steps=0,
+                     enable_progress_bar=False, enable_model_summary=False)
+    assert is_logging_step(trainer) and not is_logging_step(silent)  # outside a loop: every step, unless 0
 
 
 def test_parser_internals():
@@ -117,7 +126,7 @@ def test_the_sweep_planner_seeds_nothing(tmp_path, monkeypatch):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    _RunPlanner(args, "test")
+    RunPlanner(args, "test")
     assert torch.equal(torch.rand(3), expected) and "PL_GLOBAL_SEED" not in os.environ
 
     class Seeding(NormlabCLI):
@@ -219,3 +228,14 @@ def test_error_wording_still_matches(wording_parser, name, args, captured):
 
 def test_every_wording_pattern_is_provoked():
     assert {c[1] for c in WORDING_CASES} == set(ERROR_WORDING)
+
+
+def test_args_beside_argv_wording_still_matches_lightnings_warning(monkeypatch):
+    """The installed LightningCLI's warning about `args` given beside a non-empty sys.argv, matched the way
+    `warnings.filterwarnings` matches a message (from its start)."""
+    monkeypatch.setattr(sys, "argv", ["lightning", "sweep"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LightningCLI.parse_arguments(SimpleNamespace(), ArgumentParser(exit_on_error=False), [])
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert any(re.match(ARGS_BESIDE_ARGV_WARNING, m) for m in messages), messages

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.explosion_rule import ratio_rule
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import ROOT, run_dirs, tiny_args
 
 PRESET = str(ROOT / "configs/presets/explosion.yaml")

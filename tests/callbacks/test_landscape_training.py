@@ -17,7 +17,7 @@ from callbacks.activation_stats import ActivationStatistics
 from callbacks.hessian import HessianTopEigen
 from callbacks.landscape import LandscapeProbe
 from datamodules import FashionMNISTDataModule
-from lightning_app.cli import main
+from lightning_app.command import main
 from models.classifier import ImageClassifier
 from tests.callbacks.probe_models import MetricsCapture, assert_equal_nested
 from tests.helpers import ROOT

@@ -15,7 +15,7 @@ import signal
 import torch
 from pytorch_lightning import Callback
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import run_dirs, tiny_args
 
 STEPS = 12  # 2 epochs of 6 steps (tiny_args)

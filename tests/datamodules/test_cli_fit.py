@@ -4,7 +4,7 @@ import json
 import pytest
 
 from datamodules import DATAMODULES
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.fakedata import write_fake_cifar, write_fake_mnist, write_fake_svhn
 from tests.helpers import ROOT
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from datamodules import CIFAR10DataModule, FashionMNISTDataModule, MNISTDataModule
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.fakedata import write_fake_cifar, write_fake_mnist
 from tests.lightning_app.readme_table import assert_documented
 from tests.helpers import ERROR_PREFIX, run_dirs, tiny_args

@@ -14,6 +14,7 @@ import torch
 from pytorch_lightning import Callback
 
 from lightning_app import cli
+from lightning_app.command import main
 
 
 def die() -> None:
@@ -52,4 +53,4 @@ if __name__ == "__main__":
         return trainer
 
     cli.NormlabCLI.instantiate_trainer = with_fault
-    cli.main(args)
+    main(args)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.fakedata import write_fake_mnist, write_idx
 from tests.lightning_app.hostile_files import overwrite_tensor_bytes, write_malicious_checkpoint
 from tests.lightning_app.readme_table import assert_documented, bad_input_table

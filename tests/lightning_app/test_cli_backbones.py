@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import run_dirs, tiny_args
 from tests.models.backbone_probe import one_thread  # noqa: F401
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import ROOT, run_dirs, tiny_args
 
 def test_fit_writes_the_run_directory(fake_mnist_dir, tmp_path, capsys):

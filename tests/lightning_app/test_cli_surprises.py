@@ -14,7 +14,7 @@ import torch
 import yaml
 from pytorch_lightning import Callback
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.sweep.command import main as sweep_main
 from tests.helpers import error_line, run_dirs, tiny_args
 from tests.lightning_app.readme_table import assert_documented

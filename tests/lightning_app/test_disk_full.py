@@ -109,7 +109,7 @@ def test_a_full_disk_mid_run_is_one_line_and_the_run_resumes_once_space_is_back(
 
 
 def test_a_read_only_runs_root_is_refused_before_anything_is_written(fake_mnist_dir, tmp_path, capsys):
-    from lightning_app.cli import main
+    from lightning_app.command import main
 
     with tmpfs(tmp_path / "read_only", "ro,size=1m") as root:
         message = error_line(capsys, lambda: main(tiny_args(fake_mnist_dir, root / "runs")))

@@ -3,7 +3,7 @@ would silently keep the last one, so `model: {norm: bn, lr: 0.01}` followed by `
 trained gn at the default lr, and a sweep file with two `grid:` keys planned 2 runs instead of 6."""
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.sweep.command import main as sweep_main
 from tests.helpers import error_line, tiny_args
 

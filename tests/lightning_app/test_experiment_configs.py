@@ -4,7 +4,8 @@ callbacks without training, with the values the file declares; every sweep file 
 import pytest
 import yaml
 
-from lightning_app.cli import NormlabCLI, main
+from lightning_app.cli import NormlabCLI
+from lightning_app.command import main
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep
 from models.norms import make_norm

@@ -9,7 +9,7 @@ import signal
 import pytest
 from pytorch_lightning import Callback
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import tiny_args
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lightning_app.checkpoints import AtomicCheckpointIO, load_checkpoint_file
-from lightning_app.cli import NormlabCLI, main
+from lightning_app.cli import NormlabCLI
+from lightning_app.command import main
 from tests.helpers import error_line, snapshot, tiny_args
 from tests.lightning_app.hostile_files import overwrite_tensor_bytes, write_malicious_checkpoint
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.run.paths import check_name
 from lightning_app.sweep.command import main as sweep_main
 from lightning_app.sweep.export import ClusterNodes, slurm_script, wandb_sweep

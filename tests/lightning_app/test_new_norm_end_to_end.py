@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from models.backbones import build_backbone
 from models.classifier import ImageClassifier
 from models.norms.registry import NORMS

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.lightning_app.readme_table import assert_documented
 from tests.helpers import error_line, snapshot
 from tests.helpers import run_dirs, tiny_args

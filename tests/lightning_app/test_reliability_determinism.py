@@ -8,7 +8,7 @@ import csv
 
 import torch
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import run_dirs, tiny_args
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from models.backbones import BACKBONES
 from models.norms import norm_names
 from tests.helpers import ERROR_PREFIX, ROOT

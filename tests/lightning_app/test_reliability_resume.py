@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from tests.helpers import ROOT, run_dirs, tiny_args
 
 # 192 training images / batch 32 = 6 steps per epoch, 2 epochs; last.ckpt every 2 steps and at epoch ends.

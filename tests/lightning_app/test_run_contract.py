@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from callbacks.run_files import atomic_write_text
-from callbacks.run_summary import SUMMARY_FILE
+from callbacks.summary_file import SUMMARY_FILE
 from lightning_app.checkpoints import AtomicCheckpointIO
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.report.groups import science_items
 from lightning_app.report.runs import RunRecord
-from lightning_app.run.identity import derive_run_name, first_difference, science_config
+from lightning_app.run.identity import DATA_NAMES, data_name, derive_run_name, first_difference, science_config
 from lightning_app.run.launch import check_fit_target, take_run_dir
 from lightning_app.run.lock import RunLock, RunLocked, holder_of
 from lightning_app.run.paths import LOCK_FILE, check_name, check_writable, clear_run_dir, resume_checkpoint
@@ -230,6 +230,16 @@ def test_measuring_callbacks_are_not_science_for_the_name_nor_the_report():
     changed = config()
     changed["data"]["init_args"]["num_workers"] = 7  # not science
     assert derive_run_name(changed) == derive_run_name(config())
+
+
+def test_the_data_names_written_out_are_the_registry_and_name_each_class_path_form():
+    from datamodules import DATAMODULES
+
+    assert DATA_NAMES == {f"{cls.__module__}.{cls.__name__}": name for name, cls in DATAMODULES.items()}
+    for name, cls in DATAMODULES.items():
+        for class_path in (f"{cls.__module__}.{cls.__name__}", cls.__name__, f"datamodules.{cls.__name__}"):
+            assert data_name({"class_path": class_path}) == name
+    assert data_name({"class_path": "my_project.data.MyDataModule"}) == "mydatamodule"  # unregistered: its class
 
 
 def test_first_difference_names_the_dotted_key():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from datamodules import FashionMNISTDataModule
-from lightning_app.cli import main
+from lightning_app.command import main
 from models.classifier import ImageClassifier
 from tests.fakedata import write_fake_mnist
 from tests.helpers import error_line, run_dirs, tiny_args

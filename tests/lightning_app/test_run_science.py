@@ -15,8 +15,9 @@ from callbacks.compat import parser_actions, subcommand_parsers
 from datamodules import DATAMODULES
 from lightning_app.cli import NormlabCLI
 from lightning_app.run.identity import get_dotted, science_config, science_hash
-from lightning_app.run.science import CALLBACK, CALLBACKS, KEYS, NOT_SCIENCE, SCIENCE, ScienceUnless, classification
-from lightning_app.sweep.plan import _RunPlanner
+from lightning_app.run.science import (CALLBACK, CALLBACKS, KEYS, NOT_SCIENCE, SCIENCE, ScienceUnless, callback_science,
+                                       classification)
+from lightning_app.sweep.cli_planner import RunPlanner
 from tests.helpers import ROOT
 
 
@@ -90,7 +91,7 @@ def names(tmp_path_factory):
     def name(*args: str) -> str:
         nonlocal planner
         full = ["--config", str(ROOT / "configs/quickstart.yaml"), "--trainer.default_root_dir", str(root), *args]
-        planner = planner or _RunPlanner(full, "test")
+        planner = planner or RunPlanner(full, "test")
         return planner.run_dir_of(full, {}, "test").name
     return name
 
@@ -148,9 +149,18 @@ CONFIGS = sorted((ROOT / "configs" / "experiments").glob("*.yaml")) + [ROOT / "c
 def test_run_names_change_exactly_where_a_newly_classified_key_counts(config, tmp_path):
     """A shipped config keeps its run name unless a key classified as science only now counts in it
     (batch_size_study.yaml: `explosion.action: warn`, where the default stops a non-finite run)."""
-    planner = _RunPlanner(["--config", str(config)], "test")
+    planner = RunPlanner(["--config", str(config)], "test")
     planner.run_dir_of(["--config", str(config), "--trainer.default_root_dir", str(tmp_path)], {}, "test")
     dumped = planner._dumped_config(planner.config)
     new_science = sorted(set(science_config(dumped)) - set(LEGACY_KEYS))
     assert (science_hash(dumped) == legacy_hash(dumped)) == (new_science == []), new_science
     assert new_science == (["explosion"] if config.stem == "batch_size_study" else [])
+
+
+def test_each_callback_is_named_by_the_import_path_of_its_class():
+    """CALLBACKS names classes by path (so that reading runs imports no callback): each path loads the
+    class it names, and a config's class_path of that class is found."""
+    for key, callback in CALLBACKS.items():
+        cls = callback.cls
+        assert f"{cls.__module__}.{cls.__name__}" == callback.class_path, key
+        assert callback_science({"class_path": callback.class_path, "init_args": {}}) is None, key

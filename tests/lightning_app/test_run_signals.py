@@ -10,7 +10,7 @@ import signal
 import pytest
 from pytorch_lightning import Callback
 
-from lightning_app import cli
+from lightning_app import cli, command
 from tests.helpers import run_dirs, tiny_args
 
 
@@ -37,7 +37,7 @@ def test_sigterm_then_ctrl_c_exits_as_sigterm(data_dir, tmp_path, monkeypatch, c
     monkeypatch.setattr(cli.NormlabCLI, "instantiate_trainer", with_signals)
     root = tmp_path / "runs"
     with pytest.raises(SystemExit) as info:
-        cli.main(tiny_args(data_dir, root))
+        command.main(tiny_args(data_dir, root))
     (run_dir,) = run_dirs(root)
     err = capsys.readouterr().err
     assert info.value.code == 128 + signal.SIGTERM, err[-2000:]

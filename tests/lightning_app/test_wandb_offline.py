@@ -14,8 +14,8 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from callbacks.activation_stats import HISTOGRAM_FILE, bin_edges, read_histograms
-from lightning_app.cli import main
+from callbacks.activation_records import HISTOGRAM_FILE, bin_edges, read_histograms
+from lightning_app.command import main
 from lightning_app.wandb_logger import WandbOptions, run_identity
 from tests.helpers import ROOT, run_dirs, tiny_args
 

@@ -2,11 +2,16 @@ import pytest
 import torch
 from torch import nn
 
+from models.norm_names import NORM_NAMES
 from models.norms import make_norm, norm_names
 
 
 def test_basic_names_registered():
     assert {"none", "bn", "gn", "gn_plus_parallel", "gn_plus_gn_first", "gn_plus_bn_first"} <= set(norm_names())
+
+
+def test_the_torch_free_list_of_names_is_the_registry_in_its_order():
+    assert list(NORM_NAMES) == norm_names()
 
 
 @pytest.mark.parametrize("name", ["none", "bn", "gn", "gn_plus_parallel", "gn_plus_gn_first", "gn_plus_bn_first"])

@@ -10,7 +10,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.report.figures import envelope
 from lightning_app.report.runs import Series, read_metrics
 from tests.helpers import error_line, snapshot

@@ -9,8 +9,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from callbacks.activation_stats import HISTOGRAM_FILE, read_histograms
-from lightning_app.cli import main
+from callbacks.activation_records import HISTOGRAM_FILE, read_histograms
+from lightning_app.command import main
 from lightning_app.report.activation_figures import (MAX_RIDGES, plot_activation_histograms, plot_channel_means,
                                                      plot_grad_norms, value_window)
 from lightning_app.report.command import FIGURE_NAME, REPORT_HEADING

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.report.tables import ordered_norms
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep

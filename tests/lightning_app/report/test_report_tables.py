@@ -8,7 +8,7 @@ import time
 import matplotlib.figure
 import pytest
 
-from lightning_app.cli import main
+from lightning_app.command import main
 from lightning_app.report.groups import tied_rule
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table, table_markdown

@@ -223,7 +223,7 @@ def test_wandb_sweep_puts_fit_and_configs_before_the_swept_args(tmp_path):
 
 def test_wandb_override_files_reproduce_every_planned_run(tmp_path):
     """Keys varied together cannot be a W&B grid: each run becomes a config file W&B passes as --config."""
-    from lightning_app.sweep.plan import _RunPlanner
+    from lightning_app.sweep.cli_planner import RunPlanner
 
     spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn]\n  data.init_args.batch_size, model.lr: "
                                            "[[16, 0.0125], [128, 0.1]]\n  model.norm_options: [null]\n"))
@@ -232,7 +232,7 @@ def test_wandb_override_files_reproduce_every_planned_run(tmp_path):
     files = config["parameters"]["config"]["values"]
     assert len(files) == len(runs) == 4
     fixed = config["command"][5:-1]
-    planner = _RunPlanner(fixed, "fixed")
+    planner = RunPlanner(fixed, "fixed")
     for run, file in zip(runs, files):
         assert yaml.safe_load(Path(file).read_text())["model"]["norm"] == run.point["model.norm"]
         # W&B's ${args} renders the parameter as --config=<file>

@@ -62,7 +62,7 @@ def test_a_run_prints_nothing_the_user_cannot_act_on(agent_run):
 
 
 def test_help_lists_every_command(capsys):
-    from lightning_app.cli import main
+    from lightning_app.command import main
 
     main(["--help"])
     lines = capsys.readouterr().out.splitlines()

@@ -1,0 +1,98 @@
+"""The sweep planner's run-name cache gives the very names the CLI's parser gives, and is consulted only
+while nothing the parser reads has changed (arguments, the config files they name, the code).
+
+The reference is the planner itself: a plan made with an empty cache (every name from NormlabCLI's
+parser), against the same plan read back from the cache with the parser made unusable.
+"""
+import sys
+
+import pytest
+
+from lightning_app.sweep import cli_planner, run_name_cache
+from lightning_app.sweep.plan import plan_sweep
+from lightning_app.sweep.spec import load_sweep
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
+
+
+def make_sweep(tmp_path, base: str = "configs/quickstart.yaml", grid: str = "  model.norm: [bn, gn]\n"
+               "  data.init_args.batch_size, model.lr: [[8, 0.001], [128, 0.01]]\n") -> str:
+    path = tmp_path / "names.yaml"
+    path.write_text(f"config: {base}\nargs: {{trainer.default_root_dir: {tmp_path / 'runs'}}}\n"
+                    f"grid:\n{grid}seeds: [0, 1]\n")
+    return str(path)
+
+
+def plan(sweep: str) -> list[tuple]:
+    return [(run.run_dir, run.accelerator, run.devices, run.args) for run in plan_sweep(load_sweep(sweep))]
+
+
+@pytest.fixture
+def parses(monkeypatch) -> list[list[str]]:
+    """The argument lists the CLI's parser was asked to name (it still names them)."""
+    asked = []
+    name = cli_planner.RunPlanner.name
+
+    def counted(self, args, point, where):
+        asked.append(args)
+        return name(self, args, point, where)
+
+    monkeypatch.setattr(cli_planner.RunPlanner, "name", counted)
+    return asked
+
+
+def test_a_second_plan_takes_every_name_from_the_cache_and_they_are_the_parsers(tmp_path, parses, monkeypatch):
+    sweep = make_sweep(tmp_path)
+    parsed = plan(sweep)
+    assert len(parses) == len(parsed) == 8
+    monkeypatch.setattr(cli_planner, "RunPlanner", None)  # a plan that needs the parser now fails
+    assert plan(sweep) == parsed
+    assert len({run_dir for run_dir, *_ in parsed}) == 8 and all(d.parent.name == "names" for d, *_ in parsed)
+
+
+def test_a_changed_config_file_is_parsed_again(tmp_path, parses):
+    base = tmp_path / "base.yaml"
+    base.write_text((ROOT / "configs/quickstart.yaml").read_text())
+    sweep = make_sweep(tmp_path, base=str(base), grid="  model.norm: [bn, gn]\n")
+    before = plan(sweep)
+    base.write_text(base.read_text().replace("weight_decay: 0.0", "weight_decay: 0.001"))  # science: new names
+    after = plan(sweep)
+    assert len(parses) == 2 * len(before) == 8
+    assert all(a[0] != b[0] for a, b in zip(after, before))
+    assert after == plan(sweep) and len(parses) == 8  # the new names are kept in turn
+
+
+def test_another_code_version_is_parsed_again_and_replaces_the_older_cache(tmp_path, parses, monkeypatch):
+    sweep = make_sweep(tmp_path, grid="  model.norm: [bn]\n")
+    first = plan(sweep)
+    old_files = list(run_name_cache.cache_dir().iterdir())
+    monkeypatch.setattr(run_name_cache, "code_version", lambda: "another-version")
+    assert plan(sweep) == first and len(parses) == 4  # 2 runs, parsed twice
+    assert [p.name for p in run_name_cache.cache_dir().iterdir()] == ["sweep-run-names-another-version.json"]
+    assert len(old_files) == 1 and not old_files[0].exists()
+
+
+def test_the_code_version_changes_with_the_source(tmp_path, monkeypatch):
+    package = tmp_path / "callbacks"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))  # a stand-in for one of normlab's packages
+    monkeypatch.setattr(run_name_cache, "PACKAGES", ("callbacks",))
+    monkeypatch.delitem(sys.modules, "callbacks", raising=False)
+    version = run_name_cache.code_version()
+    (package / "more.py").write_text("X = 1\n")
+    assert run_name_cache.code_version() != version
+
+
+def test_a_cache_that_cannot_be_written_or_read_only_costs_time(tmp_path, parses, monkeypatch):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("NORMLAB_CACHE_DIR", str(not_a_dir))
+    sweep = make_sweep(tmp_path, grid="  model.norm: [bn]\n")
+    assert plan(sweep) == plan(sweep) and len(parses) == 4  # parsed both times, no error
+    monkeypatch.setenv("NORMLAB_CACHE_DIR", str(tmp_path / "cache"))
+    expected = plan(sweep)
+    (cache_file,) = (tmp_path / "cache").iterdir()
+    cache_file.write_text("{ truncated")
+    assert plan(sweep) == expected and len(parses) == 8  # the unreadable file: parsed again
