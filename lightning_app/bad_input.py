@@ -21,6 +21,7 @@ import importlib
 import inspect
 import os
 import pickle
+import sys
 import zlib
 from pathlib import Path
 
