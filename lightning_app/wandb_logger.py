@@ -17,14 +17,19 @@ axes of the study:
   the run directory and the SLURM job id. Checkpoints are uploaded only with `wandb.log_model`.
 The W&B files live in `<run dir>/wandb/`. With `WANDB_MODE=offline` (or `wandb.offline: true`) nothing
 touches the network; `wandb sync <run dir>/wandb/offline-run-*` uploads later. Online, the login is
-verified with the server (a few seconds at most) before the run directory is made, and refused in one
-line saying what to do; the W&B names (project, entity, group, tags) hold no control character.
+verified with the server (in a child process, killed after 30 s at most) before the run directory is
+made, and refused in one line saying what to do; the W&B names (project, entity, group, tags) hold no
+control character.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,7 +42,10 @@ from lightning_app.run.paths import check_printable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_MODES = ("offline", "dryrun", "disabled")  # WANDB_MODE values that never reach the server
-LOGIN_TIMEOUT_SECONDS = 5
+LOGIN_TIMEOUT_SECONDS = 5  # each HTTP request of the login check
+LOGIN_DEADLINE_SECONDS = 30  # the whole check: a process start, importing wandb, wandb-core's start, the request
+# by path, with -P (no script folder on sys.path): the probe needs only the standard library and wandb
+LOGIN_PROBE = (sys.executable, "-P", str(Path(__file__).with_name("wandb_login_probe.py")))
 
 
 @dataclass
@@ -112,23 +120,45 @@ def is_offline(options: WandbOptions) -> bool:
 
 
 def check_login(options: WandbOptions) -> None:
-    """Online logging needs a W&B login that the server accepts. Checked before the run directory is made,
-    within seconds: without one, wandb.init would fail only after a minute or two of retries (or, with no
-    key and no terminal, with a long traceback), leaving a run directory that holds nothing but `wandb/`."""
+    """Online logging needs a W&B login that the server accepts. Checked before the run directory is made, in
+    a child process under a deadline (see `wandb_login_probe`): without the check, wandb.init would fail only
+    after a minute or two of retries (or, with no key and no terminal, with a long traceback), leaving a run
+    directory that holds nothing but `wandb/`."""
     if is_offline(options):
         return
-    import wandb
-
     todo = ("run 'wandb login', or set WANDB_MODE=offline (or --wandb.offline true) to log offline and upload "
             "later with 'wandb sync'")
-    try:
-        wandb.Api(timeout=LOGIN_TIMEOUT_SECONDS)  # finds the key (env, ~/.netrc, settings), verifies it with the server
-    except wandb.errors.UsageError:
-        raise ValueError(f"W&B logging is on but no W&B login is configured; {todo}") from None
-    except Exception as error:  # no network, a wrong key, a server error: each leaves W&B unusable
-        detail = " ".join(str(error).split())[:200]
-        raise ValueError(f"W&B logging is on but the login could not be verified ({type(error).__name__}: "
-                         f"{detail}); {todo}") from None
+    result = probe_login()
+    if result is None:
+        raise ValueError(f"W&B logging is on but the W&B server did not answer the login check within "
+                         f"{LOGIN_DEADLINE_SECONDS} s; {todo}")
+    if result.get("missing"):
+        raise ValueError(f"W&B logging is on but no W&B login is configured; {todo}")
+    if not result.get("verified"):
+        raise ValueError(f"W&B logging is on but the login could not be verified ({result.get('error')}); {todo}")
+
+
+def probe_login() -> dict | None:
+    """The outcome `wandb_login_probe` wrote, or None when it did not finish within LOGIN_DEADLINE_SECONDS (it
+    and its process group are killed then). The probe reports nothing to W&B's error service: a login check
+    that fails is an answer, not a crash to upload."""
+    with tempfile.TemporaryDirectory(prefix="normlab-wandb-login-") as folder:
+        result = Path(folder, "outcome.json")
+        child = subprocess.Popen([*LOGIN_PROBE, str(result), str(LOGIN_TIMEOUT_SECONDS)], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                 env={**os.environ, "WANDB_ERROR_REPORTING": "false"})
+        try:
+            child.wait(timeout=LOGIN_DEADLINE_SECONDS)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:  # also on Ctrl-C: the probe lives in its own session, so the terminal's SIGINT misses it
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        try:
+            return json.loads(result.read_text())
+        except (OSError, ValueError):
+            return {"verified": False, "error": f"the login check exited with status {child.returncode}"}
 
 
 def make_wandb_logger(options: WandbOptions | None, config: dict, experiment: str, run_name: str,

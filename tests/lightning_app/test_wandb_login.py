@@ -57,3 +57,36 @@ def test_wandb_without_a_usable_login_is_one_line_before_any_run_directory(data_
     assert not (tmp_path / "runs").exists()
     # beyond the process start: main blocked ~110 s on a wrong key; the check's own timeout is 5 s
     assert seconds - refusal_seconds < 40, (seconds, refusal_seconds)
+
+
+def test_a_login_check_that_never_ends_is_killed_at_the_deadline_with_its_children(tmp_path, monkeypatch):
+    """Whatever wandb does (a network that drops packets kept a CI run's process alive for 10 minutes), the
+    check returns at its deadline, and the probe and everything it started are gone. The stand-in probe is a
+    real process that starts a child of its own and then never answers."""
+    from lightning_app import wandb_logger
+
+    pids = tmp_path / "pids"
+    hang = ("import os, subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(600)']); open(sys.argv[1], 'w').write(f'{os.getpid()} {child.pid}'); time.sleep(600)")
+    monkeypatch.setattr(wandb_logger, "LOGIN_PROBE", (sys.executable, "-c", hang, str(pids)))
+    monkeypatch.setattr(wandb_logger, "LOGIN_DEADLINE_SECONDS", 3)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the test session's default is offline
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="did not answer the login check within 3 s; run 'wandb login'"):
+        wandb_logger.check_login(wandb_logger.WandbOptions())
+    assert time.monotonic() - started < 3 + 5
+    for pid in map(int, pids.read_text().split()):
+        with pytest.raises(ProcessLookupError):  # reaped by us (the probe) or by init (its child)
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+
+
+def test_the_probe_reports_what_stopped_it(tmp_path, monkeypatch):
+    """A probe that dies without writing its outcome is a failed check naming its exit status."""
+    from lightning_app import wandb_logger
+
+    monkeypatch.setattr(wandb_logger, "LOGIN_PROBE", (sys.executable, "-c", "import sys; sys.exit(7)"))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with pytest.raises(ValueError, match=r"could not be verified \(the login check exited with status 7\)"):
+        wandb_logger.check_login(wandb_logger.WandbOptions())
