@@ -84,3 +84,45 @@ def test_plugin_converts_every_batchnorm_and_reverts():
     reverted = NormlabSyncBatchNorm().revert(synced)
     assert [type(m) for m in reverted.modules() if isinstance(m, (nn.BatchNorm2d, nn.SyncBatchNorm))] == [
         nn.BatchNorm2d, nn.BatchNorm2d]
+
+
+@pytest.fixture
+def one_rank_world(tmp_path, monkeypatch):
+    """A real gloo process group of one rank in this process, with GlobalBatchNorm2d told the world is
+    distributed: its own statistics path runs (sums, a real all-reduce, the running buffers) in-process,
+    where a one-rank all-reduce is the identity and the result must be BatchNorm2d's. (The two-rank test
+    above checks the communication; this one reaches every branch of the arithmetic in seconds.)"""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    monkeypatch.setattr("models.norms.sync._distributed", lambda: True)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("affine, track, momentum", [(True, True, 0.1), (False, True, None), (True, False, 0.1)])
+def test_the_distributed_path_of_one_rank_is_batchnorm(one_rank_world, affine, track, momentum):
+    torch.manual_seed(0)
+    plain = nn.BatchNorm2d(3, eps=1e-3, momentum=momentum, affine=affine, track_running_stats=track)
+    if affine:  # weights away from their (1, 0) start, so a dropped scale or shift shows
+        nn.init.uniform_(plain.weight, 0.5, 2.0)
+        nn.init.uniform_(plain.bias, -1.0, 1.0)
+    synced = convert_to_global_batchnorm(nn.Sequential(plain))[0]
+    reference = nn.BatchNorm2d(3, eps=1e-3, momentum=momentum, affine=affine, track_running_stats=track)
+    reference.load_state_dict(plain.state_dict())
+    for step in range(3):  # three steps: the cumulative average (momentum None) divides by the step count
+        x = (torch.randn(4, 3, 5, 6) * torch.tensor([1.0, 3.0, 0.5])[:, None, None]
+             + torch.tensor([2.0, -1.0, 0.0])[:, None, None]).requires_grad_()
+        x_ref = x.detach().clone().requires_grad_()
+        upstream = torch.randn(4, 3, 5, 6)
+        y, y_ref = synced(x), reference(x_ref)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+        (y * upstream).sum().backward()
+        (y_ref * upstream).sum().backward()
+        torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    if affine:
+        torch.testing.assert_close(synced.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(synced.bias.grad, reference.bias.grad, rtol=1e-4, atol=1e-5)
+    for key, value in reference.state_dict().items():  # running mean, unbiased variance, step count
+        torch.testing.assert_close(synced.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    synced.eval(), reference.eval()
+    x = torch.randn(2, 3, 5, 6)
+    torch.testing.assert_close(synced(x), reference(x), rtol=1e-5, atol=1e-5)
