@@ -1,0 +1,119 @@
+"""What a relaunch decides, in-process (mutation testing cannot see the same code run by a `lightning`
+subprocess): which checkpoint a fit continues from, when a run finished meanwhile is refused, what the
+lock file says about its holder, and how SIGTERM/SIGINT become an interruption."""
+import json
+import os
+import signal
+import socket
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from lightning_app.run import interrupt
+from lightning_app.run.launch import fit_resume_checkpoint, take_run_dir
+from lightning_app.run.lock import RunLock, RunLocked, read_holder
+from lightning_app.run.paths import CHECKPOINT_DIR, LAST_CHECKPOINT, LOCK_FILE, SUMMARY_FILE
+
+
+def make_run(run_dir, status=None, test_acc=None, checkpoint=True):
+    (run_dir / CHECKPOINT_DIR).mkdir(parents=True)
+    if checkpoint:
+        (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).write_bytes(b"ckpt")
+    if status is not None:
+        (run_dir / SUMMARY_FILE).write_text(json.dumps({"status": status, "test_acc": test_acc}))
+    return run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+@pytest.mark.parametrize("status, overwrite, ckpt_path, test_after_fit, resumes", [
+    ("interrupted", False, None, False, True),
+    (None, False, None, False, True),  # killed before its first summary
+    ("interrupted", True, None, False, False),  # --overwrite starts over
+    ("interrupted", False, "/elsewhere/x.ckpt", False, False),  # an explicit checkpoint wins
+    ("completed", False, None, False, False),  # finished: nothing to continue
+    ("exploded", False, None, False, False),
+    ("completed", False, None, True, True),  # finished but never tested: its end of training, then the test
+])
+def test_a_relaunch_continues_from_last_ckpt_only_when_the_run_is_unfinished(tmp_path, status, overwrite, ckpt_path,
+                                                                             test_after_fit, resumes):
+    last = make_run(tmp_path / "run", status)
+    assert fit_resume_checkpoint(tmp_path / "run", overwrite, ckpt_path, test_after_fit) == (last if resumes else None)
+
+
+def test_a_run_that_finished_while_this_one_started_is_refused_and_the_lock_released(tmp_path):
+    run_dir = tmp_path / "run"
+    make_run(run_dir, "completed", test_acc=0.5)
+    with pytest.raises(ValueError) as info:
+        take_run_dir(run_dir, overwrite=False)
+    assert str(info.value) == (f"{run_dir} already holds a completed run (finished while this one started); "
+                               "pass --overwrite true to replace it")
+    RunLock(run_dir).acquire()  # released: another process can take it
+
+
+def test_a_finished_run_without_its_test_is_taken_when_the_test_is_asked_for(tmp_path):
+    run_dir = tmp_path / "run"
+    make_run(run_dir, "completed", test_acc=None)
+    with pytest.raises(ValueError, match="already holds a completed run"):
+        take_run_dir(run_dir, overwrite=False, test_after_fit=False)
+    lock = take_run_dir(run_dir, overwrite=False, test_after_fit=True)
+    assert lock.held and (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()  # kept: the test needs it
+    lock.release()
+
+
+def test_the_lock_file_names_its_holder_and_nothing_else(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / LOCK_FILE).write_text("x" * 500)  # a longer leftover from an earlier holder
+    lock = RunLock(run_dir)
+    lock.acquire()
+    holder = json.loads((run_dir / LOCK_FILE).read_text())
+    assert holder == read_holder(run_dir)
+    assert set(holder) == {"pid", "host", "started"}
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    started = datetime.fromisoformat(holder["started"])
+    assert started.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - started) < timedelta(seconds=60)
+    with pytest.raises(RunLocked) as info:  # a second lock of the same run (flock is per open file)
+        RunLock(run_dir).acquire()
+    assert str(info.value).startswith(f"{run_dir} is in use by another training (pid {os.getpid()} on host ")
+    lock.release()
+
+
+@pytest.fixture
+def recording():
+    with interrupt.recording():
+        yield
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_outside_lightning_a_signal_stops_the_process_and_is_remembered(recording, signum, tmp_path):
+    assert interrupt.interruption(tmp_path) is None
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signum)
+    stopped = interrupt.interruption(tmp_path, final_test=True)
+    assert (stopped.signum, stopped.where, stopped.exit_code) == (signum, tmp_path, 128 + signum)
+    assert "during the final test" in str(stopped)
+
+
+def test_inside_lightning_sigterm_only_flags_and_sigint_still_stops(recording):
+    """Lightning's SIGTERM handler (installed over ours, calling ours after flagging the trainer) stops the
+    loop at the next batch boundary: ours must not raise for SIGTERM then, but still does for Ctrl-C."""
+    ours = signal.getsignal(signal.SIGTERM)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: ours(signum, frame))
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:  # caught here: uncaught, it would end the whole test session, not fail a test
+            pytest.fail("SIGTERM inside Lightning's loop raised KeyboardInterrupt instead of letting it stop")
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert interrupt.interruption(None).signum == signal.SIGTERM  # the first signal decides
+
+
+def test_a_stop_inside_a_deferred_block_comes_when_the_block_ends(recording):
+    reached_the_end_of_the_block = False
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt.signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached_the_end_of_the_block = True
+    assert reached_the_end_of_the_block
