@@ -8,9 +8,10 @@ pinned in the Makefile); it is killed when some test fails on it. Each module ru
 copy of the tracked files, `build/mutate/<module>/`, with a `setup.cfg` naming the files mutmut may
 change and the test files it may run (mutmut records which of those tests reach each function and runs
 only them on its mutants). `optim=models/optim.py`-style arguments narrow a module to some of its
-files. A finished module prints one row: mutants, killed, survived, equivalent (the survivors listed,
-with why, in tests/MUTATION.md), the kill rate among the non-equivalent, and every survivor that is
-not listed there. Results stay in build/mutate/<module>/mutants/ (`mutmut show NAME` there shows one);
+files. A finished module prints one row: mutants, killed, survived, equivalent and out of mutmut's reach
+(the survivors listed, with why, in tests/MUTATION.md), the kill rate among the rest, and every
+survivor that is not listed there. Only code run in the test process counts: mutmut neither records
+nor re-runs tests that reach a function through a subprocess (`lightning ...` in a child, DDP ranks). Results stay in build/mutate/<module>/mutants/ (`mutmut show NAME` there shows one);
 a second run of a module retests only what changed.
 
 The tier markers apply: slow and cluster tests never run here. OMP_NUM_THREADS=1 and two workers keep a
@@ -72,10 +73,13 @@ def scratch_copy(module: str, files: tuple[str, ...], tests: tuple[str, ...]) ->
     return where
 
 
-def equivalent_mutants() -> set[str]:
-    """The survivors tests/MUTATION.md explains as equivalent: lines starting with "- `<mutant name>`"."""
+def listed_mutants(section: str) -> set[str]:
+    """The survivors a section of tests/MUTATION.md explains, one per line starting "- `<mutant name>`":
+    "Equivalent mutants" (they cannot change what the module computes) or "Out of mutmut's reach" (code
+    that runs while the module is imported, before mutmut activates a mutant)."""
     text = RECORD.read_text() if RECORD.is_file() else ""
-    return set(re.findall(r"^- `([\w.]+__mutmut_\d+)`", text, flags=re.M))
+    match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+    return set(re.findall(r"^- `([\w.ǁ]+__mutmut_\d+)`", match.group(1), flags=re.M)) if match else set()
 
 
 def results(where: Path) -> dict[str, int | None]:
@@ -108,16 +112,17 @@ def run_module(module: str, files: tuple[str, ...], tests: tuple[str, ...]) -> s
 def table_row(module: str) -> str:
     """The module's row and its unexplained survivors, from the results its last run left."""
     codes = results(SCRATCH / module)
-    equivalent = equivalent_mutants()
+    equivalent, unreachable = listed_mutants("Equivalent mutants"), listed_mutants("Out of mutmut's reach")
     killed = sorted(n for n, c in codes.items() if c in KILLED)
     survived = sorted(n for n, c in codes.items() if c in SURVIVED)
     other = sorted(f"{n} ({c})" for n, c in codes.items() if c is not None and c not in KILLED | SURVIVED)
     explained = [n for n in survived if n in equivalent]
-    unexplained = [n for n in survived if n not in equivalent]
+    out_of_reach = [n for n in survived if n in unreachable]
+    unexplained = [n for n in survived if n not in equivalent and n not in unreachable]
     judged = len(killed) + len(unexplained)
     rate = f"{100 * len(killed) / judged:.1f} %" if judged else "n/a"
-    row = (f"| {module} | {len(codes)} | {len(killed)} | {len(survived)} | {len(explained)} | {rate} | "
-           f"`make mutate MODULES={module}` | {last_run(SCRATCH / module)} |")
+    row = (f"| {module} | {len(codes)} | {len(killed)} | {len(survived)} | {len(explained)} | {len(out_of_reach)} | "
+           f"{rate} | `make mutate MODULES={module}` | {last_run(SCRATCH / module)} |")
     notes = [f"  survived, not explained in tests/MUTATION.md: {n}" for n in unexplained]
     notes += [f"  neither killed nor survived (mutmut exit code): {n}" for n in other]
     unrun = sum(c is None for c in codes.values())
@@ -129,8 +134,9 @@ def main(argv: list[str]) -> None:
     table_only = argv[:1] == ["--table"]
     chosen = argv[1:] if table_only else argv
     chosen = chosen or list(MODULES)
-    print("| module | mutants | killed | survived | equivalent | kill rate (non-equivalent) | command | date |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| module | mutants | killed | survived | equivalent | out of reach | kill rate (the rest) | command "
+          "| date |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for item in chosen:
         module, _, narrowed = item.partition("=")
         if module not in MODULES:
