@@ -117,3 +117,26 @@ def test_negative_label_through_the_cli_is_one_line_before_any_run_directory(fak
                      "expected labels 0..9"]
     assert_documented("label out of range (either end)", lines[0][len(ERROR_PREFIX):])
     assert not any(p.is_file() for p in (tmp_path / "runs").rglob("*"))
+
+
+@pytest.mark.parametrize("download,prepare,note", [
+    (False, True, "torchvision download not tried (set data.download: true to fetch them into {folder})"),
+    (True, False, "no torchvision download ran (prepare_data was not called)"),
+    (True, True, "the torchvision download failed (OSError: no network)"),
+], ids=["not asked", "asked, prepare_data not called", "asked, failed"])
+def test_missing_files_message_ends_with_how_the_download_went(tmp_path, monkeypatch, download, prepare,
+                                                               note):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.MNIST", offline)
+    folder = tmp_path / "empty"
+    dm = MNISTDataModule(data_dir=str(folder), download=download)
+    if prepare:
+        dm.prepare_data()
+    with pytest.raises(FileNotFoundError) as info:
+        dm.setup("fit")
+    lacks = ", ".join(f"{stem}[.gz]" for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    assert str(info.value) == (f"mnist: {folder} lacks {lacks}; an explicit data_dir must hold every file; "
+                               + note.format(folder=folder))
