@@ -109,6 +109,14 @@ def run_module(module: str, files: tuple[str, ...], tests: tuple[str, ...]) -> s
     return table_row(module)
 
 
+def command_of(module: str) -> str:
+    """The `make mutate` that made the results on disk: narrowed to some files if its setup.cfg says so."""
+    config = (SCRATCH / module / "setup.cfg").read_text()
+    files = re.search(r"^only_mutate=\n((?:    .+\n)+)", config, flags=re.M).group(1).split()
+    narrowed = "" if tuple(files) == MODULES[module][0] else "=" + ",".join(files)
+    return f"make mutate MODULES={module}{narrowed}"
+
+
 def table_row(module: str) -> str:
     """The module's row and its unexplained survivors, from the results its last run left."""
     codes = results(SCRATCH / module)
@@ -122,7 +130,7 @@ def table_row(module: str) -> str:
     judged = len(killed) + len(unexplained)
     rate = f"{100 * len(killed) / judged:.1f} %" if judged else "n/a"
     row = (f"| {module} | {len(codes)} | {len(killed)} | {len(survived)} | {len(explained)} | {len(out_of_reach)} | "
-           f"{rate} | `make mutate MODULES={module}` | {last_run(SCRATCH / module)} |")
+           f"{rate} | `{command_of(module)}` | {last_run(SCRATCH / module)} |")
     notes = [f"  survived, not explained in tests/MUTATION.md: {n}" for n in unexplained]
     notes += [f"  neither killed nor survived (mutmut exit code): {n}" for n in other]
     unrun = sum(c is None for c in codes.values())
