@@ -104,3 +104,28 @@ def test_a_long_checkpoint_name_is_cut_to_what_the_file_system_holds(tmp_path, m
     room = limit - len("validate--20261207T090503Z-999".encode())
     assert made.name == "validate-" + "λ" * (room // 2) + "-20261207T090503Z"  # whole characters only
     assert len(made.name.encode()) <= limit - len("-999")
+
+
+@pytest.mark.parametrize("limit, stem", [(60, "last"), (len("test--20261207T090503Z-999"), "l")])
+def test_the_cut_uses_the_run_directory_s_own_file_system_and_keeps_one_byte(tmp_path, monkeypatch, limit, stem):
+    """NAME_MAX is read where the evaluation is written (a run on another file system than the working
+    directory), and even a limit that leaves no room keeps one byte of the checkpoint's name."""
+    monkeypatch.setattr(evaluation, "datetime", FrozenClock)
+    monkeypatch.setattr(evaluation, "name_limit", lambda root: (limit if root == tmp_path else 255, root))
+    assert evaluation.new_eval_dir(tmp_path, "test", "/r/checkpoints/last.ckpt").name == f"test-{stem}-20261207T090503Z"
+
+
+def test_an_evaluation_summary_records_what_ran_and_when_in_utc(tmp_path):
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    summary = evaluation.write_eval_summary(tmp_path, "test", None, {"test_acc": 0.5, "test_loss": float("nan")},
+                                            rows=3)
+    assert json.loads((tmp_path / SUMMARY_FILE).read_text()) == summary
+    finished = datetime.fromisoformat(summary.pop("finished"))
+    assert finished.utcoffset().total_seconds() == 0 and before <= finished <= datetime.now(timezone.utc)
+    assert summary == {"subcommand": "test", "checkpoint": None, "metrics": {"test_acc": 0.5, "test_loss": None},
+                       "rows": 3}
+
+
+def test_no_prediction_batches_write_a_header_only_predictions_file(tmp_path):
+    assert evaluation.write_predictions(tmp_path, []) == 0
+    assert (tmp_path / "predictions.csv").read_text().splitlines() == ["index,prediction,label"]
