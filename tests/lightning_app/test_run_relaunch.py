@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from lightning_app.run import interrupt
-from lightning_app.run.launch import fit_resume_checkpoint, take_run_dir
+from lightning_app.run.launch import eval_run_dir, fit_resume_checkpoint, take_run_dir
 from lightning_app.run.lock import RunLock, RunLocked, read_holder
-from lightning_app.run.paths import CHECKPOINT_DIR, LAST_CHECKPOINT, LOCK_FILE, SUMMARY_FILE
+from lightning_app.run.paths import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, LOCK_FILE, SUMMARY_FILE
 
 
 def make_run(run_dir, status=None, test_acc=None, checkpoint=True):
@@ -39,6 +39,21 @@ def test_a_relaunch_continues_from_last_ckpt_only_when_the_run_is_unfinished(tmp
     assert fit_resume_checkpoint(tmp_path / "run", overwrite, ckpt_path, test_after_fit) == (last if resumes else None)
 
 
+@pytest.mark.parametrize("checkpoint, belongs_to", [
+    ("old/run_a/checkpoints/last.ckpt", "old/run_a"),  # saved in a run: that run, whatever the config says
+    ("loose/model.ckpt", "exp/named"),  # outside any run: the run the config names
+    ("old/run_a/checkpoints/missing.ckpt", "exp/named"),  # not a file: nothing to follow
+    (None, "exp/named"),
+])
+def test_an_evaluation_belongs_to_the_run_its_checkpoint_was_saved_in(tmp_path, checkpoint, belongs_to):
+    make_run(tmp_path / "old" / "run_a")
+    (tmp_path / "old" / "run_a" / CONFIG_FILE).write_text("seed_everything: 0\n")
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "model.ckpt").write_bytes(b"ckpt")
+    where = eval_run_dir(tmp_path, "exp", "named", str(tmp_path / checkpoint) if checkpoint else None)
+    assert where == tmp_path / belongs_to
+
+
 def test_a_run_that_finished_while_this_one_started_is_refused_and_the_lock_released(tmp_path):
     run_dir = tmp_path / "run"
     make_run(run_dir, "completed", test_acc=0.5)
@@ -53,7 +68,7 @@ def test_a_finished_run_without_its_test_is_taken_when_the_test_is_asked_for(tmp
     run_dir = tmp_path / "run"
     make_run(run_dir, "completed", test_acc=None)
     with pytest.raises(ValueError, match="already holds a completed run"):
-        take_run_dir(run_dir, overwrite=False, test_after_fit=False)
+        take_run_dir(run_dir, overwrite=False)  # by default no final test is asked for
     lock = take_run_dir(run_dir, overwrite=False, test_after_fit=True)
     assert lock.held and (run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()  # kept: the test needs it
     lock.release()
@@ -107,7 +122,7 @@ def test_inside_lightning_sigterm_only_flags_and_sigint_still_stops(recording):
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert interrupt.interruption(None).signum == signal.SIGTERM  # the first signal decides
+    assert str(interrupt.interruption(None)) == "interrupted by SIGTERM"  # the first signal decides
 
 
 def test_a_stop_inside_a_deferred_block_comes_when_the_block_ends(recording):
