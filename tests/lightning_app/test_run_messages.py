@@ -57,6 +57,7 @@ def test_a_failed_evaluation_is_the_cause_alone():
     ({"pid": 42, "host": "n1", "started": "2026-12-07T10:00:00+00:00"},
      "pid 42 on host n1, started 2026-12-07T10:00:00+00:00"),
     ({"pid": 42}, "pid 42 on host ?, started ?"),  # an old or partial lock file
+    ({"host": "n1"}, "pid ? on host n1, started ?"),
     ({}, "another process"),
 ])
 def test_a_locked_run_names_its_holder(tmp_path, holder, described):

@@ -132,3 +132,17 @@ def test_a_stop_inside_a_deferred_block_comes_when_the_block_ends(recording):
             os.kill(os.getpid(), signal.SIGINT)
             reached_the_end_of_the_block = True
     assert reached_the_end_of_the_block
+
+
+def test_a_lock_file_this_user_cannot_open_is_one_line_and_leaves_no_directory(tmp_path, monkeypatch):
+    """Another user's run (this test runs as root in CI, where chmod cannot deny: the open is made to fail)."""
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    run_dir = tmp_path / "root" / "exp" / "run"
+    monkeypatch.setattr("lightning_app.run.lock.os.open", denied)
+    with pytest.raises(ValueError) as info:
+        RunLock(run_dir).acquire()
+    assert str(info.value) == (f"cannot lock {run_dir / LOCK_FILE} (permission denied: another user's run?); set "
+                               "--run_name / --experiment to write elsewhere")
+    assert not (tmp_path / "root").exists()  # the directories acquire made are gone again
