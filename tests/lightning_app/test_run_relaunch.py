@@ -12,7 +12,9 @@ import pytest
 from lightning_app.run import interrupt
 from lightning_app.run.launch import eval_run_dir, fit_resume_checkpoint, take_run_dir
 from lightning_app.run.lock import RunLock, RunLocked, read_holder
-from lightning_app.run.paths import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, LOCK_FILE, SUMMARY_FILE
+from lightning_app.run.paths import (CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, LOCK_FILE, SUMMARY_FILE, SWEEP_DIR,
+                                     experiment_of, sweep_dir_of)
+from lightning_app.run.status import read_status
 
 
 def make_run(run_dir, status=None, test_acc=None, checkpoint=True):
@@ -146,3 +148,21 @@ def test_a_lock_file_this_user_cannot_open_is_one_line_and_leaves_no_directory(t
     assert str(info.value) == (f"cannot lock {run_dir / LOCK_FILE} (permission denied: another user's run?); set "
                                "--run_name / --experiment to write elsewhere")
     assert not (tmp_path / "root").exists()  # the directories acquire made are gone again
+
+
+def test_a_run_knows_its_experiment_and_sweep_folders_and_a_fresh_one_has_no_status(tmp_path):
+    run_dir = tmp_path / "root" / "exp" / "run"
+    assert experiment_of(run_dir) == tmp_path / "root" / "exp"
+    assert sweep_dir_of(run_dir) == tmp_path / "root" / "exp" / SWEEP_DIR
+    run_dir.mkdir(parents=True)
+    assert read_status(run_dir) is None  # never wrote a summary
+
+
+def test_a_released_lock_is_no_longer_held(tmp_path):
+    lock = RunLock(tmp_path / "run")
+    assert not lock.held
+    lock.acquire()
+    assert lock.held
+    lock.release()
+    assert not lock.held
+    lock.release()  # twice: nothing to do
