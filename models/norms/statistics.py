@@ -28,10 +28,11 @@ def check_norm_inputs(net: nn.Module, norm: str, shapes: dict[str, Shape], batch
         for over, count in spec.statistics(layer, shape):
             if count == 1:
                 size = "×".join(str(d) for d in shape if d is not None)
+                source = f" ({batch})" if shape[0] is not None and batch else ""
                 raise ValueError(
                     f"norm {norm!r} at {path}: its training statistic {over} covers 1 value of its {size} input"
-                    f"{f' ({batch})' if shape[0] is not None else ''}, so the layer would output its β whatever "
-                    "the input; use larger images, fewer groups, a larger batch or another norm")
+                    f"{source}, so the layer would output its β whatever the input; use larger images, fewer "
+                    "groups, a larger batch or another norm")
 
 
 def _unwrap(layer: nn.Module) -> nn.Module:
