@@ -166,3 +166,28 @@ def test_a_released_lock_is_no_longer_held(tmp_path):
     lock.release()
     assert not lock.held
     lock.release()  # twice: nothing to do
+
+
+def test_a_lock_file_replaced_between_open_and_lock_is_locked_anew(tmp_path, monkeypatch):
+    """Another process's release removes the lock file (and a third creates a new one) while this one
+    waits between its open and its flock: the lock must end on the file at the path, not the orphan."""
+    from lightning_app.run import lock as lock_module
+
+    real_flock = lock_module._try_flock
+    replaced = []
+
+    def flock_after_a_replacement(fd, operation, *args):
+        if not replaced:
+            path = tmp_path / "run" / LOCK_FILE
+            path.unlink()
+            path.write_text("")
+            replaced.append(True)
+        return real_flock(fd, operation, *args)
+
+    monkeypatch.setattr(lock_module, "_try_flock", flock_after_a_replacement)
+    lock = RunLock(tmp_path / "run")
+    lock.acquire()
+    assert read_holder(tmp_path / "run")["pid"] == os.getpid()  # written to the file others will read
+    with pytest.raises(RunLocked):
+        RunLock(tmp_path / "run").acquire()
+    lock.release()
