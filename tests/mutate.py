@@ -76,7 +76,8 @@ def scratch_copy(module: str, files: tuple[str, ...], tests: tuple[str, ...]) ->
 def listed_mutants(section: str) -> set[str]:
     """The survivors a section of tests/MUTATION.md explains, one per line starting "- `<mutant name>`":
     "Equivalent mutants" (they cannot change what the module computes) or "Out of mutmut's reach" (code
-    that runs while the module is imported, before mutmut activates a mutant)."""
+    that runs while the module is imported, before mutmut activates a mutant, or that only an accelerator
+    this machine lacks would show)."""
     text = RECORD.read_text() if RECORD.is_file() else ""
     match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
     return set(re.findall(r"^- `([\w.ǁ]+__mutmut_\d+)`", match.group(1), flags=re.M)) if match else set()
