@@ -126,3 +126,13 @@ def test_the_distributed_path_of_one_rank_is_batchnorm(one_rank_world, affine, t
     synced.eval(), reference.eval()
     x = torch.randn(2, 3, 5, 6)
     torch.testing.assert_close(synced(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_two_values_per_channel_keep_torch_s_unbiased_running_variance(one_rank_world):
+    """The smallest batch BatchNorm2d takes (2 values per channel): Bessel's n/(n−1) is 2, not clamped."""
+    torch.manual_seed(0)
+    synced = convert_to_global_batchnorm(nn.Sequential(nn.BatchNorm2d(3)))[0]
+    reference = nn.BatchNorm2d(3)
+    x = torch.randn(2, 3, 1, 1)
+    torch.testing.assert_close(synced(x), reference(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(synced.running_var, reference.running_var, rtol=1e-5, atol=1e-6)
