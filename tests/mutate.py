@@ -11,8 +11,9 @@ only them on its mutants). `optim=models/optim.py`-style arguments narrow a modu
 files. A finished module prints one row: mutants, killed, survived, equivalent and out of mutmut's reach
 (the survivors listed, with why, in tests/MUTATION.md), the kill rate among the rest, and every
 survivor that is not listed there. Only code run in the test process counts: mutmut neither records
-nor re-runs tests that reach a function through a subprocess (`lightning ...` in a child, DDP ranks). Results stay in build/mutate/<module>/mutants/ (`mutmut show NAME` there shows one);
-a second run of a module retests only what changed.
+nor re-runs tests that reach a function through a subprocess (`lightning ...` in a child, DDP ranks).
+Results stay in build/mutate/<module>/mutants/ (`mutmut show NAME` there shows one); a second run of a
+module retests only what changed.
 
 The tier markers apply: slow and cluster tests never run here. OMP_NUM_THREADS=1 and two workers keep a
 run to a 2-core machine; a whole run takes hours (tests/MUTATION.md has each module's time).
