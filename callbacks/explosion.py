@@ -43,8 +43,8 @@ nothing there, and every action happens before the bad update) and to `DEVICE_SY
 accelerator, where a read per step would stall it (1 there too when an action is `skip_step`). With
 N > 1 a run stays asynchronous, at the cost of acting up to N−1 steps late: the report still names
 the exact step, value and reference, but the updates in between were applied, so `stop` saves a
-checkpoint only if the weights are still finite (otherwise it keeps the last periodic one: the
-weights on disk are still never NaN) and `skip_step` is refused (it can only skip a step read before
+checkpoint (the state after the previous step, BN statistics included) only if the weights are still
+finite (otherwise it keeps the last periodic one: the weights on disk are still never NaN) and `skip_step` is refused (it can only skip a step read before
 its update).
 
 On every event: `explosion/step` and `explosion/kind` (1 + index in `TRIGGERS`) go to every logger
@@ -223,7 +223,7 @@ class ExplosionDetector(Callback):
         trigger = "nonfinite_weights" if not weights_finite else "nan_loss"
         value = math.nan if loss is None else float(loss)
         self._act(trainer, pl_module, None, trigger, value, math.nan,
-                  (trainer.global_step, trainer.current_epoch, self._batch_idx), before_update=False, final=True)
+                  (trainer.global_step, trainer.current_epoch, self._batch_idx), final=True)
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed run must not forget: the first event and the skip budget already used."""
@@ -245,21 +245,22 @@ class ExplosionDetector(Callback):
         if first is None:
             return
         slot, (trigger, value, reference) = first
-        # The undo of the BN statistics needs the event to be the step whose update has not run yet.
-        before_update = optimizer is not None and slot == len(pending) - 1
-        self._act(trainer, pl_module, optimizer, trigger, value, reference, pending[slot], before_update)
+        self._act(trainer, pl_module, optimizer, trigger, value, reference, pending[slot])
 
     def _act(self, trainer: Trainer, pl_module: LightningModule, optimizer, trigger: str, value: float,
-             reference: float, where: tuple[int, int, int], before_update: bool, final: bool = False) -> None:
-        """Record one event and take its action; `final` (the end-of-training check) always stops."""
+             reference: float, where: tuple[int, int, int], final: bool = False) -> None:
+        """Record one event and take its action; `final` (the end-of-training check) always stops.
+
+        With an optimizer (a read before this step's update), a stop or skip drops this step's update and
+        undoes its forward pass's BN statistics, also when the event is an earlier unread step's
+        (`sync_every` > 1): weights and statistics then both stay those after the previous step."""
         step, epoch, batch_idx = where
         self.events += 1
         act = "stop" if final else self.action if trigger in NON_FINITE else self.spike_action
         if act == "skip_step" and self.skipped >= self.max_skips:
             act = "stop"
         if act in ("stop", "skip_step") and optimizer is not None:
-            if before_update:
-                foreach_copy(self._buffers, self._buffer_copies)
+            foreach_copy(self._buffers, self._buffer_copies)
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     p.grad = None  # the optimizer now leaves every parameter and its state alone
