@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from callbacks.explosion import DEVICE_SYNC_EVERY, TRIGGERS, ExplosionDetector, StepRule
+from callbacks.explosion import DEVICE_SYNC_EVERY, TRIGGERS, ExplosionDetector, StepRule, to_float32
 
 
 def device_rule_events(pairs, factor, quantile, window, warmup, patience, vanish_threshold, vanish_patience):
@@ -125,3 +125,15 @@ def test_sync_every_defaults_to_a_read_per_step_on_the_cpu_only(device_type, arg
     detector = ExplosionDetector(**args)
     detector.on_fit_start(None, OnDevice(device_type))
     assert detector._sync_every == expected
+
+
+@pytest.mark.parametrize("x", [0.1, 1e-8, 3.4e38, 3.5e38, 1e39, -1e39, 1e300])
+def test_to_float32_rounds_as_a_float32_tensor_does_overflow_included(x):
+    assert to_float32(x) == torch.tensor(x, dtype=torch.float64).float().item()
+
+
+def test_vanish_counts_norms_strictly_below_the_threshold():
+    """README: `grad/norm` < `vanish_threshold`: a norm exactly at it does not count."""
+    rule = StepRule(10.0, 0.9, 100, 1, 1, vanish_threshold=0.5, vanish_patience=2)
+    assert [rule.observe(1.0, norm) for norm in (0.5, 0.5, 0.25)] == [None, None, None]
+    assert rule.observe(1.0, 0.25) == ("vanish", 0.25, 0.5)  # the reference: the lower 0.9 quantile of 0.5, 0.5, 0.25
