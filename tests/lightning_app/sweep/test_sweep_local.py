@@ -264,11 +264,12 @@ def test_sigterm_stops_the_running_trainings_and_says_how_to_resume(tmp_path, mo
     gets, the third never starts, the exit status is 130 and the sweep's SIGTERM handler is put back."""
     runs = planned(tmp_path, 3)
     training = ("import os, signal, sys, time\n"
-                "open(sys.argv[1] + '.started', 'w').close()\n"
-                "if sys.argv[2] == 'second':  # once the first listens for Ctrl-C too\n"
-                "    while not os.path.exists(sys.argv[1][:-1] + '0.started'):\n        time.sleep(0.01)\n"
-                "    os.kill(os.getppid(), signal.SIGTERM)\n"
-                "try:\n    time.sleep(60)\n"
+                "try:  # all of it: the sweep's SIGINT may come at any point once the SIGTERM is sent\n"
+                "    open(sys.argv[1] + '.started', 'w').close()\n"
+                "    if sys.argv[2] == 'second':  # once the first listens for Ctrl-C too\n"
+                "        while not os.path.exists(sys.argv[1][:-1] + '0.started'):\n            time.sleep(0.01)\n"
+                "        os.kill(os.getppid(), signal.SIGTERM)\n"
+                "    time.sleep(60)\n"
                 "except KeyboardInterrupt:\n    open(sys.argv[1] + '.stopped', 'w').close()\n")
     real_popen = subprocess.Popen
 
