@@ -279,3 +279,15 @@ def test_lower_values_need_a_level_ratio_below_1(tmp_path):
     lower = next(c for c in landscape_claims(study) if c.statement == "GNPlusGNFirst's loss landscape has lower values "
                                                                        "than GN's")
     assert lower.seeds == {0: SeedResult("1.00", False), 1: SeedResult("1.50", False)}
+
+
+def test_pick_takes_the_first_matching_run_by_path_and_seeds_sort_numbers_first(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (10, 9, None):
+        write_run(root, "gn", 128, seed, "completed", 0.5, run_name=f"gn_seed_{seed}", rows=[{"epoch": 0, "step": 0}])
+    write_run(root, "bn", 128, 2, "completed", 0.5, run_name="bn_seed_2")
+    runs = sorted(load_runs(root)[0], key=lambda r: str(r.path), reverse=True)
+    assert run_select.pick(runs, norm="gn").path.name == "gn_seed_10"  # "gn_seed_10" < "gn_seed_9" < "gn_seed_None"
+    assert run_select.pick(runs, norm="gn", seed=9).path.name == "gn_seed_9"
+    assert run_select.pick(runs, norm="lrn") is None
+    assert run_select.seeds(runs) == [2, 9, 10, None]  # a run without a seed last
