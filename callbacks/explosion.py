@@ -44,8 +44,8 @@ accelerator, where a read per step would stall it (1 there too when an action is
 N > 1 a run stays asynchronous, at the cost of acting up to N−1 steps late: the report still names
 the exact step, value and reference, but the updates in between were applied, so `stop` saves a
 checkpoint (the state after the previous step, BN statistics included) only if the weights are still
-finite (otherwise it keeps the last periodic one: the weights on disk are still never NaN) and `skip_step` is refused (it can only skip a step read before
-its update).
+finite (otherwise it keeps the last periodic one: the weights on disk are still never NaN) and
+`skip_step` is refused (it can only skip a step read before its update).
 
 On every event: `explosion/step` and `explosion/kind` (1 + index in `TRIGGERS`) go to every logger
 and one line to stderr; the first event (replaced by the one that stopped the run, which keeps the

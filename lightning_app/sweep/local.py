@@ -4,9 +4,9 @@ subprocess, so a crash does not end the sweep.
 One after another, or `--parallel N` at once, one visible GPU each, or without GPUs each its share of
 the CPU cores (OMP_NUM_THREADS = cores // N). Ctrl-C (or SIGTERM) passes one SIGINT to the running
 trainings, which stop the way Lightning stops on Ctrl-C (one still running 2 minutes later is killed);
-their last checkpoints stay, and the same command resumes them. A training cannot outlive the sweep: should the sweep die without that chance
-(SIGKILL), the kernel sends each training SIGTERM (`parent_death.py`), so a relaunch never finds a
-second writer in the run directory.
+their last checkpoints stay, and the same command resumes them. A training cannot outlive the sweep:
+should the sweep die without that chance (SIGKILL), the kernel sends each training SIGTERM
+(`parent_death.py`), so a relaunch never finds a second writer in the run directory.
 """
 from __future__ import annotations
 

@@ -40,7 +40,8 @@ def test_the_claims_table_of_the_study_row_by_row(tmp_path):
         f"with GN | probe: early width ratio none/GN {wider} (< 1 and < 50 %) | s0: 0.50 (0 %); s1: 0.50 (0 %) | "
         "**held (2/2 seeds)** |",
         "| Figure 7 | in the middle period GN's loss landscape range is smaller than without normalization | probe: "
-        f"middle width ratio GN/none {wider} (< 1 and < 50 %) | s0: 0.67 (0 %); s1: 0.67 (0 %) | **held (2/2 seeds)** |",
+        f"middle width ratio GN/none {wider} (< 1 and < 50 %) | s0: 0.67 (0 %); s1: 0.67 (0 %) | "
+        "**held (2/2 seeds)** |",
         "| Figure 7 | early in training the network without normalization has a smaller gradient predictiveness "
         f"range than with GN | probe: early width ratio none/GN {wider} (< 1 and < 50 %) | s0: 0.50 (0 %); s1: 0.50 "
         "(0 %) | **held (2/2 seeds)** |",
@@ -69,7 +70,8 @@ def test_the_claims_table_of_the_study_row_by_row(tmp_path):
         "| Table 1 | with L2 5e-05 BN's validation accuracy does not drop | accuracy without L2 − with L2 at lr "
         "0.0002 (points) (< 1) | s0: +0.00; s1: +0.00 | **held (2/2 seeds)** |",
         "| Figure 4 (A.1) | VGG-11 with GN validates better than without normalization | best val. acc. gn − none "
-        "at each LR, no L2 (points) (all > 0) | s0: -10.00 / +0.00 ✗; s1: -10.00 / +0.00 ✗ | **not held (0/2 seeds)** |",
+        "at each LR, no L2 (points) (all > 0) | s0: -10.00 / +0.00 ✗; s1: -10.00 / +0.00 ✗ | "
+        "**not held (0/2 seeds)** |",
     ]
 
 

@@ -1,7 +1,6 @@
 """The plan a sweep prints before it runs anything (`lightning sweep --dry-run` shows only this): each
 run's action and state as the run directory has it, the counts, and what planning says of grid points
 that name one run twice or of a bad base config."""
-import json
 import os
 import signal
 import socket
@@ -13,14 +12,10 @@ from lightning_app.sweep.plan import plan_sweep, print_plan, sweep_dir
 from lightning_app.sweep.spec import load_sweep
 from tests.lightning_app.sweep.test_sweep_concurrent import held_by_another_process  # noqa: F401  (a fixture)
 from tests.lightning_app.sweep.test_sweep_launchers import make_sweep
+from tests.lightning_app.sweep.test_sweep_local import finish
 from tests.lightning_app.test_run_contract import _hold_lock_in_child
 
 pytestmark = pytest.mark.usefixtures("run_from_repo_root")
-
-
-def write_summary(run_dir, **summary) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps(summary))
 
 
 def checkpoint(run_dir) -> None:
@@ -34,21 +29,22 @@ def test_the_plan_shows_every_runs_action_and_state(tmp_path, capsys, held_by_an
     spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn, gn_plus_gn_first, gn_plus_parallel, "
                                            "gn_plus_bn_first]\n  model.lr: [0.01]\n"))
     finished, held, killed, untested, new = (run.run_dir for run in plan_sweep(spec))
-    write_summary(finished, status="completed", test_acc=0.5)
+    finish(finished, test_acc=0.5)
     pid = held_by_another_process(held)
-    write_summary(killed, status="running")
+    finish(killed, "running")
     dead = _hold_lock_in_child(killed)
     os.kill(dead, signal.SIGKILL)
     os.waitpid(dead, 0)
     checkpoint(killed)
-    write_summary(untested, status="completed")
+    finish(untested)
     checkpoint(untested)
     runs = plan_sweep(spec)
     capsys.readouterr()
     print_plan(spec, runs)
     started = read_holder(held)["started"]
     assert capsys.readouterr().out.splitlines() == [
-        f"sweep tiny: 5 runs in {tmp_path / 'runs' / 'tiny'} (1 finished, 1 running elsewhere, 2 to resume, 1 to start)",
+        f"sweep tiny: 5 runs in {tmp_path / 'runs' / 'tiny'} (1 finished, 1 running elsewhere, 2 to resume, "
+        "1 to start)",
         f"    0  skip   {finished.name} [completed]  model.norm=bn model.lr=0.01",
         f"    1  skip   {held.name} [running elsewhere: pid {pid} on host {socket.gethostname()}, started {started}]  "
         "model.norm=gn model.lr=0.01",
