@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_lightning import Callback, LightningModule, Trainer
-from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import Logger, WandbLogger
 from torch import nn
 from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
@@ -106,6 +107,29 @@ class MetricsCapture(Logger):
     def with_prefix(self, prefix: str) -> dict[int, dict[str, float]]:
         return {step: {k: v for k, v in row.items() if k.startswith(prefix)}
                 for step, row in self.rows.items() if any(k.startswith(prefix) for k in row)}
+
+
+class WandbCapture(WandbLogger):
+    """A W&B logger that keeps what it is given (`rows` like `MetricsCapture`, `logged`: what goes to the run
+    directly) and starts no W&B process: the callbacks' W&B-only output, read back in the test."""
+
+    def __init__(self):
+        super().__init__(offline=True)
+        self.rows: dict[int, dict] = {}
+        self.logged: list[dict] = []
+
+    @property
+    def experiment(self):
+        return SimpleNamespace(log=self.logged.append)
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.setdefault(step, {}).update(metrics)
+
+    def finalize(self, status):
+        pass
 
 
 class StateRecorder(Callback):

@@ -20,12 +20,12 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks.activation_records import HISTOGRAM_FILE, bin_edges, read_histograms
-from callbacks.activation_stats import ActivationStatistics
+from callbacks.activation_records import HISTOGRAM_FILE, bin_edges, complete_records, read_histograms
+from callbacks.activation_stats import ActivationStatistics, channel_count, correlation_ratio, grouping
 from callbacks.compat import forward_hook_counts
 from models.classifier import ImageClassifier
 from models.norms import make_norm
-from tests.callbacks.probe_models import MetricsCapture
+from tests.callbacks.probe_models import MetricsCapture, WandbCapture
 
 C, G = 8, 4
 
@@ -54,9 +54,10 @@ class KnownInputModel(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def fit(model, x, callbacks, steps=2, root=None):
+def fit(model, x, callbacks, steps=2, root=None, more_loggers=()):
     capture = MetricsCapture()
-    Trainer(accelerator="cpu", max_steps=steps, logger=[capture], callbacks=callbacks, default_root_dir=root,
+    Trainer(accelerator="cpu", max_steps=steps, logger=[capture, *more_loggers], callbacks=callbacks,
+            default_root_dir=root,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             num_sanity_val_steps=0).fit(model, DataLoader(TensorDataset(x), batch_size=len(x)))
     return capture
@@ -321,3 +322,132 @@ def test_reader_keeps_the_last_record_per_key_and_skips_a_cut_last_line(tmp_path
     path.write_text(line(0, [1, 1]) + "{not json\n" + line(2, [5, 5]))
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 2, is not a histogram record")):
         read_histograms(path)
+
+
+class TwiceCalledNorm(KnownInputModel):
+    """x → gn → gn: one layer called twice in a forward; both calls are its record."""
+
+    def forward(self, x):
+        return self.norms.gn(self.norms.gn(x))
+
+
+def test_a_layer_called_twice_in_one_forward_counts_both_calls(tmp_path):
+    x = known_batch()
+    model = TwiceCalledNorm(gn=make_norm("gn", C, groups=G))
+    with torch.no_grad():
+        once = copy.deepcopy(model).norms.gn(x)
+        twice = copy.deepcopy(model).norms.gn(once)
+    channels, bins, lo, hi = [0, 3], 8, -3.0, 3.0
+    capture = fit(model, x, [ActivationStatistics(every_n_steps=1, channels=channels, bins=bins, value_range=(lo, hi))],
+                  steps=1, root=tmp_path / "deep" / "er")  # the log folder's parents made too
+    row = capture.rows[0]
+    for c in channels:
+        var, mean = torch.var_mean(torch.cat([channel_values(x, c), channel_values(once, c)]), unbiased=False)
+        assert row[f"activation/norms.gn/mean@{c}"] == pytest.approx(float(mean), rel=1e-12, abs=1e-12)
+        assert row[f"activation/norms.gn/var@{c}"] == pytest.approx(float(var), rel=1e-12)
+    seen = {"before": (x, once), "after": (once, twice)}
+    for record in read_histograms(tmp_path / "deep" / "er" / HISTOGRAM_FILE):
+        values = torch.cat([channel_values(t, record["channel"]) for t in seen[record["where"]]])
+        assert record["counts"] == np.histogram(values.numpy(), bins=bins, range=(lo, hi))[0].tolist()
+        assert record["below"] + sum(record["counts"]) + record["above"] == values.numel()
+
+
+class NoLossAtFirst(KnownInputModel):
+    """The measured step's forward runs, then its training_step returns no loss (Lightning skips the backward)."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return None if batch_idx == 0 else loss
+
+
+def test_a_step_that_returned_no_loss_is_still_measured(tmp_path):
+    x = known_batch()
+    capture = MetricsCapture()
+    Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, logger=[capture], default_root_dir=tmp_path,
+            callbacks=[ActivationStatistics(every_n_steps=1, channels=[0])], enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False).fit(
+        NoLossAtFirst(gn=make_norm("gn", C, groups=G)), DataLoader(TensorDataset(x), batch_size=len(x)))
+    mean = float(channel_values(x, 0).mean())
+    assert capture.rows[0]["activation/norms.gn/mean@0"] == pytest.approx(mean, rel=1e-12)
+
+
+class Grouped(nn.Module):
+    """A norm-like module that says it has `groups` groups over `num_features` channels."""
+
+    def __init__(self, groups, channels):
+        super().__init__()
+        self.groups, self.num_features, self.eps = groups, channels, 1e-3
+
+
+@pytest.mark.parametrize("layer, expected", [
+    (nn.GroupNorm(4, 8, eps=1e-4), (4, 1e-4)),
+    (Grouped(4, 8), (4, 1e-3)),
+    (Grouped(4, 6), None),  # 4 groups do not tile 6 channels: no coherence
+    (nn.BatchNorm2d(8), None),
+    (nn.Sequential(nn.BatchNorm2d(8), nn.GroupNorm(2, 8, eps=1e-2)), (2, 1e-2)),  # the first grouped part
+    (Grouped(4, None), None),  # no channel count to tile
+], ids=["gn", "groups-attribute", "groups-not-dividing", "bn", "parts", "no-channel-count"])
+def test_grouping_finds_the_groups_that_tile_the_channels(layer, expected):
+    assert grouping(layer) == expected
+
+
+@pytest.mark.parametrize("layer, expected", [
+    (nn.GroupNorm(4, 8), 8), (nn.BatchNorm2d(6), 6), (nn.Sequential(nn.Identity(), nn.BatchNorm2d(6)), 6),
+    (nn.Identity(), None)], ids=["gn", "bn", "first-part-with-a-count", "none"])
+def test_channel_count_is_the_layers_own_or_its_first_parts(layer, expected):
+    assert channel_count(layer) == expected
+
+
+def test_a_resumed_run_drops_a_cut_last_line_even_when_every_whole_line_is_kept(tmp_path):
+    path = tmp_path / HISTOGRAM_FILE
+    whole = json.dumps({"step": 0, "layer": "l", "channel": 0, "where": "before"}) + "\n"
+    path.write_text(whole + '{"step": 4, "lay')
+    stats = ActivationStatistics()
+    stats._file = path
+    stats._drop_lines_from(5)
+    assert path.read_text() == whole
+
+
+def test_correlation_ratio_of_a_small_spread_is_not_nan():
+    """η² does not depend on the scale: a total sum of squares below 1 is still a ratio."""
+    values = [0.1, 0.15, 0.3, 0.2, 0.05, 0.4]
+    assert correlation_ratio(torch.tensor(values, dtype=torch.float64), 3) == pytest.approx(
+        eta_squared(values, 3), rel=1e-12)
+    assert math.isnan(correlation_ratio(torch.full((4,), 0.5, dtype=torch.float64), 2))
+
+
+def test_wandb_histograms_are_the_bins_inside_the_range_with_their_edges():
+    stats = ActivationStatistics(bins=4, value_range=(-1.0, 3.0))
+    logged = stats._wandb_histograms({("norms.gn", 2, "after"): [9, 1, 2, 3, 4, 7]})  # below, 4 bins, above
+    assert list(logged) == ["activation_hist/norms.gn/after@2"]
+    histogram = logged["activation_hist/norms.gn/after@2"]
+    assert histogram.histogram == [1, 2, 3, 4]
+    assert histogram.bins == [-1.0, 0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_damaged_line_names_its_error_and_a_whole_file_is_not_cut(tmp_path):
+    path = tmp_path / HISTOGRAM_FILE
+    record = {"step": 0, "layer": "l", "channel": 0, "where": "before"}
+    path.write_text(json.dumps(record) + "\n")
+    assert complete_records(path) == ([record], False)
+    path.write_text(json.dumps(record) + "\n{oops\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 2, is not a histogram record (JSONDecodeError: ")):
+        complete_records(path)
+
+
+def test_a_wandb_logger_gets_the_scalars_and_each_histogram(tmp_path):
+    """The W&B logger's rows: every scalar the other loggers get, and a `wandb.Histogram` per (layer, channel,
+    where) with the file record's counts inside the range and its edges."""
+    x, wandb_logger = known_batch(), WandbCapture()
+    stats = ActivationStatistics(every_n_steps=1, channels=[0, 3], bins=8, value_range=(-3.0, 3.0))
+    capture = fit(KnownInputModel(gn=make_norm("gn", C, groups=G)), x, [stats], steps=1, root=tmp_path,
+                  more_loggers=[wandb_logger])
+    row = wandb_logger.rows[0]
+    assert {k: v for k, v in row.items() if k.startswith("activation/")} == capture.rows[0]
+    records = read_histograms(tmp_path / HISTOGRAM_FILE)
+    assert sorted(k for k in row if k.startswith("activation_hist/")) == sorted(
+        f"activation_hist/{r['layer']}/{r['where']}@{r['channel']}" for r in records)
+    for record in records:
+        histogram = row[f"activation_hist/{record['layer']}/{record['where']}@{record['channel']}"]
+        assert histogram.histogram == record["counts"]
+        assert histogram.bins == bin_edges(8, (-3.0, 3.0)).tolist()

@@ -16,10 +16,13 @@ from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, set_pa
 from lightning_fabric.plugins.environments import LightningEnvironment
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.cli import LightningCLI
+from torch.utils.data import DataLoader, DistributedSampler
 
 from callbacks.compat import (ARGS_BESIDE_ARGV_WARNING, ERROR_WORDING, PRIVATE_ATTRIBUTES, cluster_environment,
                               foreach_copy, foreach_norm, forward_hook_counts, layer_sync, parser_actions,
-                              slurm_requeue_handler, subcommand_parsers, weights_in_memory)
+                              prepared_training_dataloader, slurm_requeue_handler, subcommand_parsers,
+                              weights_in_memory)
+from datamodules.sampling import EpochBatchSampler
 from lightning_app.checkpoints import LastCheckpoint
 from lightning_app.class_paths import restrict_class_paths
 from lightning_app.cli import NormlabCLI
@@ -239,3 +242,15 @@ def test_args_beside_argv_wording_still_matches_lightnings_warning(monkeypatch):
         LightningCLI.parse_arguments(SimpleNamespace(), ArgumentParser(exit_on_error=False), [])
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert any(re.match(ARGS_BESIDE_ARGV_WARNING, m) for m in messages), messages
+
+
+def test_the_training_loader_is_prepared_as_lightnings_training_loop_prepares_it():
+    """Under DDP (no processes launched) a plain loader gets Lightning's shuffling DistributedSampler, the
+    training loop's own preparation; a loader with its own batch sampler keeps it."""
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_checkpointing=False)
+    plain = DataLoader(range(64), batch_size=8)
+    prepared = prepared_training_dataloader(trainer, plain)
+    assert isinstance(prepared.sampler, DistributedSampler) and prepared.sampler.shuffle is True
+    assert list(prepared.sampler) != list(range(0, 64, 2))  # shuffled, not the rank's stride
+    ours = DataLoader(range(64), batch_size=None, sampler=EpochBatchSampler(64, 8, seed=0, rank=1, world_size=2))
+    assert prepared_training_dataloader(trainer, ours) is ours

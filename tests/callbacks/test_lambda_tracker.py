@@ -2,6 +2,7 @@
 σ(λ) read directly from the layers at the same step, the raw λ and |∂L/∂λ| on request, and the final
 σ(λ) in summary.json."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from callbacks.lambda_tracker import LambdaTracker
 from callbacks.run_summary import RunSummary
 from models.norms import make_norm
+from tests.callbacks.probe_models import WandbCapture
 
 
 class RecordingLogger(Logger):
@@ -184,3 +186,43 @@ def test_under_ddp_rank_zero_logs_each_step_once(tmp_path):
     assert [float(rows[-1][f"lambda/{name}"]) for name in LAYERS] == pytest.approx(final, abs=1e-6)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [summary["lambdas"][name] for name in LAYERS] == pytest.approx(final, abs=1e-6)
+
+
+@pytest.mark.parametrize("is_global_zero", [True, False])
+def test_fit_end_logs_the_trajectory_table_and_one_chart_overlaying_the_layers(is_global_zero):
+    """The table has a row per (logged step, layer); the chart one series per layer over the steps."""
+    tracker = LambdaTracker()
+    tracker._layers = {"net.0": None, "net.3": None}
+    tracker.history = [(0, [0.5, 0.5]), (10, [0.625, 0.25]), (20, [0.75, 0.125])]
+    logger = WandbCapture()
+    trainer = SimpleNamespace(callbacks=[], loggers=[RecordingLogger("."), logger], is_global_zero=is_global_zero)
+    tracker.on_fit_end(trainer, None)
+    if not is_global_zero:
+        assert logger.logged == []
+        return
+    [logged] = logger.logged
+    assert logged.keys() == {"lambda_trajectories/table", "lambda_trajectories/chart"}
+    table, chart = logged["lambda_trajectories/table"], logged["lambda_trajectories/chart"]
+    assert table.columns == ["step", "layer", "sigma_lambda"]
+    assert table.data == [[0, "net.0", 0.5], [0, "net.3", 0.5], [10, "net.0", 0.625], [10, "net.3", 0.25],
+                          [20, "net.0", 0.75], [20, "net.3", 0.125]]
+    assert chart.table.data == [[0, "net.0", 0.5], [10, "net.0", 0.625], [20, "net.0", 0.75],
+                                [0, "net.3", 0.5], [10, "net.3", 0.25], [20, "net.3", 0.125]]
+    assert chart.spec.string_fields == {"title": "σ(λ) per GNPlus layer", "xname": "step"}
+
+
+def test_no_chart_without_a_logged_step():
+    tracker, logger = LambdaTracker(), WandbCapture()
+    tracker.on_fit_end(SimpleNamespace(callbacks=[], loggers=[logger], is_global_zero=True), None)
+    assert logger.logged == []
+
+
+def test_the_history_comes_back_from_a_checkpoint_and_an_older_one_without_it_starts_empty():
+    tracker = LambdaTracker()
+    tracker.load_state_dict({"history": [[0, [0.5, 0.25]], [10, [0.625, 0.5]]], "last_logged_step": 10,
+                             "last_logged_epoch": 1})
+    assert tracker.history == [(0, [0.5, 0.25]), (10, [0.625, 0.5])]
+    assert tracker.state_dict() == {"history": tracker.history, "last_logged_step": 10, "last_logged_epoch": 1}
+    older = LambdaTracker()
+    older.load_state_dict({})
+    assert older.state_dict() == {"history": [], "last_logged_step": -1, "last_logged_epoch": 0}

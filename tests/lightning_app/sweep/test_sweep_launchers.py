@@ -5,6 +5,8 @@ the command it receives; the W&B file by parsing the command W&B would run back 
 """
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,8 @@ import pytest
 import yaml
 
 from lightning_app.sweep.command import main
-from lightning_app.sweep.export import ClusterNodes, JobShape, job_shape, query_cluster, slurm_script, wandb_sweep
+from lightning_app.sweep.export import (ClusterNodes, JobShape, _gpu_count, _leading_int, job_shape, query_cluster,
+                                       queued_arrays, slurm_script, submit_slurm, wandb_sweep, write_wandb_sweep)
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep
 from tests.helpers import ROOT, ends_within, error_line, process_alive
@@ -389,3 +392,153 @@ def test_tasks_tsv_names_the_run_each_array_task_trains(tmp_path, monkeypatch):
                               check=True).stdout.split("\0")[:-1]
         (trained,) = [run for run in runs if ["fit", *run.args] == srun[-1 - len(run.args):]]
         assert trained.run_dir == Path(run_dir), task
+
+
+def test_the_wandb_sweep_file_is_a_header_then_the_configuration_in_its_order(tmp_path, capsys):
+    spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn]\n  model.lr: [0.001, 1.0e-05]\n"))
+    runs = plan_sweep(spec)
+    sweep_dir = tmp_path / "runs" / "tiny" / "_sweep"
+    path = write_wandb_sweep(spec, runs, sweep_dir, ["--trainer.max_epochs", "1"])
+    assert path == sweep_dir / "wandb_sweep.yaml"
+    header, body = path.read_text().split("\n", 1)
+    assert header == (f"# W&B sweep for normlab sweep 'tiny' ({tmp_path / 'tiny.yaml'}), written by `lightning sweep "
+                      "--launcher wandb`.")
+    config = yaml.safe_load(body)
+    assert list(config) == ["program", "method", "metric", "parameters", "command", "name"]  # as built, unsorted
+    files = config["parameters"]["config"]["values"]  # 1e-05 would not survive W&B's rendering: override files
+    assert [Path(f).parent for f in files] == [sweep_dir / "wandb_runs"] * 4 and all(Path(f).is_file() for f in files)
+    assert capsys.readouterr().out == (
+        f"sweep: wrote {path}\n  create the sweep: wandb sweep {path}\n  then on each machine: wandb agent "
+        "<entity>/<project>/<sweep id>   (runs W&B already finished are refused by the CLI: a completed run "
+        "directory is never overwritten)\n")
+
+
+def test_queued_arrays_are_those_squeue_lists_with_this_scripts_path(tmp_path, monkeypatch):
+    """squeue's `%F|%o` rows: the array job id and the command, an absolute path (here the script itself, the
+    script through a symlink, a relative path that would resolve to it from here, and other scripts); the
+    ids in numeric order."""
+    script = tmp_path / "we|ird" / "slurm" / "sweep.sbatch"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/bash\n")
+    (tmp_path / "link").symlink_to(tmp_path / "we|ird")
+    rows = [f"7|{script}", f"100|{tmp_path / 'link' / 'slurm' / 'sweep.sbatch'}", f"7|{script}",
+            f"12|{tmp_path / 'other.sbatch'}", "5|slurm/sweep.sbatch", "6|(null)"]
+    fake_command(tmp_path, monkeypatch, "squeue", '[ "$*" = "--noheader --format=%F|%o" ] || exit 3\n'
+                 + "".join(f"echo {shlex.quote(row)}\n" for row in rows))
+    monkeypatch.chdir(script.parent.parent)
+    assert queued_arrays(script) == ["7", "100"]
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert queued_arrays(script) == []  # no squeue: nothing SLURM could hold
+
+
+def only_fake_commands(tmp_path, monkeypatch, **bodies: str) -> None:
+    """PATH holds the fakes alone: a SLURM command not faked here does not exist (this machine may have one)."""
+    for name, body in bodies.items():
+        fake_command(tmp_path, monkeypatch, name, body)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+
+
+def slurm_plan(tmp_path, extra: str = ""):
+    spec = load_sweep(make_sweep(tmp_path, "  model.norm: [bn, gn]\n", extra))
+    return spec, plan_sweep(spec), tmp_path / "runs" / "tiny" / "_sweep"
+
+
+@pytest.mark.parametrize("slurm, sinfo_args", [("", ""), ("slurm: {partition: gpu}\n", " --partition=gpu")])
+def test_submit_slurm_asks_sinfo_about_the_partition_and_says_where_the_logs_go(tmp_path, monkeypatch, capsys,
+                                                                              slurm, sinfo_args):
+    only_fake_commands(tmp_path, monkeypatch, squeue="true",
+                       sinfo=f'[ "$*" = "--noheader --format=%c|%G{sinfo_args}" ] || exit 3\necho "32|gpu:2"',
+                       sbatch='echo "Submitted batch job 42"')
+    spec, runs, sweep_dir = slurm_plan(tmp_path, slurm)
+    assert submit_slurm(spec, runs, sweep_dir) == 0
+    log_dir = sweep_dir / "slurm"
+    assert capsys.readouterr().out == ("Submitted batch job 42\nsweep: submitted 2 array tasks; logs in "
+                                       f"{log_dir}, task -> run in {log_dir / 'tasks.tsv'}\n")
+    directives = sbatch_directives((log_dir / "sweep.sbatch").read_text())
+    assert "--cpus-per-task=16" in directives  # 32 CPUs of a node shared by its 2 GPUs: sinfo was read
+    assert f"--output={log_dir}/%A_%a.log" in directives
+
+
+def test_a_failed_sbatch_is_one_error_after_its_own_words(tmp_path, monkeypatch, capsys):
+    only_fake_commands(tmp_path, monkeypatch, sbatch='echo "sbatch: error: invalid partition" >&2; exit 1')
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    script = sweep_dir / "slurm" / "sweep.sbatch"
+    with pytest.raises(ValueError, match=f"^{re.escape(f'sbatch {script} failed with exit code 1')}$"):
+        submit_slurm(spec, runs, sweep_dir)
+    assert capsys.readouterr().out == "sbatch: error: invalid partition\n"
+
+
+def test_without_sbatch_the_script_is_printed_to_submit_elsewhere(tmp_path, monkeypatch, capsys):
+    only_fake_commands(tmp_path, monkeypatch)
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    assert submit_slurm(spec, runs, sweep_dir) == 0
+    script = sweep_dir / "slurm" / "sweep.sbatch"
+    assert capsys.readouterr().out == (f"sweep: sbatch not found; the job-array script is {script} (submit it with: "
+                                       f"sbatch {script}):\n\n{script.read_text()}\n")
+    assert "--cpus-per-task=8" in sbatch_directives(script.read_text())  # no sinfo: the default
+
+
+@pytest.mark.parametrize("held, expected", [
+    (False, "sweep: every run is finished; nothing to submit\n"),
+    (True, "sweep: every run is finished or running elsewhere (1); nothing to submit\n")])
+def test_nothing_to_submit_says_why(tmp_path, monkeypatch, capsys, held, expected):
+    only_fake_commands(tmp_path, monkeypatch, sbatch="exit 9")
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    runs[0].status = "completed"
+    if held:
+        runs[1].holder = {"pid": 1, "host": "elsewhere"}
+    else:
+        runs[1].status = "exploded"
+    assert submit_slurm(spec, runs, sweep_dir) == 0
+    assert capsys.readouterr().out == expected
+    assert not sweep_dir.exists()  # nothing written
+
+
+def test_a_sweep_whose_array_is_still_queued_is_not_submitted_again(tmp_path, monkeypatch):
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    script = sweep_dir / "slurm" / "sweep.sbatch"
+    only_fake_commands(tmp_path, monkeypatch, sbatch="exit 9", squeue=f"echo '100|{script}'; echo '7|{script}'")
+    with pytest.raises(ValueError) as error:
+        submit_slurm(spec, runs, sweep_dir)
+    assert str(error.value) == (f"job array 7, 100 of this sweep ({script}) is still queued or running; submitting "
+                                "again would start its runs a second time. Wait for it to end (squeue), or cancel "
+                                "it first: scancel 7 100")
+    assert not script.exists()
+
+
+@pytest.mark.parametrize("gres, gpus", [
+    ("gpu:4", 4), ("gpu:a100:4(S:0-1)", 4), ("gpu:4(S:0,1)", 4), ("gpu:a100:2,gpu:v100:2", 4),
+    ("gpu:2,fpga:1", 2), ("gpu", 0), ("(null)", 0)])
+def test_gpus_of_a_gres_string(gres, gpus):
+    assert _gpu_count(gres) == gpus
+
+
+def test_a_cpu_count_sinfo_cannot_say_counts_as_one():
+    assert (_leading_int("32+"), _leading_int(" 8"), _leading_int("N/A")) == (32, 8, 1)
+
+
+@pytest.mark.parametrize("sinfo, exit_status, message", [
+    ("", 0, "empty output"),
+    ("16|gpu:2", 1, "16|gpu:2"),  # rows, but sinfo failed: not trusted
+])
+def test_sinfo_without_nodes_or_failing_is_one_error(tmp_path, monkeypatch, sinfo, exit_status, message):
+    fake_command(tmp_path, monkeypatch, "sinfo", f"echo -n {shlex.quote(sinfo)}; exit {exit_status}")
+    with pytest.raises(ValueError) as error:
+        query_cluster()
+    assert str(error.value) == f"`sinfo --noheader --format=%c|%G` gave no nodes (exit {exit_status}): {message}"
+
+
+def test_the_array_is_shaped_by_the_runs_devices_on_this_cluster(tmp_path):
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    for run in runs:
+        run.accelerator, run.devices = "gpu", 2
+    directives = sbatch_directives(slurm_script(spec, runs, sweep_dir / "slurm", ClusterNodes(cpus=48, gpus=4)))
+    assert {"--gres=gpu:2", "--ntasks-per-node=2", "--cpus-per-task=12"} <= set(directives)
+
+
+def test_an_unknown_slurm_setting_is_named_with_the_allowed_ones(tmp_path):
+    spec, runs, sweep_dir = slurm_plan(tmp_path, "slurm: {gpu: 1}\n")
+    with pytest.raises(ValueError) as error:
+        slurm_script(spec, runs, sweep_dir / "slurm", None)
+    assert str(error.value) == ("sweep 'slurm' section: unknown key(s) ['gpu']; allowed: gpus, cpus_per_task, mem, "
+                                "time, partition, max_parallel, python, setup, sbatch")

@@ -1,0 +1,20 @@
+"""`read_json`: a run file read back, and a damaged one named with what is wrong and what to do."""
+import json
+import re
+
+import pytest
+
+from callbacks.run_files import read_json, write_json
+
+
+def test_a_truncated_file_is_one_error_naming_it_and_the_way_out(tmp_path):
+    path = tmp_path / "summary.json"
+    write_json(path, {"status": "completed", "epochs": [1, 2]})
+    assert read_json(path) == {"status": "completed", "epochs": [1, 2]}
+    path.write_text(path.read_text()[:20])
+    with pytest.raises(json.JSONDecodeError) as error:
+        json.loads(path.read_text())
+    expected = (f"{path} is corrupt or truncated ({error.value.msg} at line {error.value.lineno}); "
+                "delete it or the run directory to start over")
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        read_json(path)
