@@ -26,6 +26,7 @@ from callbacks.compat import forward_hook_counts
 from models.classifier import ImageClassifier
 from models.norms import make_norm
 from tests.callbacks.probe_models import MetricsCapture, WandbCapture
+from tests.helpers import ROOT
 
 C, G = 8, 4
 
@@ -451,3 +452,18 @@ def test_a_wandb_logger_gets_the_scalars_and_each_histogram(tmp_path):
         histogram = row[f"activation_hist/{record['layer']}/{record['where']}@{record['channel']}"]
         assert histogram.histogram == record["counts"]
         assert histogram.bins == bin_edges(8, (-3.0, 3.0)).tolist()
+
+
+def test_the_defaults_are_what_the_preset_says():
+    """configs/presets/activations.yaml uses the defaults and states them: every 50 steps, channels 0-2."""
+    preset = (ROOT / "configs" / "presets" / "activations.yaml").read_text()
+    assert "every 50\n# steps" in preset and "histograms of channels 0-2" in preset
+    stats = ActivationStatistics()
+    assert (stats.every_n_steps, stats.channels, stats.bins, stats.value_range) == (50, [0, 1, 2], 60, (-6.0, 6.0))
+
+
+def test_a_model_without_norm_layers_or_hyper_parameters_is_named_as_such():
+    with pytest.raises(ValueError) as error:
+        ActivationStatistics(layers=["net.0"]).select_layers(nn.Sequential(nn.Linear(2, 2)))
+    assert str(error.value) == ("activation_stats.layers: no norm layer 'net.0' in the model; available: none (the "
+                                "model has no norm layer)")

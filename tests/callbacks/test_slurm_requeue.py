@@ -11,10 +11,12 @@ import json
 import os
 import shutil
 import signal
+from types import SimpleNamespace
 
 import torch
 from pytorch_lightning import Callback
 
+from callbacks.slurm_requeue import SlurmRequeueAtBatchEnd
 from lightning_app.command import main
 from tests.helpers import run_dirs, tiny_args
 
@@ -61,3 +63,19 @@ def test_a_requeue_signal_mid_step_checkpoints_a_whole_step(fake_mnist_dir, tmp_
     main(tiny_args(fake_mnist_dir, tmp_path / "resumed", *command))
     summary = json.loads((resumed_root / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == STEPS
+
+
+def test_a_signal_noted_before_validation_ends_requeues_there_but_not_after_the_sanity_check(monkeypatch):
+    requeued = []
+    monkeypatch.setattr("callbacks.slurm_requeue.slurm_requeue_handler",
+                        lambda trainer: lambda signum, frame: requeued.append((trainer, signum)))
+    callback = SlurmRequeueAtBatchEnd()
+    callback._signum = signal.SIGUSR1  # as setup sets it under SLURM auto-requeue
+    callback._note(signal.SIGUSR1, None)
+    trainer = SimpleNamespace(sanity_checking=True, world_size=1)
+    callback.on_validation_end(trainer, None)
+    assert requeued == []  # the sanity check runs before the first step: nothing to save yet
+    trainer.sanity_checking = False
+    callback.on_validation_end(trainer, None)
+    callback.on_validation_end(trainer, None)
+    assert requeued == [(trainer, signal.SIGUSR1)]  # once: SLURM ends the job after the requeue

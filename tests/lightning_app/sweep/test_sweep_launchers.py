@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from lightning_app.sweep.command import main
-from lightning_app.sweep.export import (ClusterNodes, JobShape, _gpu_count, _leading_int, job_shape, query_cluster,
-                                       queued_arrays, slurm_script, submit_slurm, wandb_sweep, write_wandb_sweep)
+from lightning_app.sweep.export import (ClusterNodes, JobShape, _gpu_count, _leading_int, device_count, job_shape,
+                                       query_cluster, queued_arrays, slurm_script, submit_slurm, wandb_sweep,
+                                       write_wandb_sweep)
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep
 from tests.helpers import ROOT, ends_within, error_line, process_alive
@@ -542,3 +543,74 @@ def test_an_unknown_slurm_setting_is_named_with_the_allowed_ones(tmp_path):
         slurm_script(spec, runs, sweep_dir / "slurm", None)
     assert str(error.value) == ("sweep 'slurm' section: unknown key(s) ['gpu']; allowed: gpus, cpus_per_task, mem, "
                                 "time, partition, max_parallel, python, setup, sbatch")
+
+
+def test_a_cuda_run_is_a_gpu_run():
+    assert job_shape("cuda", 2, {}, ClusterNodes(64, 8)) == JobShape(gpus=2, tasks=2, cpus_per_task=8)
+    with pytest.raises(ValueError) as error:
+        job_shape("cuda", 1, {}, ClusterNodes(8, 0))
+    assert str(error.value) == ("the runs ask for trainer.accelerator=cuda but the SLURM cluster has no GPUs (sinfo "
+                                "shows no gpu GRES); use trainer.accelerator auto or cpu, or set slurm.partition to "
+                                "a GPU partition")
+
+
+@pytest.mark.parametrize("devices, count", [
+    (1, 1), (2, 2), ("3", 3), (" 4 ", 4), ("0,1", 2), ([0, 1, 2], 3), (0, None), ("0", None), (-1, None),
+    ("-1", None), ("auto", None), ("X2", None)])
+def test_device_count_of_every_form_of_trainer_devices(devices, count):
+    assert device_count(devices) == count
+
+
+def expected_script(spec, runs, log_dir, directives: list[str], python: str, setup: list[str]) -> str:
+    """The job-array script as the README and export.py's docstring describe it, line by line."""
+    tasks = [f"  {i}) ARGS=({' '.join(shlex.quote(a) for a in ['fit', *run.args])}) ;;  # {run.run_dir}"
+             for i, run in enumerate(runs)]
+    return "\n".join([
+        "#!/bin/bash",
+        f"# normlab sweep 'tiny' ({spec.path}): one array task per unfinished run.",
+        "# Written by `lightning sweep --launcher slurm`; run that command again to resubmit what is",
+        "# not finished (interrupted runs resume from their last checkpoint).",
+        *[f"#SBATCH {d}" for d in directives],
+        "set -euo pipefail",
+        "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}  # torch: the cores given, not all",
+        *setup,
+        'case "$SLURM_ARRAY_TASK_ID" in',
+        *tasks,
+        '  *) echo "no run for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',
+        "esac",
+        f'srun --kill-on-bad-exit=1 {python} -m lightning_app "${{ARGS[@]}}"',
+        ""])
+
+
+def test_the_slurm_script_with_every_setting(tmp_path):
+    spec, runs, sweep_dir = slurm_plan(tmp_path, "slurm: {mem: 16G, partition: gpu, time: '02:00:00', max_parallel: 3, "
+                                                 "python: /opt/py/bin/python, setup: [module load cuda], "
+                                                 "sbatch: [--account=abc]}\n")
+    log_dir = sweep_dir / "slurm"
+    directives = ["--job-name=normlab-tiny", "--array=0-1%3", "--nodes=1", "--ntasks-per-node=1", "--gres=gpu:1",
+                  "--cpus-per-task=16", "--time=02:00:00", "--mem=16G", "--partition=gpu",
+                  f"--output={log_dir}/%A_%a.log", "--open-mode=append", "--signal=SIGUSR1@90", "--requeue",
+                  f"--chdir={Path.cwd()}", "--account=abc"]
+    assert slurm_script(spec, runs, log_dir, ClusterNodes(cpus=32, gpus=2)) == expected_script(
+        spec, runs, log_dir, directives, "/opt/py/bin/python", ["module load cuda"])
+
+
+def test_the_slurm_script_of_a_cpu_cluster_at_the_defaults(tmp_path):
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    log_dir = sweep_dir / "slurm"
+    directives = ["--job-name=normlab-tiny", "--array=0-1", "--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=8",
+                  "--time=24:00:00", f"--output={log_dir}/%A_%a.log", "--open-mode=append", "--signal=SIGUSR1@90",
+                  "--requeue", f"--chdir={Path.cwd()}"]
+    assert slurm_script(spec, runs, log_dir, ClusterNodes(cpus=8, gpus=0)) == expected_script(
+        spec, runs, log_dir, directives, shlex.quote(sys.executable), [])
+
+
+def test_runs_needing_different_resources_are_not_one_array(tmp_path):
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    runs[0].accelerator, runs[0].devices = "gpu", 2  # the other: auto, 1 device
+    with pytest.raises(ValueError) as error:
+        slurm_script(spec, runs, sweep_dir / "slurm", ClusterNodes(cpus=32, gpus=4))
+    assert str(error.value) == (
+        "the runs of one job array need different resources ([JobShape(gpus=1, tasks=1, cpus_per_task=8), "
+        "JobShape(gpus=2, tasks=2, cpus_per_task=8)]); split the sweep so that trainer.accelerator and "
+        "trainer.devices are the same in each")
