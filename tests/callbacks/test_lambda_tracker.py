@@ -226,3 +226,23 @@ def test_the_history_comes_back_from_a_checkpoint_and_an_older_one_without_it_st
     older = LambdaTracker()
     older.load_state_dict({})
     assert older.state_dict() == {"history": [], "last_logged_step": -1, "last_logged_epoch": 0}
+
+
+@pytest.mark.parametrize("resumed_at, logged_before, logged_again", [(1, 1, True), (10, 10, True), (10, 7, False)])
+def test_a_resume_logs_the_checkpoints_step_again_only_if_the_tracker_had_logged_it(resumed_at, logged_before,
+                                                                                    logged_again):
+    """metrics.csv keeps the earlier rows only up to the resumed run's first row: the step the checkpoint was
+    taken at is logged again, with the epoch it had, if the tracker had logged it (at step 1 too)."""
+    model, logger = TinyGNPlusNet(), RecordingLogger(".")
+    tracker = LambdaTracker()
+    tracker.load_state_dict({"history": [[logged_before, [0.5, 0.5]]], "last_logged_step": logged_before,
+                             "last_logged_epoch": 3})
+    tracker.setup(None, model, "fit")
+    trainer = SimpleNamespace(global_step=resumed_at, is_global_zero=True, loggers=[logger], current_epoch=4)
+    tracker.on_train_start(trainer, model)
+    if not logged_again:
+        assert logger.calls == []
+        return
+    [(step, metrics)] = logger.calls
+    assert step == resumed_at and metrics["epoch"] == 3
+    assert metrics["lambda/body.1"] == pytest.approx(float(torch.sigmoid(model.body[1].lambda_)))

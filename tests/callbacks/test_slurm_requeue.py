@@ -79,3 +79,19 @@ def test_a_signal_noted_before_validation_ends_requeues_there_but_not_after_the_
     callback.on_validation_end(trainer, None)
     callback.on_validation_end(trainer, None)
     assert requeued == [(trainer, signal.SIGUSR1)]  # once: SLURM ends the job after the requeue
+
+
+def test_teardown_puts_the_previous_handler_back_once_and_a_later_stage_leaves_it():
+    """fit then test with the same callbacks: the fit's teardown restores the handler, the test's does nothing."""
+    previous = signal.getsignal(signal.SIGUSR1)
+    callback = SlurmRequeueAtBatchEnd()
+    callback._signum, callback._previous = signal.SIGUSR1, previous  # as setup leaves them under SLURM
+    signal.signal(signal.SIGUSR1, callback._note)
+    try:
+        callback.teardown(None, None, "fit")
+        assert signal.getsignal(signal.SIGUSR1) is previous
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        callback.teardown(None, None, "test")
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
