@@ -246,3 +246,12 @@ def test_a_resume_logs_the_checkpoints_step_again_only_if_the_tracker_had_logged
     [(step, metrics)] = logger.calls
     assert step == resumed_at and metrics["epoch"] == 3
     assert metrics["lambda/body.1"] == pytest.approx(float(torch.sigmoid(model.body[1].lambda_)))
+
+
+def test_a_lambda_without_a_gradient_has_a_zero_gradient_norm():
+    """A GNPlus layer the step's loss did not reach (λ.grad None) logs |∂L/∂λ| = 0, the others their own."""
+    model, tracker = TinyGNPlusNet(), LambdaTracker(log_grad_norm=True)
+    tracker.setup(None, model, "fit")
+    model.body[1].lambda_.grad = torch.full_like(model.body[1].lambda_, -0.25)
+    tracker.on_before_optimizer_step(SimpleNamespace(is_global_zero=True), model, None)
+    assert tracker._grad.flatten().tolist() == [0.25, 0.0]

@@ -537,12 +537,16 @@ def test_the_array_is_shaped_by_the_runs_devices_on_this_cluster(tmp_path):
     assert {"--gres=gpu:2", "--ntasks-per-node=2", "--cpus-per-task=12"} <= set(directives)
 
 
-def test_an_unknown_slurm_setting_is_named_with_the_allowed_ones(tmp_path):
+def test_an_unknown_slurm_setting_is_named_with_the_allowed_ones(tmp_path, monkeypatch):
+    """By the script alone, and by a submission before it asks sinfo anything."""
+    only_fake_commands(tmp_path, monkeypatch, sinfo="exit 9", sbatch="exit 9")
     spec, runs, sweep_dir = slurm_plan(tmp_path, "slurm: {gpu: 1}\n")
-    with pytest.raises(ValueError) as error:
+    expected = ("sweep 'slurm' section: unknown key(s) ['gpu']; allowed: gpus, cpus_per_task, mem, time, partition, "
+                "max_parallel, python, setup, sbatch")
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
         slurm_script(spec, runs, sweep_dir / "slurm", None)
-    assert str(error.value) == ("sweep 'slurm' section: unknown key(s) ['gpu']; allowed: gpus, cpus_per_task, mem, "
-                                "time, partition, max_parallel, python, setup, sbatch")
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        submit_slurm(spec, runs, sweep_dir)
 
 
 def test_a_cuda_run_is_a_gpu_run():
