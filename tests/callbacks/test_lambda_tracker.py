@@ -255,3 +255,14 @@ def test_a_lambda_without_a_gradient_has_a_zero_gradient_norm():
     model.body[1].lambda_.grad = torch.full_like(model.body[1].lambda_, -0.25)
     tracker.on_before_optimizer_step(SimpleNamespace(is_global_zero=True), model, None)
     assert tracker._grad.flatten().tolist() == [0.25, 0.0]
+
+
+def test_a_step_is_logged_once_even_when_two_hooks_end_there():
+    """The last batch of an epoch: on_train_batch_end and on_train_epoch_end at the same global step."""
+    model, logger = TinyGNPlusNet(), RecordingLogger(".")
+    tracker = LambdaTracker(every_n_steps=1)
+    tracker.setup(None, model, "fit")
+    trainer = SimpleNamespace(global_step=6, is_global_zero=True, loggers=[logger], current_epoch=0, callbacks=[])
+    tracker.on_train_batch_end(trainer, model, None, None, 5)
+    tracker.on_train_epoch_end(trainer, model)
+    assert [step for step, _ in logger.calls] == [6]

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from lightning_app.sweep.command import main
-from lightning_app.sweep.export import (ClusterNodes, JobShape, _gpu_count, _leading_int, device_count, job_shape,
-                                       query_cluster, queued_arrays, slurm_script, submit_slurm, wandb_sweep,
-                                       write_wandb_sweep)
+from lightning_app.sweep.export import (ClusterNodes, JobShape, _gpu_count, _leading_int, _survives_wandb, comment,
+                                       device_count, job_shape, query_cluster, queued_arrays, slurm_script,
+                                       submit_slurm, wandb_sweep, write_wandb_sweep)
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep
 from tests.helpers import ROOT, ends_within, error_line, process_alive
@@ -618,3 +618,32 @@ def test_runs_needing_different_resources_are_not_one_array(tmp_path):
         "the runs of one job array need different resources ([JobShape(gpus=1, tasks=1, cpus_per_task=8), "
         "JobShape(gpus=2, tasks=2, cpus_per_task=8)]); split the sweep so that trainer.accelerator and "
         "trainer.devices are the same in each")
+
+
+@pytest.mark.parametrize("value, survives", [
+    ("bn", True), (0.001, True), (16, True), (1e-05, False), (None, False), ({"groups": 4}, False), ([1, 2], False),
+    ("`x`", False), ("null", False)])
+def test_which_values_wandb_renders_back_as_themselves(value, survives):
+    assert _survives_wandb(value) is survives
+
+
+def test_a_comment_escapes_every_control_character():
+    assert comment("a\tb\nc\x1b[2Jd") == "a\\tb\\nc\\x1b[2Jd"
+    assert comment(Path("/runs/x")) == "/runs/x"
+
+
+def test_an_unknown_wandb_setting_is_named_with_the_allowed_ones(tmp_path):
+    spec, runs, sweep_dir = slurm_plan(tmp_path, "wandb: {projekt: x}\n")
+    with pytest.raises(ValueError) as error:
+        wandb_sweep(spec, runs, sweep_dir, [])
+    assert str(error.value) == ("sweep 'wandb' section: unknown key(s) ['projekt']; allowed: project, entity, name, "
+                                "method, metric")
+
+
+@pytest.mark.parametrize("accelerator, devices, settings, cluster, shape", [
+    ("gpu", 4, {}, ClusterNodes(64, 4), (4, 4, 16)),  # every GPU of the node
+    ("auto", 2, {"gpus": 1}, None, (1, 1, 8)),  # the sweep file's GPUs decide the tasks
+    ("cpu", "auto", {}, ClusterNodes(8, 0), (0, 1, 8)),  # no count: one task
+])
+def test_job_shape_at_the_edges(accelerator, devices, settings, cluster, shape):
+    assert job_shape(accelerator, devices, settings, cluster) == JobShape(*shape)
