@@ -630,6 +630,7 @@ def test_which_values_wandb_renders_back_as_themselves(value, survives):
 def test_a_comment_escapes_every_control_character():
     assert comment("a\tb\nc\x1b[2Jd") == "a\\tb\\nc\\x1b[2Jd"
     assert comment(Path("/runs/x")) == "/runs/x"
+    assert comment("σ(λ) sweep é") == "σ(λ) sweep é"  # printable non-ASCII stays as it is
 
 
 def test_an_unknown_wandb_setting_is_named_with_the_allowed_ones(tmp_path):
