@@ -245,6 +245,7 @@ def test_a_resume_logs_the_checkpoints_step_again_only_if_the_tracker_had_logged
         return
     [(step, metrics)] = logger.calls
     assert step == resumed_at and metrics["epoch"] == 3
+    assert [step for step, _ in tracker.history] == [logged_before]  # the W&B table keeps the step once
     assert metrics["lambda/body.1"] == pytest.approx(float(torch.sigmoid(model.body[1].lambda_)))
 
 
@@ -266,3 +267,38 @@ def test_a_step_is_logged_once_even_when_two_hooks_end_there():
     tracker.on_train_batch_end(trainer, model, None, None, 5)
     tracker.on_train_epoch_end(trainer, model)
     assert [step for step, _ in logger.calls] == [6]
+
+
+def test_the_default_cadence_is_the_readmes():
+    """README: "at step 0, every `every_n_steps` (10) and each epoch end"; a fresh tracker logs step 1 too."""
+    model, logger = TinyGNPlusNet(), RecordingLogger(".")
+    tracker = LambdaTracker()
+    tracker.setup(None, model, "fit")
+    trainer = SimpleNamespace(global_step=0, is_global_zero=True, loggers=[logger], current_epoch=0)
+    for step in range(0, 22):
+        trainer.global_step = step
+        tracker.on_train_batch_end(trainer, model, None, None, step)
+    assert [step for step, _ in logger.calls] == [0, 10, 20]
+    fresh = LambdaTracker(every_n_steps=1)
+    fresh.setup(None, model, "fit")
+    trainer.global_step = 1
+    fresh.on_train_batch_end(trainer, model, None, None, 0)
+    assert [step for step, _ in logger.calls] == [0, 10, 20, 1]
+
+
+class SummaryCapture(RunSummary):
+    """A RunSummary that keeps what it is given instead of writing summary.json."""
+
+    def update(self, trainer, **fields):
+        self.summary.update(fields)
+
+
+def test_a_nan_sigma_lambda_is_null_in_the_summary():
+    model, summary = TinyGNPlusNet(), SummaryCapture()
+    tracker = LambdaTracker()
+    tracker.setup(None, model, "fit")
+    with torch.no_grad():
+        model.body[4].lambda_.fill_(float("nan"))
+    tracker._record_summary(SimpleNamespace(callbacks=[summary]))
+    assert summary.summary["lambdas"] == {"body.1": pytest.approx(float(torch.sigmoid(model.body[1].lambda_))),
+                                          "body.4": None}

@@ -648,3 +648,26 @@ def test_an_unknown_wandb_setting_is_named_with_the_allowed_ones(tmp_path):
 ])
 def test_job_shape_at_the_edges(accelerator, devices, settings, cluster, shape):
     assert job_shape(accelerator, devices, settings, cluster) == JobShape(*shape)
+
+
+def test_the_wandb_configuration_whole_at_the_defaults_and_with_every_setting(tmp_path):
+    spec, runs, sweep_dir = slurm_plan(tmp_path)
+    command = ["${env}", "${interpreter}", "-m", "lightning_app", "fit", "--config", "configs/presets/wandb.yaml"]
+    config = wandb_sweep(spec, runs, sweep_dir, [])
+    assert config == {"program": "lightning_app/__main__.py", "method": "grid",
+                      "metric": {"name": "val/acc", "goal": "maximize"},
+                      "parameters": {"model.norm": {"values": ["bn", "gn"]}},
+                      "command": [*command, *spec.run_args({}, []), "${args}"], "name": "tiny"}
+    spec, runs, sweep_dir = slurm_plan(tmp_path, "wandb: {project: p, entity: e, name: n, method: random, "
+                                                 "metric: {name: test/acc, goal: maximize}}\n")
+    config = wandb_sweep(spec, runs, sweep_dir, [])
+    assert {k: config[k] for k in ("method", "metric", "project", "entity", "name")} == {
+        "method": "random", "metric": {"name": "test/acc", "goal": "maximize"}, "project": "p", "entity": "e",
+        "name": "n"}
+
+
+def test_a_wandb_override_file_keeps_the_grid_keys_in_their_order(tmp_path):
+    spec = load_sweep(make_sweep(tmp_path, "  model.norm, data.init_args.batch_size: [[bn, 16]]\n"))
+    config = wandb_sweep(spec, plan_sweep(spec), tmp_path / "_sweep", [])
+    [file] = config["parameters"]["config"]["values"]
+    assert Path(file).read_text() == "model:\n  norm: bn\ndata:\n  init_args:\n    batch_size: 16\n"
