@@ -18,3 +18,11 @@ def test_a_truncated_file_is_one_error_naming_it_and_the_way_out(tmp_path):
                 "delete it or the run directory to start over")
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
         read_json(path)
+
+
+def test_a_run_file_is_indented_json_in_the_order_written(tmp_path):
+    """summary.json and the other run files are for people too: two-space indents, the keys as written."""
+    path = tmp_path / "summary.json"
+    write_json(path, {"status": "completed", "best_val_acc": 0.5, "lambdas": {"b": 0.25, "a": None}})
+    assert path.read_text() == ('{\n  "status": "completed",\n  "best_val_acc": 0.5,\n  "lambdas": {\n    "b": 0.25,\n'
+                                '    "a": null\n  }\n}\n')
