@@ -1,10 +1,12 @@
-"""`read_json`: a run file read back, and a damaged one named with what is wrong and what to do."""
+"""Run files: written as indented JSON, read back, a damaged one named with what is wrong and what to do;
+the umask they are written under."""
 import json
+import os
 import re
 
 import pytest
 
-from callbacks.run_files import read_json, write_json
+from callbacks.run_files import current_umask, read_json, write_json
 
 
 def test_a_truncated_file_is_one_error_naming_it_and_the_way_out(tmp_path):
@@ -26,3 +28,12 @@ def test_a_run_file_is_indented_json_in_the_order_written(tmp_path):
     write_json(path, {"status": "completed", "best_val_acc": 0.5, "lambdas": {"b": 0.25, "a": None}})
     assert path.read_text() == ('{\n  "status": "completed",\n  "best_val_acc": 0.5,\n  "lambdas": {\n    "b": 0.25,\n'
                                 '    "a": null\n  }\n}\n')
+
+
+def test_the_umask_is_read_without_changing_it():
+    previous = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # still in force
+    finally:
+        os.umask(previous)

@@ -671,3 +671,11 @@ def test_a_wandb_override_file_keeps_the_grid_keys_in_their_order(tmp_path):
     config = wandb_sweep(spec, plan_sweep(spec), tmp_path / "_sweep", [])
     [file] = config["parameters"]["config"]["values"]
     assert Path(file).read_text() == "model:\n  norm: bn\ndata:\n  init_args:\n    batch_size: 16\n"
+
+
+def test_a_setting_line_with_a_control_character_is_refused_also_inside_a_list(tmp_path):
+    """A newline in a setup line would make two lines of the script, the second a command no one wrote."""
+    spec, runs, sweep_dir = slurm_plan(tmp_path, 'slurm: {setup: ["module load cuda", "echo a\\nrm -rf x"]}\n')
+    with pytest.raises(ValueError) as error:
+        slurm_script(spec, runs, sweep_dir / "slurm", None)
+    assert str(error.value).startswith("sweep 'slurm' section: setup='echo a\\nrm -rf x' holds a control character")
