@@ -63,11 +63,6 @@ def _noisy(runs, norm, granularity) -> RunRecord | None:
     return min(found, key=lambda r: str(r.path)) if found else None
 
 
-def _clean(runs, norm) -> RunRecord | None:
-    found = [r for r in runs if value(r, "norm") == norm and not (value(r, "noise_std") or 0)]
-    return min(found, key=lambda r: str(r.path)) if found else None
-
-
 def noise_claims(runs: list[RunRecord]) -> list[Claim]:
     granularities = sorted({value(r, "noise_granularity") for r in runs if (value(r, "noise_std") or 0) > 0} - {None})
     claims = []
