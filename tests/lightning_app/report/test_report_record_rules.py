@@ -1,0 +1,27 @@
+"""Two small rules of the report, at their edges: which activation-histogram records are whole
+(`runs._histogram_problem`), and how a value tied to the batch size is written (`groups.tied_rule`)."""
+import pytest
+
+from lightning_app.report.groups import tied_rule
+from lightning_app.report.runs import _histogram_problem
+
+GOOD = {"step": 0, "layer": "net.1", "channel": 1, "where": "before", "bins": 2, "range": [0.0, 1.0],
+        "counts": [1, 2], "below": 0, "above": 0}
+NAMING = "needs a step and a channel (integers >= 0), a layer name and where: before|after"
+
+
+@pytest.mark.parametrize("change", [dict(step=-1), dict(step=True), dict(channel=-2), dict(layer=3),
+                                    dict(where="middle")], ids=lambda c: f"{next(iter(c))}={next(iter(c.values()))}")
+def test_a_histogram_record_must_name_its_step_layer_channel_and_side(change):
+    assert _histogram_problem(GOOD) is None
+    assert _histogram_problem({**GOOD, **change}) == NAMING
+
+
+@pytest.mark.parametrize("key, by_batch, rule", [
+    ("model.lr", {4: 0.1 * 4 / 128 * (1 + 5e-7), 128: 0.1}, "lr = 0.1 × bs/128"),  # equal within 1e-6
+    ("trainer.max_steps", {4: 4096 * (1 + 5e-7), 128: 128}, "trainer.max_steps = 16384 / bs"),
+    ("model.lr", {16: 0.0125, 128: 0.1, "auto": 0.1}, "lr: 0.0125 at bs 16, 0.1 at bs 128, 0.1 at bs auto"),
+    ("model.norm", {128: "bn", 16: "gn"}, "norm: gn at bs 16, bn at bs 128"),
+])
+def test_a_tied_value_is_written_as_its_rule_or_else_listed_in_batch_order(key, by_batch, rule):
+    assert tied_rule(key, by_batch) == rule
