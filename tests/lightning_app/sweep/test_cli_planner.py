@@ -41,3 +41,28 @@ def test_another_warning_of_the_parse_still_shows(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "check_yaml_files", warns)
     messages = plan_warnings(tmp_path, monkeypatch)
     assert messages.count("a real problem with the config") >= 2, messages  # at least once per planned run
+
+
+@pytest.mark.parametrize("lines,message", [
+    # 2**53 + 1 reaches the float-typed learning rate as 2**53: a run of another value than the file's
+    ("args: {trainer.default_root_dir: RUNS}\ngrid:\n  model.lr: [9007199254740993]\n",
+     "sweep run (model.lr=9007199254740993): model.lr was given 9007199254740993 but the CLI parsed "
+     "9007199254740992.0"),
+    ("args: {trainer.default_root_dir: RUNS, seed_everything: true}\ngrid:\n  model.norm: [bn]\n",
+     "sweep run (model.norm=bn): seed_everything=True gives no reproducible run name; set an integer, or list "
+     "them under 'seeds'"),
+])
+def test_a_run_the_cli_would_not_name_as_the_file_says_is_refused(tmp_path, lines, message):
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text("config: configs/quickstart.yaml\n" + lines.replace("RUNS", str(tmp_path / "runs")))
+    with pytest.raises(ValueError) as info:
+        plan_sweep(load_sweep(sweep))
+    assert str(info.value) == message
+
+
+def test_each_run_carries_its_own_accelerator_and_devices(tmp_path):
+    """What a launcher must provide: the run's parsed trainer.accelerator and trainer.devices."""
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(f"config: configs/quickstart.yaml\nargs: {{trainer.default_root_dir: {tmp_path / 'runs'}}}\n"
+                     "grid:\n  model.norm, trainer.accelerator, trainer.devices: [[bn, auto, 1], [gn, cpu, 3]]\n")
+    assert [(run.accelerator, run.devices) for run in plan_sweep(load_sweep(sweep))] == [("auto", "1"), ("cpu", "3")]

@@ -96,3 +96,12 @@ def test_a_cache_that_cannot_be_written_or_read_only_costs_time(tmp_path, parses
     (cache_file,) = (tmp_path / "cache").iterdir()
     cache_file.write_text("{ truncated")
     assert plan(sweep) == expected and len(parses) == 8  # the unreadable file: parsed again
+
+
+def test_a_cache_folder_that_does_not_exist_yet_is_made_with_its_parents(tmp_path, parses, monkeypatch):
+    monkeypatch.setenv("NORMLAB_CACHE_DIR", str(tmp_path / "new" / "cache" / "normlab"))
+    sweep = make_sweep(tmp_path, grid="  model.norm: [bn]\n")
+    plan(sweep)
+    assert [p.name.startswith(run_name_cache.CACHE_PREFIX) for p in (tmp_path / "new/cache/normlab").iterdir()] == [True]
+    plan(sweep)
+    assert len(parses) == 2  # seeds 0 and 1, parsed once
