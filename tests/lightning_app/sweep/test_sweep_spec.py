@@ -74,18 +74,56 @@ def test_nan_survives_the_command_line():
     assert math.isnan(yaml.safe_load(format_cli_value(float("nan"))))
 
 
+KEYS = "experiment, config, args, grid, seeds, slurm, wandb"
+GRID = "'grid' must be a mapping (key -> list of values) or a list of mappings"
+CONFIG = "'config' must name a base config file or a list of them, got"
+BOTH = "set the seed with 'seeds' or with seed_everything in grid/args, not both"
+
+
 @pytest.mark.parametrize("body,message", [
-    (f"config: {ROOT_CONFIG}\ngrids: {{}}\n", "unknown sweep key(s) ['grids']"),
-    ("grid: {model.norm: [bn]}\n", "'config' must name a base config file"),
-    ("config: configs/nope.yaml\n", "base config configs/nope.yaml does not exist"),
-    (f"config: {ROOT_CONFIG}\ngrid: {{model.norm: bn}}\n", "'model.norm' must have a non-empty list of values"),
-    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, c.d': [[1, 2], [3]]}}\n", "so each value must be a list of 2; got [3]"),
-    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, a.b': [[1, 2]]}}\n", "repeats a key"),
-    (f"config: {ROOT_CONFIG}\nseeds: [0]\ngrid: {{seed_everything: [1]}}\n", "not both"),
-    (f"config: {ROOT_CONFIG}\nseeds: 3\n", "'seeds' must be a non-empty list of integers"),
-    (f"config: {ROOT_CONFIG}\nexperiment: a/b\n", "'experiment' must be a plain name"),
+    (f"config: {ROOT_CONFIG}\ngrids: {{}}\n", f"unknown sweep key(s) ['grids']; allowed: {KEYS}"),
+    ("- a\n- b\n", f"a sweep file is a mapping with keys {KEYS}"),
+    ("grid: {model.norm: [bn]}\n", f"{CONFIG} None"),
+    ("", f"{CONFIG} None"),
+    (f"config: [{ROOT_CONFIG}, 3]\n", f"{CONFIG} ['{ROOT_CONFIG}', 3]"),
+    ("config: configs/nope.yaml\n", "base config configs/nope.yaml does not exist (paths are relative to the "
+                                    "directory you run `lightning sweep` from)"),
+    (f"config: {ROOT_CONFIG}\nargs: [1]\n", "'args' must map dotted config keys to values, got [1]"),
+    (f"config: {ROOT_CONFIG}\ngrid: 3\n", GRID),
+    (f"config: {ROOT_CONFIG}\ngrid: [{{model.norm: [bn]}}, 3]\n", GRID),
+    (f"config: {ROOT_CONFIG}\ngrid: {{model.norm: bn}}\n", "grid: 'model.norm' must have a non-empty list of values, "
+                                                          "got 'bn'"),
+    (f"config: {ROOT_CONFIG}\ngrid: [{{model.norm: [bn]}}, {{model.lr: []}}]\n",
+     "grid[1]: 'model.lr' must have a non-empty list of values, got []"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, c.d': [[1, 2], [3]]}}\n",
+     "grid: 'a.b, c.d' varies 2 keys together, so each value must be a list of 2; got [3]"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, a.b': [[1, 2]]}}\n", "grid: key 'a.b, a.b' is empty or repeats a key of "
+                                                               "this grid"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b,': [[1, 2]]}}\n", "grid: key 'a.b,' is empty or repeats a key of this grid"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, c.d': [[1, 2]], c.d: [3]}}\n",
+     "grid: key 'c.d' is empty or repeats a key of this grid"),
+    (f"config: {ROOT_CONFIG}\nseeds: [0]\ngrid: {{seed_everything: [1]}}\n", BOTH),
+    (f"config: {ROOT_CONFIG}\nseeds: [0]\ngrid: [{{model.norm: [bn]}}, {{seed_everything: [1]}}]\n", BOTH),
+    (f"config: {ROOT_CONFIG}\nseeds: [0]\nargs: {{seed_everything: 1}}\n", BOTH),
+    (f"config: {ROOT_CONFIG}\nseeds: 3\n", "'seeds' must be a non-empty list of integers, got 3"),
+    (f"config: {ROOT_CONFIG}\nseeds: []\n", "'seeds' must be a non-empty list of integers, got []"),
+    (f"config: {ROOT_CONFIG}\nseeds: [0, true]\n", "'seeds' must be a non-empty list of integers, got [0, True]"),
+    (f"config: {ROOT_CONFIG}\nseeds: [0, 1.5]\n", "'seeds' must be a non-empty list of integers, got [0, 1.5]"),
+    (f"config: {ROOT_CONFIG}\nslurm: [1]\n", "'slurm' must be a mapping of settings, got [1]"),
+    (f"config: {ROOT_CONFIG}\nwandb: 3\n", "'wandb' must be a mapping of settings, got 3"),
+    (f"config: {ROOT_CONFIG}\nexperiment: a/b\n", "'experiment' must be a plain name (no '/'), got 'a/b'"),
+    (f"config: {ROOT_CONFIG}\nexperiment: 5\n", "'experiment' must be a plain name (no '/'), got 5"),
+    (f"config: {ROOT_CONFIG}\nexperiment: .hidden\n", "experiment='.hidden' must be a single directory name (no "
+     "'/', not '.' or '..', not starting with '.'); the run root is trainer.default_root_dir"),
 ])
 def test_malformed_sweep_files_fail_with_one_clear_line(tmp_path, body, message):
+    path = write_sweep(tmp_path, body)
     with pytest.raises((ValueError, FileNotFoundError)) as info:
-        load_sweep(write_sweep(tmp_path, body))
-    assert message in str(info.value) and "\n" not in str(info.value)
+        load_sweep(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_a_missing_sweep_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_sweep(tmp_path / "nope.yaml")
+    assert str(info.value) == f"sweep file {tmp_path / 'nope.yaml'} does not exist"
