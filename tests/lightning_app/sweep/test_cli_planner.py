@@ -9,6 +9,7 @@ import pytest
 from lightning_app import cli
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
 
@@ -66,3 +67,12 @@ def test_each_run_carries_its_own_accelerator_and_devices(tmp_path):
     sweep.write_text(f"config: configs/quickstart.yaml\nargs: {{trainer.default_root_dir: {tmp_path / 'runs'}}}\n"
                      "grid:\n  model.norm, trainer.accelerator, trainer.devices: [[bn, auto, 1], [gn, cpu, 3]]\n")
     assert [(run.accelerator, run.devices) for run in plan_sweep(load_sweep(sweep))] == [("auto", "1"), ("cpu", "3")]
+
+
+def test_a_config_without_an_accelerator_is_planned_as_auto(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text((ROOT / "configs/quickstart.yaml").read_text().replace("accelerator: auto", "accelerator: null"))
+    assert "accelerator: null" in base.read_text()
+    sweep = tmp_path / "tiny.yaml"
+    sweep.write_text(f"config: {base}\nargs: {{trainer.default_root_dir: {tmp_path / 'runs'}}}\n")
+    assert [run.accelerator for run in plan_sweep(load_sweep(sweep))] == ["auto"]

@@ -105,3 +105,15 @@ def test_a_cache_folder_that_does_not_exist_yet_is_made_with_its_parents(tmp_pat
     assert [p.name.startswith(run_name_cache.CACHE_PREFIX) for p in (tmp_path / "new/cache/normlab").iterdir()] == [True]
     plan(sweep)
     assert len(parses) == 2  # seeds 0 and 1, parsed once
+
+
+def test_the_cache_folder_follows_normlab_cache_dir_then_xdg_then_home(tmp_path, monkeypatch):
+    """The XDG Base Directory rule: $XDG_CACHE_HOME, else ~/.cache; $NORMLAB_CACHE_DIR before both."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NORMLAB_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert run_name_cache.cache_dir() == tmp_path / "home" / ".cache" / "normlab"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert run_name_cache.cache_dir() == tmp_path / "xdg" / "normlab"
+    monkeypatch.setenv("NORMLAB_CACHE_DIR", str(tmp_path / "own"))
+    assert run_name_cache.cache_dir() == tmp_path / "own"
