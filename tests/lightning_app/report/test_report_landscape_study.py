@@ -9,6 +9,7 @@ from lightning_app.report.claims import HELD, NOT_HELD, NOT_MEASURED, PARTLY, Cl
 from lightning_app.report.command import write_report
 from lightning_app.report.landscape_claims import (gn_beats_none_claim, landscape_claims, table1, table1_claims,
                                                    table1_markdown)
+from lightning_app.report.figures import norm_colour
 from lightning_app.report.lr_bands import PAPER_PAIRS, lr_band, plot_pair, studies
 from lightning_app.report.runs import load_runs
 from tests.lightning_app.report.report_runs import write_run
@@ -253,3 +254,45 @@ def test_claims_on_the_measure_of_the_papers_code(tmp_path):
     assert wider.seeds[0] == SeedResult("5.00 (100 %)", True)  # widths 1.0 against 0.2
     assert by_statement(claims, "even higher than BN's maximum").seeds[0] == SeedResult("100 %", True)  # 2 > 1.2
     assert not [c for c in claims if "gradient predictiveness" in c.statement]
+
+
+def test_log_axis_edges_exactly_ten_times_and_a_band_touching_zero(tmp_path, drawn):
+    """Exactly LOG_SCALE_RATIO × stays linear (the rule is "more than"); a band reaching 0 cannot go on a
+    log axis however far apart the arms are."""
+    root = tmp_path / "runs"
+    for lr in (1e-4, 2e-4):  # a study needs two learning rates
+        write_arm(root, "gn", 0.0, 0, {lr: constant(1.0, 3.0)})
+        write_arm(root, "bn", 0.0, 0, {lr: constant(0.5, 30.0)})  # 30 = 10 × 3
+        write_arm(root, "none", 0.0, 0, {lr: constant(0.0, 300.0)})  # its loss band starts at 0
+    (study,) = studies(load_runs(root)[0])
+    pairs = {p.figure: p for p, _ in study.pairs()}
+    plot_pair(study, pairs["Figure 6"], 0.0, tmp_path / "6.png", "t")
+    plot_pair(study, pairs["Figure 7"], 0.0, tmp_path / "7.png", "t")
+    figure6, figure7 = drawn
+    assert [ax.get_yscale() for ax in figure6.axes] == ["linear", "linear"]
+    assert [ax.get_yscale() for ax in figure7.axes] == ["linear", "linear"]
+
+
+def test_a_paired_figure_is_two_panels_side_by_side_in_each_norms_colour(tmp_path, drawn):
+    """13 × 4.4 in (1430 × 484 px at the report's 110 dpi): loss landscape left, gradient predictiveness
+    right; each norm's band in the colour it has in every figure of the report."""
+    runs, _ = load_runs(study_root(tmp_path))
+    (study,) = studies(runs)
+    figure6 = next(p for p, _ in study.pairs() if p.figure == "Figure 6")
+    plot_pair(study, figure6, 0.0, tmp_path / "f.png", "t")
+    (fig,) = drawn
+    assert tuple(fig.get_size_inches()) == pytest.approx((13, 4.4))
+    left, right = (ax.get_position() for ax in fig.axes)
+    assert left.y0 == pytest.approx(right.y0) and left.x1 < right.x0
+    for ax in fig.axes:
+        for norm in ("gn", "bn"):
+            (band,) = [c for c in ax.collections if c.get_gid() == f"band:{norm}:s0"]
+            assert tuple(band.get_facecolor()[0]) == pytest.approx((*norm_colour(norm)[:3], 0.35))
+
+
+def test_no_figure_for_a_pair_the_study_has_no_band_of(tmp_path, drawn):
+    runs, _ = load_runs(study_root(tmp_path))
+    (study,) = studies(runs)
+    figure10 = next(p for p in PAPER_PAIRS if p.figure == "Figure 10")
+    assert plot_pair(study, figure10, 0.123, tmp_path / "f.png", "t") is None
+    assert drawn == [] and not (tmp_path / "f.png").exists()

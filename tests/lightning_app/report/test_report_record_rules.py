@@ -17,6 +17,20 @@ def test_a_histogram_record_must_name_its_step_layer_channel_and_side(change):
     assert _histogram_problem({**GOOD, **change}) == NAMING
 
 
+BINNING = "needs bins >= 1 and a range [lo, hi] of finite numbers with lo < hi"
+COUNTS = "needs `bins` counts, below and above, each an integer >= 0"
+
+
+@pytest.mark.parametrize("change,problem", [
+    (dict(bins=1, counts=[3]), None), (dict(range=[-1, 2]), None),  # one bin and integer ends are whole
+    (dict(bins=0, counts=[]), BINNING), (dict(range=[1.0, 1.0]), BINNING), (dict(range=[0.0, float("inf")]), BINNING),
+    (dict(range=["0", 1.0]), BINNING), (dict(range=[0.0, 1.0, 2.0]), BINNING),
+    (dict(counts=[1]), COUNTS), (dict(counts=[1, -1]), COUNTS), (dict(counts=(1, 2)), COUNTS),
+    (dict(below=-1), COUNTS), (dict(above=None), COUNTS), (dict(below=0.5), COUNTS),
+], ids=lambda c: repr(c) if not isinstance(c, dict) else ",".join(f"{k}={v}" for k, v in c.items()))
+def test_a_histogram_record_needs_a_binning_and_its_counts(change, problem):
+    assert _histogram_problem({**GOOD, **change}) == problem
+
 @pytest.mark.parametrize("key, by_batch, rule", [
     ("model.lr", {4: 0.1 * 4 / 128 * (1 + 5e-7), 128: 0.1}, "lr = 0.1 × bs/128"),  # equal within 1e-6
     ("trainer.max_steps", {4: 4096 * (1 + 5e-7), 128: 128}, "trainer.max_steps = 16384 / bs"),
