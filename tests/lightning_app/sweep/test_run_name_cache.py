@@ -4,7 +4,9 @@ while nothing the parser reads has changed (arguments, the config files they nam
 The reference is the planner itself: a plan made with an empty cache (every name from NormlabCLI's
 parser), against the same plan read back from the cache with the parser made unusable.
 """
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +98,18 @@ def test_a_cache_that_cannot_be_written_or_read_only_costs_time(tmp_path, parses
     (cache_file,) = (tmp_path / "cache").iterdir()
     cache_file.write_text("{ truncated")
     assert plan(sweep) == expected and len(parses) == 8  # the unreadable file: parsed again
+    cache_file.write_text("[1, 2]")
+    assert plan(sweep) == expected and len(parses) == 10  # JSON, but not the cache's mapping: parsed again
+
+
+def test_a_plan_that_parses_nothing_new_leaves_the_cache_file_alone(tmp_path, parses):
+    sweep = make_sweep(tmp_path, grid="  model.norm: [bn]\n")
+    plan(sweep)
+    (cache_file,) = Path(os.environ["NORMLAB_CACHE_DIR"]).iterdir()
+    before = cache_file.stat()
+    plan(sweep)
+    after = cache_file.stat()
+    assert len(parses) == 2 and (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_a_cache_folder_that_does_not_exist_yet_is_made_with_its_parents(tmp_path, parses, monkeypatch):
