@@ -65,6 +65,17 @@ def test_a_changed_config_file_is_parsed_again(tmp_path, parses):
     assert after == plan(sweep) and len(parses) == 8  # the new names are kept in turn
 
 
+
+def test_a_changed_config_given_as_key_equals_path_is_parsed_again(tmp_path, parses):
+    """`--config=<file>` after `--` names its file after the '=': its content is part of the key too."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("model:\n  weight_decay: 0.0\n")
+    spec = load_sweep(make_sweep(tmp_path, grid="  model.norm: [bn]\n"))
+    before = [run.run_dir for run in plan_sweep(spec, [f"--config={extra}"])]
+    extra.write_text("model:\n  weight_decay: 0.001\n")  # science: new names
+    after = [run.run_dir for run in plan_sweep(spec, [f"--config={extra}"])]
+    assert len(parses) == 4 and set(before).isdisjoint(after)
+
 def test_another_code_version_is_parsed_again_and_replaces_the_older_cache(tmp_path, parses, monkeypatch):
     sweep = make_sweep(tmp_path, grid="  model.norm: [bn]\n")
     first = plan(sweep)
