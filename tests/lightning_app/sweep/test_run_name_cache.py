@@ -67,8 +67,9 @@ def test_a_changed_config_file_is_parsed_again(tmp_path, parses):
 
 
 def test_a_changed_config_given_as_key_equals_path_is_parsed_again(tmp_path, parses):
-    """`--config=<file>` after `--` names its file after the '=': its content is part of the key too."""
-    extra = tmp_path / "extra.yaml"
+    """`--config=<file>` after `--` names its file after the first '=' (a file name may hold one too): its
+    content is part of the key too."""
+    extra = tmp_path / "extra=1.yaml"
     extra.write_text("model:\n  weight_decay: 0.0\n")
     spec = load_sweep(make_sweep(tmp_path, grid="  model.norm: [bn]\n"))
     before = [run.run_dir for run in plan_sweep(spec, [f"--config={extra}"])]
@@ -142,3 +143,13 @@ def test_the_cache_folder_follows_normlab_cache_dir_then_xdg_then_home(tmp_path,
     assert run_name_cache.cache_dir() == tmp_path / "xdg" / "normlab"
     monkeypatch.setenv("NORMLAB_CACHE_DIR", str(tmp_path / "own"))
     assert run_name_cache.cache_dir() == tmp_path / "own"
+
+
+def test_a_value_named_like_a_config_file_that_is_none_is_only_a_value(tmp_path, parses):
+    """A run root called `runs.yaml` that does not exist yet is a value like any other, not a file to read."""
+    sweep = tmp_path / "names.yaml"
+    sweep.write_text(f"config: configs/quickstart.yaml\nargs: {{trainer.default_root_dir: {tmp_path / 'runs.yaml'}}}\n"
+                     "grid:\n  model.norm: [bn]\n")
+    first = plan(str(sweep))
+    assert plan(str(sweep)) == first and len(parses) == 1
+    assert first[0][0].parent.parent == tmp_path / "runs.yaml"
