@@ -1,6 +1,7 @@
 """The sweep file format: grid expansion (products, keys varied together, unions, seeds), the values'
 trip through the command line (checked against PyYAML, the parser the CLI reads values with), and the
 one-line errors for malformed files."""
+import datetime
 import math
 
 import pytest
@@ -73,6 +74,38 @@ def test_values_survive_the_command_line(value):
 def test_nan_survives_the_command_line():
     assert math.isnan(yaml.safe_load(format_cli_value(float("nan"))))
 
+
+
+def test_a_value_is_one_line_and_tuples_are_lists():
+    """A value is one command-line word: no line break however long; a tuple (the grid's rows are tuples)
+    is written as the YAML list it stands for."""
+    long = [0.001] * 40
+    assert format_cli_value(long) == "[" + ", ".join(["0.001"] * 40) + "]"
+    assert format_cli_value((1, (2, 3))) == "[1, [2, 3]]" and format_cli_value({"a": (1,)}) == "{a: [1]}"
+
+
+@pytest.mark.parametrize("value,kind", [(datetime.date(2024, 1, 2), "date"), ({1, 2}, "set")])
+def test_a_value_the_command_line_cannot_carry_is_refused_by_its_type(value, kind):
+    with pytest.raises(ValueError) as info:
+        format_cli_value(value)
+    assert str(info.value) == (f"sweep value {value!r} has type {kind}; allowed: str, int, float, bool, null, lists "
+                               "and mappings of those")
+
+
+@pytest.mark.parametrize("grid,cartesian", [
+    ("grid: {model.norm: [bn, gn], model.lr: [0.1, 0.2]}", True),  # W&B's grid sweep expresses it directly
+    ("grid: {model.norm: [bn, gn], 'data.init_args.batch_size, model.lr': [[16, 0.0125], [128, 0.1]]}", False),
+    ("grid: [{model.norm: [bn]}, {model.norm: [gn]}]", False),
+])
+def test_only_one_grid_of_single_keys_is_cartesian(tmp_path, grid, cartesian):
+    assert load_sweep(write_sweep(tmp_path, f"config: {ROOT_CONFIG}\n{grid}\n")).is_cartesian() is cartesian
+
+
+def test_the_launchers_settings_and_the_experiment_name_are_kept(tmp_path):
+    spec = load_sweep(write_sweep(tmp_path, f"config: {ROOT_CONFIG}\nexperiment: study\nslurm: {{gpus: 2}}\n"
+                                            "wandb: {project: p}\n"))
+    assert (spec.experiment, spec.slurm, spec.wandb, spec.seeds) == ("study", {"gpus": 2}, {"project": "p"}, None)
+    assert spec.configs == (ROOT_CONFIG,) and spec.args == {}
 
 KEYS = "experiment, config, args, grid, seeds, slurm, wandb"
 GRID = "'grid' must be a mapping (key -> list of values) or a list of mappings"
