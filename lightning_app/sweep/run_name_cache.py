@@ -133,10 +133,7 @@ class RunNameCache:
 
 
 def _is_file(value: str) -> bool:
-    try:
-        return bool(value) and os.path.isfile(value)
-    except (OSError, ValueError):  # a value no file system accepts as a path
-        return False
+    return bool(value) and os.path.isfile(value)  # False too for a value no file system accepts as a path
 
 
 def _strings_in_yaml(text: bytes) -> list[str]:

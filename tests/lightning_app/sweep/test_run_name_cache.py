@@ -128,7 +128,8 @@ def test_a_cache_folder_that_does_not_exist_yet_is_made_with_its_parents(tmp_pat
     monkeypatch.setenv("NORMLAB_CACHE_DIR", str(tmp_path / "new" / "cache" / "normlab"))
     sweep = make_sweep(tmp_path, grid="  model.norm: [bn]\n")
     plan(sweep)
-    assert [p.name.startswith(run_name_cache.CACHE_PREFIX) for p in (tmp_path / "new/cache/normlab").iterdir()] == [True]
+    (cache_file,) = (tmp_path / "new/cache/normlab").iterdir()
+    assert cache_file.name.startswith(run_name_cache.CACHE_PREFIX)
     plan(sweep)
     assert len(parses) == 2  # seeds 0 and 1, parsed once
 
@@ -153,3 +154,28 @@ def test_a_value_named_like_a_config_file_that_is_none_is_only_a_value(tmp_path,
     first = plan(str(sweep))
     assert plan(str(sweep)) == first and len(parses) == 1
     assert first[0][0].parent.parent == tmp_path / "runs.yaml"
+
+
+def test_a_config_named_inside_a_config_is_part_of_the_key(tmp_path, parses):
+    """A base config whose `model:` is the path of another config file: that file's content counts too."""
+    model = tmp_path / "model.yaml"
+    model.write_text("backbone: small_cnn\nnorm: gn\nnorm_groups: 4\nlr: 0.003\nweight_decay: 0.0\n")
+    base = tmp_path / "base.yaml"
+    base.write_text(f"model: {model}\n")
+    sweep = make_sweep(tmp_path, base=f"[configs/quickstart.yaml, {base}]", grid="  model.lr: [0.003]\n")
+    before = plan(sweep)
+    model.write_text(model.read_text().replace("weight_decay: 0.0", "weight_decay: 0.001"))  # science: a new name
+    after = plan(sweep)
+    assert len(parses) == 4 and {b[0] for b in before}.isdisjoint(a[0] for a in after)
+
+
+def test_a_file_that_is_no_config_is_keyed_by_its_path_only(tmp_path, parses):
+    """Any other file an argument names (here a data folder given as a file) is not read: a new content
+    leaves the name to the cache."""
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"first")
+    spec = load_sweep(make_sweep(tmp_path, grid="  model.norm: [bn]\n"))
+    first = [run.run_dir for run in plan_sweep(spec, ["--data.init_args.data_dir", str(blob)])]
+    blob.write_bytes(b"second")
+    assert [run.run_dir for run in plan_sweep(spec, ["--data.init_args.data_dir", str(blob)])] == first
+    assert len(parses) == 2  # seeds 0 and 1, parsed once
