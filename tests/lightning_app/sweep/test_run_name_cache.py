@@ -77,6 +77,7 @@ def test_a_changed_config_given_as_key_equals_path_is_parsed_again(tmp_path, par
     after = [run.run_dir for run in plan_sweep(spec, [f"--config={extra}"])]
     assert len(parses) == 4 and set(before).isdisjoint(after)
 
+
 def test_another_code_version_is_parsed_again_and_replaces_the_older_cache(tmp_path, parses, monkeypatch):
     sweep = make_sweep(tmp_path, grid="  model.norm: [bn]\n")
     first = plan(sweep)
@@ -85,6 +86,14 @@ def test_another_code_version_is_parsed_again_and_replaces_the_older_cache(tmp_p
     assert plan(sweep) == first and len(parses) == 4  # 2 runs, parsed twice
     assert [p.name for p in run_name_cache.cache_dir().iterdir()] == ["sweep-run-names-another-version.json"]
     assert len(old_files) == 1 and not old_files[0].exists()
+
+
+def test_the_code_version_changes_with_a_parsing_librarys_version(monkeypatch):
+    before = run_name_cache.code_version()
+    version = run_name_cache.metadata.version
+    monkeypatch.setattr(run_name_cache.metadata, "version",
+                        lambda name: "999.0" if name == "jsonargparse" else version(name))
+    assert run_name_cache.code_version() != before
 
 
 def test_the_code_version_changes_with_the_source(tmp_path, monkeypatch):
@@ -157,11 +166,13 @@ def test_a_value_named_like_a_config_file_that_is_none_is_only_a_value(tmp_path,
 
 
 def test_a_config_named_inside_a_config_is_part_of_the_key(tmp_path, parses):
-    """A base config whose `model:` is the path of another config file: that file's content counts too."""
+    """A base config whose `model:` is the path of another config file: that file's content counts too
+    (the base also holds a list, which the search for file names walks through)."""
     model = tmp_path / "model.yaml"
     model.write_text("backbone: small_cnn\nnorm: gn\nnorm_groups: 4\nlr: 0.003\nweight_decay: 0.0\n")
     base = tmp_path / "base.yaml"
-    base.write_text(f"model: {model}\n")
+    base.write_text(f"model: {model}\nactivation_stats:\n"
+                    "  class_path: callbacks.activation_stats.ActivationStatistics\n  init_args: {channels: [0, 5]}\n")
     sweep = make_sweep(tmp_path, base=f"[configs/quickstart.yaml, {base}]", grid="  model.lr: [0.003]\n")
     before = plan(sweep)
     model.write_text(model.read_text().replace("weight_decay: 0.0", "weight_decay: 0.001"))  # science: a new name
