@@ -25,7 +25,6 @@ import sys
 import zlib
 from pathlib import Path
 
-import yaml
 from jsonargparse import ArgumentError
 
 from callbacks.compat import (CLASS_PATH_PROBLEM, CLASS_REPR, CONFIG_FILE_MISSING, ERROR_BULLET,
@@ -71,14 +70,7 @@ def check_yaml_files(argv: list[str]) -> None:
             continue
         if not Path(path).is_file():
             continue  # inline YAML or a missing file: jsonargparse reports those itself
-        try:
-            load_yaml(Path(path).read_text(), path)
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark
-            raise ValueError(f"{path}: YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: "
-                             f"{error.problem}") from None
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {one_line(error)}") from None
+        load_yaml(Path(path).read_text(), path)
 
 
 def valid_keys(parser) -> list[str]:

@@ -50,9 +50,17 @@ def refuse_duplicate_keys(text: str, source: str) -> None:
 
 
 def load_yaml(text: str, source: str) -> Any:
-    """`yaml.safe_load(text)`, refusing a duplicate key (`source` names the text in the error)."""
-    refuse_duplicate_keys(text, source)
-    return yaml.safe_load(text)
+    """`yaml.safe_load(text)`, refusing a duplicate key; a ValueError of one line naming `source` (and the
+    line and column of a syntax error) for text that is no YAML."""
+    try:
+        refuse_duplicate_keys(text, source)
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        raise ValueError(f"{source}: YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: "
+                         f"{error.problem}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{source}: not valid YAML: {' '.join(str(error).split())}") from None
 
 
 class DuplicateKeyError(Exception):

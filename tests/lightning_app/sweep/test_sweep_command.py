@@ -8,6 +8,7 @@ from lightning_app.sweep.export import wandb_sweep
 from lightning_app.sweep.command import main
 from lightning_app.sweep.plan import plan_sweep
 from lightning_app.sweep.spec import load_sweep
+from tests.helpers import error_line
 
 pytestmark = pytest.mark.usefixtures("run_from_repo_root")  # base config paths are relative to the cwd
 
@@ -106,3 +107,10 @@ def test_normlab_debug_shows_the_error_itself_instead_of_its_line(tmp_path, monk
     monkeypatch.setenv("NORMLAB_DEBUG", "1")
     with pytest.raises(ValueError, match=r"^--parallel must be >= 1, got 0$"):
         main(["--config", str(make_sweep(tmp_path)), "--parallel", "0"])
+
+
+def test_a_sweep_file_that_is_no_yaml_is_one_line(tmp_path, capsys):
+    sweep = tmp_path / "broken.yaml"
+    sweep.write_text("config: [configs/quickstart.yaml\n")
+    assert error_line(capsys, lambda: main(["--config", str(sweep), "--dry-run"])) == (
+        f"{sweep}: YAML syntax error at line 2, column 1: expected ',' or ']', but got '<stream end>'")

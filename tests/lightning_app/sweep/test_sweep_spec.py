@@ -135,6 +135,11 @@ BOTH = "set the seed with 'seeds' or with seed_everything in grid/args, not both
     (f"config: {ROOT_CONFIG}\ngrid: {{'a.b,': [[1, 2]]}}\n", "grid: key 'a.b,' is empty or repeats a key of this grid"),
     (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, c.d': [[1, 2]], c.d: [3]}}\n",
      "grid: key 'c.d' is empty or repeats a key of this grid"),
+    (f"config: {ROOT_CONFIG}\ngrid: {{'a.b, c.d': [[1, 2]], e.f: [3], c.d: [4]}}\n",
+     "grid: key 'c.d' is empty or repeats a key of this grid"),
+    ("config: [a\n", "YAML syntax error at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
+    (f"config: {ROOT_CONFIG}\nconfig: {ROOT_CONFIG}\n", "duplicate key 'config' at lines 1 and 2; YAML keeps only the "
+                                                        "last of them, so delete or merge one"),
     (f"config: {ROOT_CONFIG}\nseeds: [0]\ngrid: {{seed_everything: [1]}}\n", BOTH),
     (f"config: {ROOT_CONFIG}\nseeds: [0]\ngrid: [{{model.norm: [bn]}}, {{seed_everything: [1]}}]\n", BOTH),
     (f"config: {ROOT_CONFIG}\nseeds: [0]\nargs: {{seed_everything: 1}}\n", BOTH),
