@@ -1,8 +1,9 @@
-"""Two small rules of the report, at their edges: which activation-histogram records are whole
-(`runs._histogram_problem`), and how a value tied to the batch size is written (`groups.tied_rule`)."""
+"""Small rules of the report, at their edges: which activation-histogram records are whole
+(`runs._histogram_problem`), how a value tied to the batch size is written (`groups.tied_rule`), and which
+setting a differing key belongs to (`groups.setting_root`)."""
 import pytest
 
-from lightning_app.report.groups import tied_rule
+from lightning_app.report.groups import setting_root, tied_rule
 from lightning_app.report.runs import _histogram_problem
 
 GOOD = {"step": 0, "layer": "net.1", "channel": 1, "where": "before", "bins": 2, "range": [0.0, 1.0],
@@ -39,3 +40,12 @@ def test_a_histogram_record_needs_a_binning_and_its_counts(change, problem):
 ])
 def test_a_tied_value_is_written_as_its_rule_or_else_listed_in_batch_order(key, by_batch, rule):
     assert tied_rule(key, by_batch) == rule
+
+
+@pytest.mark.parametrize("key, twins, root", [
+    ("model.norm_options.noise_std", [{"model.norm_options": None}], "model.norm_options"),
+    ("data.init_args.batch_size", [{"data": None}, {"data.init_args": None}], "data"),  # the shortest
+    ("model.lr", [{"model.norm": "bn"}], "model.lr"),  # no twin has a prefix of it as a whole setting
+])
+def test_a_differing_key_is_shown_as_the_whole_setting_a_twin_has(key, twins, root):
+    assert setting_root(key, twins) == root

@@ -71,8 +71,16 @@ def test_values_survive_the_command_line(value):
     assert yaml.safe_load(format_cli_value(value)) == value
 
 
+@pytest.mark.parametrize("value,word", [(None, "null"), (True, "true"), (False, "false"), (float("inf"), ".inf"),
+                                        (float("-inf"), "-.inf"), (1e-05, "1.0e-05")])
+def test_a_value_is_written_as_yaml_spells_it_in_lower_case(value, word):
+    """The words the plan prints (`model.norm_options=null`), the W&B file and the SLURM script carry."""
+    assert format_cli_value(value) == word
+
+
 def test_nan_survives_the_command_line():
-    assert math.isnan(yaml.safe_load(format_cli_value(float("nan"))))
+    word = format_cli_value(float("nan"))
+    assert word == ".nan" and math.isnan(yaml.safe_load(word))
 
 
 
