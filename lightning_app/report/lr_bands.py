@@ -102,12 +102,11 @@ def lr_band(runs: list[RunRecord], quantity: str) -> Band | None:
         index = np.searchsorted(steps, s)
         lows[row, index], highs[row, index] = low, high
     counted = np.isfinite(lows) & np.isfinite(highs)
-    with np.errstate(all="ignore"):
-        low = np.where(counted.any(axis=0), np.nanmin(np.where(counted, lows, np.nan), axis=0), np.nan)
-        high = np.where(counted.any(axis=0), np.nanmax(np.where(counted, highs, np.nan), axis=0), np.nan)
-    keep = counted.any(axis=0)
+    keep = counted.any(axis=0)  # only steps some run counts: no all-NaN column reaches nanmin (its warning)
+    low = np.nanmin(np.where(counted, lows, np.nan)[:, keep], axis=0)
+    high = np.nanmax(np.where(counted, highs, np.nan)[:, keep], axis=0)
     lrs = tuple(sorted(float(run.axis("lr")) for run, _ in found))
-    return Band(steps[keep], low[keep], high[keep], counted.sum(axis=0)[keep], lrs)
+    return Band(steps[keep], low, high, counted.sum(axis=0)[keep], lrs)
 
 
 def common_steps(*bands: Band) -> np.ndarray:
@@ -188,8 +187,8 @@ def _needs_log_scale(study: LandscapeStudy, arms: list, quantity: str) -> bool:
 
 def plot_pair(study: LandscapeStudy, pair: PaperPair, l2: float, path: Path, title: str) -> Path | None:
     """Left the loss landscape, right the gradient predictiveness, against training step: for each of the
-    pair's two norms, the band of the first seed filled (the paper ran one seed) and the band edges of
-    every further seed as thin dashed lines. Series carry gids `band:<norm>:s<seed>`,
+    pair's two norms, the band of its first seed that has one filled (the paper ran one seed) and the band
+    edges of every further seed as thin dashed lines. Series carry gids `band:<norm>:s<seed>`,
     `low:<norm>:s<seed>`, `high:<norm>:s<seed>`."""
     arms = [pair.arm(pair.first, l2), pair.arm(pair.second, l2)]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
@@ -197,10 +196,8 @@ def plot_pair(study: LandscapeStudy, pair: PaperPair, l2: float, path: Path, tit
     for ax, (quantity, panel, ylabel) in zip(axes, QUANTITIES):
         for arm in arms:
             colour = norm_colour(arm[0])
-            for i, seed in enumerate(study.seeds):
-                b = study.band(arm, seed, quantity)
-                if b is None:
-                    continue
+            bands = [(seed, b) for seed in study.seeds if (b := study.band(arm, seed, quantity)) is not None]
+            for i, (seed, b) in enumerate(bands):
                 drawn = True
                 gid = f"{arm[0]}:s{seed}"
                 if i == 0:

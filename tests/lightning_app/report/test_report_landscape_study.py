@@ -1,6 +1,8 @@
 """The GN paper's landscape analysis in the report (Figures 6–10, Table 1): the bands over step sizes and
 learning rates, the paired figures' plotted series and every claim's number, against hand computations
 on generated metrics whose values are chosen so each number is easy to compute here."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -296,3 +298,44 @@ def test_no_figure_for_a_pair_the_study_has_no_band_of(tmp_path, drawn):
     figure10 = next(p for p in PAPER_PAIRS if p.figure == "Figure 10")
     assert plot_pair(study, figure10, 0.123, tmp_path / "f.png", "t") is None
     assert drawn == [] and not (tmp_path / "f.png").exists()
+
+
+def test_band_places_each_run_at_its_steps_and_counts_a_step_only_where_both_edges_are_finite(tmp_path):
+    """An LR run probed at fewer steps counts at those only; a probe with one edge NaN counts nowhere; a
+    step no run counts leaves the band, without numpy's all-NaN warning."""
+    root = tmp_path / "runs"
+    nan = float("nan")
+    write_arm(root, "gn", 0.0, 0, {1e-4: {s: (1.0, 2.0) for s in STEPS[:-1]},  # not probed at step 70
+                                   2e-4: {0: (0.5, 5.0), 20: (0.5, nan), 40: (0.4, 6.0), 70: (nan, nan)}})
+    runs, _ = load_runs(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        band = lr_band(runs, "loss")
+    assert band.steps.tolist() == STEPS[:-1]  # step 70: no finite probe
+    assert band.runs.tolist() == [2, 1, 1, 1, 2, 1, 1]  # step 20: the low edge alone does not count
+    assert band.low.tolist() == [0.5, 1.0, 1.0, 1.0, 0.4, 1.0, 1.0]
+    assert band.high.tolist() == [5.0, 2.0, 2.0, 2.0, 6.0, 2.0, 2.0]
+
+
+def test_a_paired_figure_draws_every_seed_that_has_a_band_and_labels_each_norm(tmp_path, drawn):
+    """Seed 1 of gn has no runs: seed 2 is still drawn (dashed). The legend names each norm's first seed
+    and, once, its other seeds; the bands are filled without an outline, their edges drawn in the norm's
+    colour."""
+    root = tmp_path / "runs"
+    for seed in (0, 2):
+        write_arm(root, "gn", 0.0, seed, {1e-4: constant(1.0, 2.0), 2e-4: constant(1.0, 3.0)})
+    for seed in (0, 1, 2):
+        write_arm(root, "bn", 0.0, seed, {1e-4: constant(0.5, 1.0), 2e-4: constant(0.5, 1.5)})
+    (study,) = studies(load_runs(root)[0])
+    figure6 = next(p for p, _ in study.pairs() if p.figure == "Figure 6")
+    plot_pair(study, figure6, 0.0, tmp_path / "f.png", "t")
+    (fig,) = drawn
+    loss_ax = fig.axes[0]
+    assert on(loss_ax, "high:gn:s2").get_linestyle() == "--"
+    assert loss_ax.get_legend_handles_labels()[1] == ["gn (seed 0)", "gn (other seeds)", "bn (seed 0)",
+                                                      "bn (other seeds)"]
+    for norm in ("gn", "bn"):
+        (band,) = [c for c in loss_ax.collections if c.get_gid() == f"band:{norm}:s0"]
+        assert band.get_linewidth().tolist() == [0.0]
+        for seed in (0, 2):
+            assert on(loss_ax, f"low:{norm}:s{seed}").get_color() == norm_colour(norm)

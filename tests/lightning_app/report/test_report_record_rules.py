@@ -1,9 +1,11 @@
 """Small rules of the report, at their edges: which activation-histogram records are whole
-(`runs._histogram_problem`), how a value tied to the batch size is written (`groups.tied_rule`), and which
-setting a differing key belongs to (`groups.setting_root`)."""
+(`runs._histogram_problem`), how a value tied to the batch size is written (`groups.tied_rule`), which
+setting a differing key belongs to (`groups.setting_root`) and how a config value is written (`groups.compact`)."""
+import datetime
+
 import pytest
 
-from lightning_app.report.groups import setting_root, tied_rule
+from lightning_app.report.groups import compact, setting_root, tied_rule
 from lightning_app.report.runs import _histogram_problem
 
 GOOD = {"step": 0, "layer": "net.1", "channel": 1, "where": "before", "bins": 2, "range": [0.0, 1.0],
@@ -49,3 +51,12 @@ def test_a_tied_value_is_written_as_its_rule_or_else_listed_in_batch_order(key, 
 ])
 def test_a_differing_key_is_shown_as_the_whole_setting_a_twin_has(key, twins, root):
     assert setting_root(key, twins) == root
+
+
+@pytest.mark.parametrize("value, text", [
+    ({"noise_granularity": "group", "noise_std": 1.001}, "{noise_granularity: group, noise_std: 1.001}"),
+    (None, "null"), (True, "true"), (0.0125, "0.0125"), ("Xception", "Xception"), ([1, 2], "[1, 2]"),
+    (datetime.date(2026, 12, 7), "2026-12-07"),  # a YAML date in a saved config: no JSON type, written as text
+])
+def test_a_config_value_is_written_as_a_reader_writes_it(value, text):
+    assert compact(value) == text
