@@ -12,7 +12,7 @@ from lightning_app.report.command import write_report
 from lightning_app.report.landscape_claims import (gn_beats_none_claim, landscape_claims, table1, table1_claims,
                                                    table1_markdown)
 from lightning_app.report.figures import norm_colour
-from lightning_app.report.lr_bands import PAPER_PAIRS, lr_band, plot_pair, studies
+from lightning_app.report.lr_bands import PAPER_PAIRS, QUANTITIES, lr_band, plot_pair, studies
 from lightning_app.report.runs import load_runs
 from tests.lightning_app.report.report_runs import write_run
 from tests.lightning_app.report.test_report_figures import band_edges
@@ -236,7 +236,8 @@ def test_a_band_ten_times_higher_gets_a_log_axis(tmp_path, drawn):
     plot_pair(study, pairs["Figure 6"], 0.0, tmp_path / "6.png", "t")
     figure7, figure6 = drawn
     assert [ax.get_yscale() for ax in figure7.axes] == ["log", "log"]
-    assert "(log scale)" in figure7.axes[0].get_title()
+    assert [ax.get_title() for ax in figure7.axes] == ["loss landscape (log scale)",
+                                                        "gradient predictiveness (log scale)"]
     assert [ax.get_yscale() for ax in figure6.axes] == ["linear", "linear"]
 
 
@@ -339,3 +340,33 @@ def test_a_paired_figure_draws_every_seed_that_has_a_band_and_labels_each_norm(t
         assert band.get_linewidth().tolist() == [0.0]
         for seed in (0, 2):
             assert on(loss_ax, f"low:{norm}:s{seed}").get_color() == norm_colour(norm)
+
+
+def test_a_paired_figures_lines_axes_and_legend(tmp_path, drawn):
+    """Each panel: its title, the training step on x, the quantity on y; the first seed's band edges solid
+    (0.9 pt, opaque) and a further seed's dashed (0.7 pt, α 0.6), each at its band's steps and values; the
+    legend in 8 pt, its "other seeds" entry drawn like those dashed edges."""
+    runs, _ = load_runs(study_root(tmp_path))
+    (study,) = studies(runs)
+    figure6 = next(p for p, _ in study.pairs() if p.figure == "Figure 6")
+    plot_pair(study, figure6, 0.0, tmp_path / "f.png", "t")
+    (fig,) = drawn
+    for ax, (quantity, panel, ylabel) in zip(fig.axes, QUANTITIES, strict=True):
+        assert (ax.get_title(), ax.get_xlabel()) == (panel, "training step")
+        assert ax.get_ylabel() == f"{ylabel}: min–max over η and LRs"
+        for norm in ("gn", "bn"):
+            for seed, look in ((0, (0.9, "-", 1.0)), (1, (0.7, "--", 0.6))):
+                band = study.band(figure6.arm(norm, 0.0), seed, quantity)
+                for edge, values in (("low", band.low), ("high", band.high)):
+                    line = on(ax, f"{edge}:{norm}:s{seed}")
+                    assert (line.get_linewidth(), line.get_linestyle(), line.get_alpha()) == look
+                    assert line.get_xdata().tolist() == band.steps.tolist()
+                    assert line.get_ydata().tolist() == values.tolist()
+        texts = ax.get_legend().get_texts()
+        assert [t.get_text() for t in texts] == ["gn (seed 0)", "gn (other seeds)", "bn (seed 0)", "bn (other seeds)"]
+        assert {t.get_fontsize() for t in texts} == {8}
+        handles, labels = ax.get_legend_handles_labels()
+        for handle, label in zip(handles, labels):
+            if label.endswith("(other seeds)"):
+                look = (handle.get_color(), handle.get_linestyle(), handle.get_linewidth())
+                assert look == (norm_colour(label.split()[0]), "--", 0.7)
