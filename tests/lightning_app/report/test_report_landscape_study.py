@@ -370,3 +370,18 @@ def test_a_paired_figures_lines_axes_and_legend(tmp_path, drawn):
             if label.endswith("(other seeds)"):
                 look = (handle.get_color(), handle.get_linestyle(), handle.get_linewidth())
                 assert look == (norm_colour(label.split()[0]), "--", 0.7)
+
+
+def test_a_pair_without_l2_compares_the_runs_without_weight_decay_and_says_so(tmp_path, drawn):
+    pairs = {p.figure: p for p in PAPER_PAIRS}
+    assert pairs["Figure 6"].arm("gn", L2) == ("gn", 0.0) and pairs["Figure 8"].arm("gn", L2) == ("gn", L2)
+    runs, _ = load_runs(study_root(tmp_path))
+    (study,) = studies(runs)
+    for pair, l2 in study.pairs():
+        if pair.figure in ("Figure 6", "Figure 8"):
+            plot_pair(study, pair, l2, tmp_path / "f.png", "fashion_mnist")
+    titles = [fig._suptitle for fig in drawn]
+    assert [t.get_text() for t in titles] == [
+        "GN paper Figure 6, laptop version: gn vs bn, no L2 · fashion_mnist",
+        "GN paper Figure 8, laptop version: gn vs bn, L2 5e-05 · fashion_mnist"]
+    assert {t.get_fontsize() for t in titles} == {10}

@@ -1,12 +1,14 @@
 """Small rules of the report, at their edges: which activation-histogram records are whole
 (`runs._histogram_problem`), how a value tied to the batch size is written (`groups.tied_rule`), which
-setting a differing key belongs to (`groups.setting_root`) and how a config value is written (`groups.compact`)."""
+setting a differing key belongs to (`groups.setting_root`), how a config value is written (`groups.compact`) and
+the order of layers in a table (`tables.layer_order`)."""
 import datetime
 
 import pytest
 
 from lightning_app.report.groups import compact, setting_root, tied_rule
 from lightning_app.report.runs import _histogram_problem
+from lightning_app.report.tables import layer_order
 
 GOOD = {"step": 0, "layer": "net.1", "channel": 1, "where": "before", "bins": 2, "range": [0.0, 1.0],
         "counts": [1, 2], "below": 0, "above": 0}
@@ -60,3 +62,10 @@ def test_a_differing_key_is_shown_as_the_whole_setting_a_twin_has(key, twins, ro
 ])
 def test_a_config_value_is_written_as_a_reader_writes_it(value, text):
     assert compact(value) == text
+
+
+def test_layers_are_in_network_order_numbers_numerically_and_before_names():
+    layers = ["net.features.12", "net.classifier", "net.features.9", "net.features.1.conv", "net.features.1.bn"]
+    assert sorted(layers, key=layer_order) == ["net.classifier", "net.features.1.bn", "net.features.1.conv",
+                                               "net.features.9", "net.features.12"]
+    assert sorted(["net.block.x", "net.block.2"], key=layer_order) == ["net.block.2", "net.block.x"]
