@@ -385,3 +385,14 @@ def test_a_pair_without_l2_compares_the_runs_without_weight_decay_and_says_so(tm
         "GN paper Figure 6, laptop version: gn vs bn, no L2 · fashion_mnist",
         "GN paper Figure 8, laptop version: gn vs bn, L2 5e-05 · fashion_mnist"]
     assert {t.get_fontsize() for t in titles} == {10}
+
+
+def test_no_paired_figure_while_an_arm_has_a_single_learning_rate(tmp_path):
+    """The band is over learning rates: an arm run at one LR has no band to compare (the paper's ≥ 2)."""
+    root = tmp_path / "runs"
+    write_arm(root, "gn", 0.0, 0, {1e-4: constant(1.0, 2.0), 2e-4: constant(1.0, 3.0)})
+    write_arm(root, "bn", 0.0, 0, {1e-4: constant(0.5, 1.0)})
+    assert studies(load_runs(root)[0]) == []
+    write_arm(root, "bn", 0.0, 0, {2e-4: constant(0.5, 1.5)})
+    (study,) = studies(load_runs(root)[0])
+    assert [p.figure for p, _ in study.pairs()] == ["Figure 6"]

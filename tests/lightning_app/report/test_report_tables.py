@@ -9,7 +9,7 @@ import matplotlib.figure
 import pytest
 
 from lightning_app.command import main
-from lightning_app.report.groups import tied_rule
+from lightning_app.report.groups import deduplicate, tied_rule
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table, table_markdown
 from tests.lightning_app.report.report_runs import write_run
@@ -83,6 +83,21 @@ def test_the_same_science_under_two_run_names_counts_once(tmp_path):
     assert ("`study/renamed` (completed) and `study/first` (completed) are the same configuration and seed"
             in text) and "counted once, using the first" in text
     assert "Seeds per cell: 2;" in text
+
+
+@pytest.mark.parametrize("statuses, kept", [
+    (("completed", "exploded", "failed"), "completed"),  # oldest first: a finished run wins over newer ones
+    (("exploded", "failed", "killed"), "exploded"),
+    (("failed", "killed"), "killed"),  # neither finished: the newest
+])
+def test_of_identical_runs_the_completed_then_the_exploded_then_the_newest_counts(tmp_path, statuses, kept):
+    root = tmp_path / "runs"
+    for age, status in enumerate(statuses):
+        run_dir = write_run(root, "bn", 8, 0, status, 0.9, run_name=status, rows=[])
+        os.utime(run_dir / "summary.json", (time.time() + age, time.time() + age))
+    runs, _ = load_runs(root)
+    (chosen,), (note,) = deduplicate(runs)
+    assert chosen.name == kept and note.startswith(f"`study/{kept}` ({kept}) and ")
 
 
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
