@@ -98,6 +98,9 @@ def test_of_identical_runs_the_completed_then_the_exploded_then_the_newest_count
     runs, _ = load_runs(root)
     (chosen,), (note,) = deduplicate(runs)
     assert chosen.name == kept and note.startswith(f"`study/{kept}` ({kept}) and ")
+    write_run(root, "bn", 8, 1, "completed", 0.9, run_name="other_seed", rows=[])  # no twin: kept, no note
+    kept_runs, notes = deduplicate(load_runs(root)[0])
+    assert sorted(r.name for r in kept_runs) == sorted([kept, "other_seed"]) and notes == [note]
 
 
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
