@@ -15,8 +15,9 @@ nor re-runs tests that reach a function through a subprocess (`lightning ...` in
 Results stay in build/mutate/<module>/mutants/ (`mutmut show NAME` there shows one); a second run of a
 module retests only what changed.
 
-The tier markers apply: slow and cluster tests never run here. OMP_NUM_THREADS=1 and two workers keep a
-run to a 2-core machine; a whole run takes hours (tests/MUTATION.md has each module's time).
+The tier markers apply: slow and cluster tests never run here, nor the test files `LEFT_OUT` names.
+OMP_NUM_THREADS=1 and two workers keep a run to a 2-core machine; a whole run takes hours (tests/MUTATION.md
+has each module's time).
 """
 from __future__ import annotations
 
