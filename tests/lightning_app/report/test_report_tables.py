@@ -3,13 +3,14 @@ the same science under two names, values tied to the batch size, bad run files, 
 Expected cells are computed by hand in the comments."""
 import math
 import os
+import re
 import time
 
 import matplotlib.figure
 import pytest
 
 from lightning_app.command import main
-from lightning_app.report.groups import deduplicate, tied_rule
+from lightning_app.report.groups import deduplicate, tied_keys, tied_rule
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table, table_markdown
 from tests.lightning_app.report.report_runs import write_run
@@ -85,22 +86,36 @@ def test_the_same_science_under_two_run_names_counts_once(tmp_path):
     assert "Seeds per cell: 2;" in text
 
 
-@pytest.mark.parametrize("statuses, kept", [
-    (("completed", "exploded", "failed"), "completed"),  # oldest first: a finished run wins over newer ones
-    (("exploded", "failed", "killed"), "exploded"),
-    (("failed", "killed"), "killed"),  # neither finished: the newest
+@pytest.mark.parametrize("statuses, kept, others", [
+    (("completed", "exploded", "failed"), "completed", ("exploded", "failed")),  # a finished run beats newer ones
+    (("exploded", "failed", "killed"), "exploded", ("killed", "failed")),  # then the newest first
+    (("failed", "killed"), "killed", ("failed",)),  # neither finished: the newest
 ])
-def test_of_identical_runs_the_completed_then_the_exploded_then_the_newest_counts(tmp_path, statuses, kept):
+def test_of_identical_runs_the_completed_then_the_exploded_then_the_newest_counts(tmp_path, statuses, kept, others):
     root = tmp_path / "runs"
     for age, status in enumerate(statuses):
         run_dir = write_run(root, "bn", 8, 0, status, 0.9, run_name=status, rows=[])
         os.utime(run_dir / "summary.json", (time.time() + age, time.time() + age))
     runs, _ = load_runs(root)
     (chosen,), (note,) = deduplicate(runs)
-    assert chosen.name == kept and note.startswith(f"`study/{kept}` ({kept}) and ")
+    listed = ", ".join(f"`study/{name}` ({name})" for name in others)
+    assert chosen.name == kept and re.fullmatch(
+        rf"`study/{kept}` \({kept}\) and {re.escape(listed)} are the same configuration and seed \(science hash "
+        r"[0-9a-f]{6}\): counted once, using the first", note)
     write_run(root, "bn", 8, 1, "completed", 0.9, run_name="other_seed", rows=[])  # no twin: kept, no note
     kept_runs, notes = deduplicate(load_runs(root)[0])
     assert sorted(r.name for r in kept_runs) == sorted([kept, "other_seed"]) and notes == [note]
+
+
+def test_a_value_tied_to_the_batch_size_includes_a_run_that_names_none(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", 0.9, lr=0.1, rows=[])
+    no_batch = write_run(root, "bn", 16, 0, "completed", 0.9, lr=0.2, rows=[])
+    config = (no_batch / "config.yaml").read_text()
+    (no_batch / "config.yaml").write_text(config.replace("    batch_size: 16\n", ""))
+    assert "batch_size" not in (no_batch / "config.yaml").read_text()
+    runs, _ = load_runs(root)
+    assert tied_keys(runs, set())["model.lr"] == {8: 0.1, None: 0.2}
 
 
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
