@@ -118,6 +118,14 @@ def test_a_value_tied_to_the_batch_size_includes_a_run_that_names_none(tmp_path)
     assert tied_keys(runs, set())["model.lr"] == {8: 0.1, None: 0.2}
 
 
+def test_a_key_set_at_one_batch_size_only_is_tied_as_null_at_the_others(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", 0.9, rows=[], model={"norm_options": {"eps": 0.001}})
+    write_run(root, "bn", 16, 0, "completed", 0.9, rows=[])
+    tied = tied_keys(load_runs(root)[0], set())
+    assert tied["model.norm_options.eps"] == {8: 0.001, 16: None}
+
+
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
