@@ -10,7 +10,7 @@ import matplotlib.figure
 import pytest
 
 from lightning_app.command import main
-from lightning_app.report.groups import deduplicate, tied_keys, tied_rule
+from lightning_app.report.groups import deduplicate, group_title, grouped, tied_keys, tied_rule
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table, table_markdown
 from tests.lightning_app.report.report_runs import write_run
@@ -124,6 +124,17 @@ def test_a_key_set_at_one_batch_size_only_is_tied_as_null_at_the_others(tmp_path
     write_run(root, "bn", 16, 0, "completed", 0.9, rows=[])
     tied = tied_keys(load_runs(root)[0], set())
     assert tied["model.norm_options.eps"] == {8: 0.001, 16: None}
+
+
+def test_a_group_title_names_each_fixed_axis_it_shares(tmp_path):
+    """Experiment, data set, backbone, then each fixed axis by its short name; a weight decay of 0 is left out."""
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 3, "completed", 0.9, lr=0.05, rows=[], model={"weight_decay": 5e-4})
+    write_run(root, "gn", 16, 0, "completed", 0.9, lr=0.1, rows=[], experiment="other", model={"weight_decay": 0.0})
+    titles = sorted(group_title(group, "batch_size", "lr", "norm", "seed", "weight_decay")
+                    for group in grouped(load_runs(root)[0]))
+    assert titles == ["other · fashion_mnist · small_cnn · bs 16 · lr 0.1 · norm gn · seed 0",
+                      "study · fashion_mnist · small_cnn · bs 8 · lr 0.05 · norm bn · seed 3 · wd 0.0005"]
 
 
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
