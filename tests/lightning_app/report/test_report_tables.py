@@ -137,6 +137,17 @@ def test_a_group_title_names_each_fixed_axis_it_shares(tmp_path):
                       "study · fashion_mnist · small_cnn · bs 8 · lr 0.05 · norm bn · seed 3 · wd 0.0005"]
 
 
+def test_a_group_title_leaves_out_an_axis_its_runs_differ_in_or_tie_to_the_batch_size(tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):  # the seed differs within the group
+        write_run(root, "bn", 8, seed, "completed", 0.9, lr=0.1, rows=[])
+    for bs, lr in ((16, 0.0125), (128, 0.1)):  # another experiment: lr tied to the batch size
+        write_run(root, "gn", bs, 0, "completed", 0.9, lr=lr, rows=[], experiment="scaled")
+    groups = {group.runs[0].experiment: group for group in grouped(load_runs(root)[0], "seed", "batch_size")}
+    assert group_title(groups["study"], "seed", "lr", "norm") == "study · fashion_mnist · small_cnn · lr 0.1 · norm bn"
+    assert group_title(groups["scaled"], "lr", "norm") == "scaled · fashion_mnist · small_cnn · norm gn"
+
+
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
