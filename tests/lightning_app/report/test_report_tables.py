@@ -129,12 +129,14 @@ def test_a_key_set_at_one_batch_size_only_is_tied_as_null_at_the_others(tmp_path
 def test_a_group_title_names_each_fixed_axis_it_shares(tmp_path):
     """Experiment, data set, backbone, then each fixed axis by its short name; a weight decay of 0 is left out."""
     root = tmp_path / "runs"
-    write_run(root, "bn", 8, 3, "completed", 0.9, lr=0.05, rows=[], model={"weight_decay": 5e-4})
+    write_run(root, "bn", 8, 3, "completed", 0.9, lr=0.3 / 7, rows=[], model={"weight_decay": 5e-4})
     write_run(root, "gn", 16, 0, "completed", 0.9, lr=0.1, rows=[], experiment="other", model={"weight_decay": 0.0})
-    titles = sorted(group_title(group, "batch_size", "lr", "norm", "seed", "weight_decay")
-                    for group in grouped(load_runs(root)[0]))
-    assert titles == ["other · fashion_mnist · small_cnn · bs 16 · lr 0.1 · norm gn · seed 0",
-                      "study · fashion_mnist · small_cnn · bs 8 · lr 0.05 · norm bn · seed 3 · wd 0.0005"]
+    other, study = sorted(grouped(load_runs(root)[0]), key=lambda group: group.runs[0].experiment)
+    fixed = ("batch_size", "lr", "norm", "seed", "weight_decay")
+    assert group_title(study, *fixed) == ("study · fashion_mnist · small_cnn · bs 8 · lr 0.0428571 · norm bn · seed 3 · "
+                                          "wd 0.0005")  # floats as %g
+    assert group_title(other, *fixed) == "other · fashion_mnist · small_cnn · bs 16 · lr 0.1 · norm gn · seed 0"
+    assert group_title(other, "weight_decay", "seed") == "other · fashion_mnist · small_cnn · seed 0"
 
 
 def test_a_group_title_leaves_out_an_axis_its_runs_differ_in_or_tie_to_the_batch_size(tmp_path):
