@@ -133,8 +133,8 @@ def test_a_group_title_names_each_fixed_axis_it_shares(tmp_path):
     write_run(root, "gn", 16, 0, "completed", 0.9, lr=0.1, rows=[], experiment="other", model={"weight_decay": 0.0})
     other, study = sorted(grouped(load_runs(root)[0]), key=lambda group: group.runs[0].experiment)
     fixed = ("batch_size", "lr", "norm", "seed", "weight_decay")
-    assert group_title(study, *fixed) == ("study · fashion_mnist · small_cnn · bs 8 · lr 0.0428571 · norm bn · seed 3 · "
-                                          "wd 0.0005")  # floats as %g
+    assert group_title(study, *fixed) == ("study · fashion_mnist · small_cnn · bs 8 · lr 0.0428571 · norm bn · "
+                                          "seed 3 · wd 0.0005")  # floats as %g
     assert group_title(other, *fixed) == "other · fashion_mnist · small_cnn · bs 16 · lr 0.1 · norm gn · seed 0"
     assert group_title(other, "weight_decay", "seed") == "other · fashion_mnist · small_cnn · seed 0"
 
