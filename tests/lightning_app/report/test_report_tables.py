@@ -10,7 +10,7 @@ import matplotlib.figure
 import pytest
 
 from lightning_app.command import main
-from lightning_app.report.groups import deduplicate, group_title, grouped, tied_keys, tied_rule
+from lightning_app.report.groups import deduplicate, group_title, grouped, tied_keys, tied_rule, unique_titles
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table, table_markdown
 from tests.lightning_app.report.report_runs import write_run
@@ -148,6 +148,17 @@ def test_a_group_title_leaves_out_an_axis_its_runs_differ_in_or_tie_to_the_batch
     groups = {group.runs[0].experiment: group for group in grouped(load_runs(root)[0], "seed", "batch_size")}
     assert group_title(groups["study"], "seed", "lr", "norm") == "study · fashion_mnist · small_cnn · lr 0.1 · norm bn"
     assert group_title(groups["scaled"], "lr", "norm") == "scaled · fashion_mnist · small_cnn · norm gn"
+
+
+def test_groups_of_one_run_that_read_the_same_are_told_apart_by_their_setting(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "gn", 8, 0, "completed", 0.9, rows=[], run_name="noisy",
+              model={"norm_options": {"noise_std": 1.001, "noise_granularity": "group"}})
+    write_run(root, "gn", 8, 0, "completed", 0.9, rows=[], run_name="clean", model={"norm_options": None})
+    groups = sorted(grouped(load_runs(root)[0], "seed"), key=lambda group: group.runs[0].name)
+    assert unique_titles(groups, "norm") == [
+        "study · fashion_mnist · small_cnn · norm gn · norm_options null",
+        "study · fashion_mnist · small_cnn · norm gn · norm_options {noise_granularity: group, noise_std: 1.001}"]
 
 
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
