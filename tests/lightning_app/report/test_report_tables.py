@@ -161,6 +161,34 @@ def test_groups_of_one_run_that_read_the_same_are_told_apart_by_their_setting(tm
         "study · fashion_mnist · small_cnn · norm gn · norm_options {noise_granularity: group, noise_std: 1.001}"]
 
 
+TITLE = "study · fashion_mnist · small_cnn · norm gn"
+
+
+def twin_titles(tmp_path, *models: dict) -> list[str]:
+    """unique_titles of one-run groups (seed 0, norm gn) whose models differ as given, by run name order."""
+    root = tmp_path / "runs"
+    for i, model in enumerate(models):
+        write_run(root, "gn", 8, 0, "completed", 0.9, rows=[], run_name=f"run{i}", lr=model.pop("lr", 0.1),
+                  model={"norm_options": None, **model})
+    groups = sorted(grouped(load_runs(root)[0], "seed"), key=lambda group: group.runs[0].name)
+    return unique_titles(groups, "norm")
+
+
+def test_twins_differing_in_two_settings_name_both(tmp_path):
+    assert twin_titles(tmp_path, {"norm_groups": 2}, {"norm_groups": 4, "norm_options": {"eps": 0.001}}) == [
+        f"{TITLE} · norm_groups 2 · norm_options null", f"{TITLE} · norm_groups 4 · norm_options {{eps: 0.001}}"]
+
+
+def test_twins_named_by_their_config_hash_when_the_settings_take_over_100_characters_or_none_differs(tmp_path):
+    pad = 100 - len("norm_options {pad: }")
+    long, longer = twin_titles(tmp_path / "a", {"norm_options": {"pad": "x" * pad}}, {})[0], \
+        twin_titles(tmp_path / "b", {"norm_options": {"pad": "x" * (pad + 1)}}, {})[0]
+    assert long == f"{TITLE} · norm_options {{pad: {'x' * pad}}}"  # 100 characters: still said
+    assert re.fullmatch(rf"{TITLE} · config [0-9a-f]{{8}}", longer)
+    by_lr = twin_titles(tmp_path / "c", {"lr": 0.1}, {"lr": 0.2})  # the LR is an axis, not a setting
+    assert len(set(by_lr)) == 2 and all(re.fullmatch(rf"{TITLE} · config [0-9a-f]{{8}}", t) for t in by_lr)
+
+
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
