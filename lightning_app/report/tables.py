@@ -122,7 +122,7 @@ def _number(value: float | None, digits: int) -> str:
     return DASH if value is None else f"{value:.{digits}f}"
 
 
-def cell_text(cell: Cell | None, digits: int = 2) -> str:
+def cell_text(cell: Cell | None, digits: int) -> str:
     if cell is None:
         return ""
     if cell.mean is None:

@@ -189,6 +189,14 @@ def test_twins_named_by_their_config_hash_when_the_settings_take_over_100_charac
     assert len(set(by_lr)) == 2 and all(re.fullmatch(rf"{TITLE} · config [0-9a-f]{{8}}", t) for t in by_lr)
 
 
+def test_a_norm_with_no_finished_seed_has_no_mean(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", 0.9, rows=[])
+    write_run(root, "gn", 8, 0, "exploded", None, rows=[])
+    table = accuracy_table(load_runs(root)[0], "final_val_acc")
+    assert table.mean("bn") == pytest.approx(90.0) and table.mean("gn") is None
+
+
 def test_nan_and_untrained_results_are_never_numbers(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
