@@ -66,8 +66,8 @@ def scratch_copy(module: str, files: tuple[str, ...], tests: tuple[str, ...]) ->
         if name and source.is_file() and not (target.is_file() and target.read_bytes() == source.read_bytes()):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    selection = sorted(str(p.relative_to(ROOT)) for pattern in tests for p in ROOT.glob(pattern)
-                       if str(p.relative_to(ROOT)) not in LEFT_OUT.get(module, ()))
+    found = sorted(str(p.relative_to(ROOT)) for pattern in tests for p in ROOT.glob(pattern))
+    selection = [name for name in found if name not in LEFT_OUT.get(module, ())]
     also_copy = sorted({name.split("/")[0] for name in tracked.decode().split("\0") if name}
                        - set(PACKAGES) - {"tests", "setup.cfg", "pyproject.toml"})
     lines = ["[mutmut]", "source_paths=", *(f"    {p}/" for p in PACKAGES), "only_mutate=",
