@@ -75,6 +75,85 @@ def test_course_report_claims_by_hand(tmp_path):
     assert by_statement(claims, "gradient's L2 norm").seeds[0] == SeedResult("2.00", True)
 
 
+COURSE_STATEMENTS = ("BN trains faster", "lr 1e-4 converges slower", "batch < 20", "GN's training accuracy is below",
+                     "hardly changes", "test accuracy is about the same", "gradient's L2 norm")
+
+
+def course_grid(root, seed, none_loss, bn_loss, gn, none_grad=1.0, none_test=0.80, leave_out=()):
+    """The course grid for one seed: `none_loss`/`bn_loss` map (bs, lr) to the constant training loss, none's
+    and bn's training accuracies are 88 and 91 %, `gn` lists (groups, train acc, test acc, grad norm); runs
+    named in `leave_out` ((norm, bs, lr) or ("gn", groups)) are not written."""
+    for bs in (10, 50, 100):
+        for lr in (1e-3, 1e-4):
+            if ("none", bs, lr) not in leave_out:
+                run(root, "course", "none", seed, bs, lr, loss=none_loss[(bs, lr)], train_acc=0.88, grad=none_grad,
+                    test=none_test)
+            if ("bn", bs, lr) not in leave_out:
+                run(root, "course", "bn", seed, bs, lr, loss=bn_loss[(bs, lr)], train_acc=0.91)
+    for groups, acc, test, grad in gn:
+        if ("gn", groups) not in leave_out:
+            run(root, "course", "gn", seed, 50, 1e-3, model={"norm_groups": groups}, loss=1.0, train_acc=acc,
+                grad=grad, test=test)
+
+
+def every(value):
+    return {(bs, lr): value for bs in (10, 50, 100) for lr in (1e-3, 1e-4)}
+
+
+def test_course_report_claims_at_their_bounds(tmp_path):
+    """Seed 0 sits on every condition's bound (a ratio of exactly 1 or 0.95, a gap of exactly 0 or ±1 point),
+    seed 1 is past it on the other side: each number by hand, and which side of the bound counts."""
+    root = tmp_path / "runs"
+    # seed 0: bn's loss equals none's (1.0) except at batch 10, where it is 0.95 × none's; bn's best training
+    # accuracy 91 → (bs 50, lr 1e-3) bn is written with 0.91, and gn reaches 91 exactly at G = 1
+    course_grid(root, 0, every(1.0), {**every(1.0), (10, 1e-3): 0.95, (10, 1e-4): 0.95},
+                gn=[(1, 0.91, 0.81, 1.0), (4, 0.905, 0.79, 1.0), (16, 0.90, 0.80, 1.0)])
+    # seed 1: none 1.0 at lr 1e-3 and 1.25 at 1e-4; bn 0.75 / 1.0 at batch 50 and 100, 0.9 / 1.125 at batch 10
+    course_grid(root, 1, {(bs, lr): 1.0 if lr == 1e-3 else 1.25 for bs, lr in every(0)},
+                {(bs, lr): (0.75 if lr == 1e-3 else 1.0) if bs > 10 else (0.9 if lr == 1e-3 else 1.125)
+                 for bs, lr in every(0)},
+                gn=[(1, 0.86, 0.788, 2.5), (4, 0.88, 0.80, 2.5), (16, 0.872, 0.812, 2.5)], none_grad=2.0)
+    runs, _ = load_runs(root)
+    claims = course_claims(runs)
+    assert [by_statement(claims, s) for s in COURSE_STATEMENTS] == claims
+    expected = {
+        "BN trains faster": ("1.00 / 1.00 / 1.00 / 1.00", False, "0.75 / 0.80 / 0.75 / 0.80", True),
+        # none at batch 10, 50, 100, then bn: 0.95 / 0.95, 1.0 / 1.0, ... (seed 1: 1.125 / 0.9 = 1.0 / 0.75 = 1.33)
+        "lr 1e-4 converges slower": ("1.00 / 1.00 / 1.00 / 1.00 / 1.00 / 1.00", False,
+                                     "1.25 / 1.25 / 1.25 / 1.25 / 1.33 / 1.33", True),
+        "batch < 20": ("0.95 / 0.95", True, "0.90 / 0.90", False),
+        # gn's accuracy − max(none 88, bn 91)
+        "GN's training accuracy is below": ("+0.00 / -0.50 / -1.00", False, "-5.00 / -3.00 / -3.80", True),
+        "hardly changes": ("1.00", True, "2.00", False),
+        # gn's test accuracy − none's 80: exactly ±1 holds; −1.2 does not, though it is below +1
+        "test accuracy is about the same": ("+1.00 / -1.00 / +0.00", True, "-1.20 / +0.00 / +1.20", False),
+        "gradient's L2 norm": ("1.00", False, "1.25", True),
+    }
+    for statement, (number_0, holds_0, number_1, holds_1) in expected.items():
+        assert by_statement(claims, statement).seeds == {0: SeedResult(number_0, holds_0),
+                                                          1: SeedResult(number_1, holds_1)}, statement
+
+
+def test_course_report_claims_leave_out_the_seeds_that_lack_their_runs(tmp_path):
+    """A claim counts a seed only when every run it compares exists and has its number; none of the
+    claims needing one in either seed, no claim at all."""
+    root = tmp_path / "runs"
+    gn = [(1, 0.85, 0.805, 2.0), (4, 0.855, 0.79, 2.0), (16, 0.853, 0.805, 2.0)]
+    losses = {(bs, lr): 1.0 if lr == 1e-3 else 1.5 for bs, lr in every(0)}
+    # seed 0: no bn at (100, 1e-4); none's gradient norm is 0 (a ratio over it is no number); no test accuracy
+    course_grid(root, 0, losses, every(0.8), gn, none_grad=0.0, none_test=None, leave_out={("bn", 100, 1e-4)})
+    # seed 1: no gn with 16 groups, and none at batch 10 only at lr 1e-3
+    course_grid(root, 1, losses, every(0.8), gn, leave_out={("gn", 16), ("none", 10, 1e-4)})
+    runs, _ = load_runs(root)
+    claims = course_claims(runs)
+    seeds_of = {s: set(by_statement(claims, s).seeds) for s in COURSE_STATEMENTS if any(s in c.statement for c in claims)}
+    # the 1e-4 comparisons need none at batch 10 (seed 1) and bn at batch 100 (seed 0); the test accuracies
+    # need none's (seed 0) and G = 16 (seed 1)
+    assert seeds_of == {"BN trains faster": {1}, "batch < 20": {0}, "GN's training accuracy is below": {0},
+                        "hardly changes": {0}, "gradient's L2 norm": {1}}
+    assert len(claims) == len(seeds_of)
+
+
 def test_noise_and_candidate_claims_by_hand(tmp_path):
     root = tmp_path / "runs"
     noise = {"noise_mean": 1e-3, "noise_std": 1.001, "noise_granularity": "element"}
