@@ -12,7 +12,7 @@ import pytest
 from lightning_app.command import main
 from lightning_app.report.groups import deduplicate, group_title, grouped, tied_keys, tied_rule, unique_titles
 from lightning_app.report.runs import load_runs
-from lightning_app.report.tables import accuracy_table, table_markdown
+from lightning_app.report.tables import AccuracyTable, Cell, accuracy_table, table_markdown
 from tests.lightning_app.report.report_runs import write_run
 
 
@@ -214,6 +214,34 @@ def test_nan_and_untrained_results_are_never_numbers(tmp_path):
     assert "10.00" not in cells and "nan" not in cells and "" in cells
     assert "n/a: no seed has a finite value (NaN, or the run took no training step)" in text
     assert "‡: batch size 32, bn: 1 of 2 seeds have no finite value" in text
+
+
+def test_a_table_and_its_notes_whole_for_every_kind_of_cell():
+    """Cells made by hand, one of each kind: every seed exploded, no seed with a value, some exploded, some
+    without a value, a plain one and none at all; the markdown compared whole."""
+    cells = {(2, "bn"): Cell((), exploded=2), (2, "gn"): Cell((), invalid=1), (8, "bn"): Cell((90.0, 92.0), exploded=1),
+             (8, "gn"): Cell((85.0,), invalid=1), (32, "bn"): Cell((94.0,))}
+    assert table_markdown(AccuracyTable([2, 8, 32], ["bn", "gn"], cells)) == "\n".join([
+        "| Batch size | bn | gn |",
+        "|---|---|---|",
+        "| 2 | – | n/a |",
+        "| 8 | 91.00 ± 1.41 † | 85.00 ‡ |",  # sample std of 90 and 92: √2
+        "| 32 | 94.00 |  |",
+        "| Mean | 92.50 | 85.00 |",
+        "| Variance | 4.50 | – |",  # sample variance of 91 and 94
+        "",
+        "- Seeds per cell: 1, 2, 3; several seeds: mean ± sample std.",
+        "- –: training exploded (every seed); left out of Mean and Variance.",
+        "- n/a: no seed has a finite value (NaN, or the run took no training step); left out of Mean and Variance.",
+        "- †: batch size 8, bn: 1 of 3 seeds exploded; the others are averaged.",
+        "- ‡: batch size 8, gn: 1 of 2 seeds have no finite value (NaN, or no training step); the others are averaged.",
+        ""])
+    # a seed that exploded beside a finished one is no "–" cell; a plain value is no "n/a" one
+    partly = AccuracyTable([8], ["bn", "gn"], {(8, "bn"): Cell((90.0,), exploded=1), (8, "gn"): Cell((80.0,))})
+    assert table_markdown(partly, "Batch size \\ layer", summary_rows=False, digits=3).splitlines() == [
+        "| Batch size \\ layer | bn | gn |", "|---|---|---|", "| 8 | 90.000 † | 80.000 |", "",
+        "- Seeds per cell: 1, 2; several seeds: mean ± sample std.",
+        "- †: batch size 8, bn: 1 of 2 seeds exploded; the others are averaged."]
 
 
 def test_a_table_without_values_is_a_sentence(tmp_path):
