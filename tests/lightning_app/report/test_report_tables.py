@@ -242,6 +242,11 @@ def test_a_table_and_its_notes_whole_for_every_kind_of_cell():
         "| Batch size \\ layer | bn | gn |", "|---|---|---|", "| 8 | 90.000 † | 80.000 |", "",
         "- Seeds per cell: 1, 2; several seeds: mean ± sample std.",
         "- †: batch size 8, bn: 1 of 2 seeds exploded; the others are averaged."]
+    # the † notes in the rows' order: batch size as a number, then the columns' order (none before bn)
+    cells = {(32, "bn"): Cell((90.0,), exploded=1), (32, "none"): Cell((80.0,), exploded=1),
+             (8, "bn"): Cell((85.0,), exploded=2)}
+    notes = table_markdown(AccuracyTable([8, 32], ["none", "bn"], cells)).split("\n\n")[1].splitlines()
+    assert [note.split(":")[1] for note in notes[1:]] == [" batch size 8, bn", " batch size 32, none", " batch size 32, bn"]
 
 
 def test_a_table_without_values_is_a_sentence(tmp_path):
