@@ -98,7 +98,8 @@ def tied_keys(runs: list[RunRecord], exclude: set[str]) -> dict[str, dict]:
 
 def grouped(runs: list[RunRecord], *varying: str) -> list[Group]:
     """Runs that differ only along the `varying` axes (and, when batch_size varies, in the values tied
-    to it within their experiment), in a stable order."""
+    to it within their experiment), in a stable order: experiment, tied values, learning rate, then the
+    smallest batch size as a number (a landscape of batch 8 before one of batch 32)."""
     exclude = {AXES[axis] for axis in varying}
     by_experiment: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
@@ -115,7 +116,8 @@ def grouped(runs: list[RunRecord], *varying: str) -> list[Group]:
             batch_sizes = {run.axis("batch_size") for run in bucket}
             groups.append(Group(bucket, {k: v for k, v in tied.items() if len(batch_sizes & set(v)) > 1}, digest))
     return sorted(groups, key=lambda g: (g.runs[0].experiment, str(sorted(map(str, g.tied))),
-                                         numeric_key(g.runs[0].axis("lr")), g.digest))
+                                         numeric_key(g.runs[0].axis("lr")),
+                                         min(numeric_key(run.axis("batch_size")) for run in g.runs), g.digest))
 
 
 def short_key(key: str) -> str:

@@ -150,6 +150,20 @@ def test_a_group_title_leaves_out_an_axis_its_runs_differ_in_or_tie_to_the_batch
     assert group_title(groups["scaled"], "lr", "norm") == "scaled · fashion_mnist · small_cnn · norm gn"
 
 
+def test_groups_come_by_experiment_then_learning_rate_then_batch_size_as_numbers(tmp_path):
+    """The report's sections follow this order: a landscape of batch 8 before those of 32 and 128 (their
+    setting digests would order them otherwise), a string batch size after the numbers."""
+    root = tmp_path / "runs"
+    for bs, lr, experiment in ((128, 0.1, "study"), (32, 0.1, "study"), (8, 0.1, "study"), ("8x", 0.1, "study"),
+                               (8, 0.01, "study"), (2, 0.1, "later")):
+        for norm in ("bn", "gn"):
+            write_run(root, norm, bs, 0, "completed", 0.9, lr=lr, rows=[], experiment=experiment)
+    groups = grouped(load_runs(root)[0], "norm", "seed")
+    assert [(g.runs[0].experiment, g.runs[0].axis("lr"), g.runs[0].axis("batch_size")) for g in groups] == [
+        ("later", 0.1, 2), ("study", 0.01, 8), ("study", 0.1, 8), ("study", 0.1, 32), ("study", 0.1, 128),
+        ("study", 0.1, "8x")]
+
+
 def test_groups_of_one_run_that_read_the_same_are_told_apart_by_their_setting(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "gn", 8, 0, "completed", 0.9, rows=[], run_name="noisy",
