@@ -154,7 +154,7 @@ def test_course_report_claims_leave_out_the_seeds_that_lack_their_runs(tmp_path)
     assert len(claims) == len(seeds_of)
 
 
-def test_noise_and_candidate_claims_by_hand(tmp_path):
+def noise_and_candidate_root(tmp_path):
     root = tmp_path / "runs"
     noise = {"noise_mean": 1e-3, "noise_std": 1.001, "noise_granularity": "element"}
     for seed in (0, 1):
@@ -169,7 +169,11 @@ def test_noise_and_candidate_claims_by_hand(tmp_path):
         run(root, "a5", "gbgn", seed, bs=4, lr=1e-3, best=0.60, status="exploded", loss=0.5)  # exploded: fails
         run(root, "a5", "bgn", seed, bs=128, lr=0.01, best=0.45, loss=0.5)  # below 50 %: does not work
         run(root, "a5", "bgn", seed, bs=4, lr=1e-3, best=0.10, vanish=True, loss=2.3)
-    runs, _ = load_runs(root)
+    return root
+
+
+def test_noise_and_candidate_claims_by_hand(tmp_path):
+    runs, _ = load_runs(noise_and_candidate_root(tmp_path))
     claims = noise_claims([r for r in runs if r.experiment == "noise"])
     vanishes = by_statement(claims, "GN's gradients vanish")
     assert vanishes.seeds[0] == SeedResult("loss 2.30, vanished", True)
@@ -188,6 +192,34 @@ def test_noise_and_candidate_claims_by_hand(tmp_path):
     bgn_a = by_statement(a5, "BGN works in setting A")
     assert bgn_a.seeds[0] == SeedResult("loss 0.50, 45.00 %", False) and bgn_a.verdict == NOT_HELD
     assert by_statement(a5, "BGN fails in setting B").seeds[1] == SeedResult("loss 2.30, 10.00 %, vanished", True)
+
+
+def test_noise_and_candidate_claims_are_stated_whole_per_granularity(tmp_path):
+    """Source, statement, measure and condition of each claim as the report prints them, one set of noise
+    claims per granularity found (a group-noise gn run alone: only the claim it can answer)."""
+    root = noise_and_candidate_root(tmp_path)
+    run(root, "noise", "gn", 0, model={"norm_options": {"noise_std": 0.5, "noise_granularity": "group"}}, loss=2.3)
+    runs, _ = load_runs(root)
+    trains = "final training loss, vanish check (trains: completed, no vanish, loss ≤ 1.15)"
+    stated = [(c.source, c.statement, c.measure, c.condition) for c in noise_claims(
+        [r for r in runs if r.experiment == "noise"])]
+    assert stated == [
+        ("Figure 5", "with output noise (element) GN's gradients vanish: it does not train", "gn: " + trains,
+         "does not train"),
+        ("Figure 5", "with output noise (element) BN avoids the vanishing: it trains", "bn: " + trains, "trains"),
+        ("Figure 5", "with output noise (element) BN validates better than GN", "best val. acc. (%)",
+         "bn higher, bn trains"),
+        ("Figure 11", "with output noise (element) GNPlusGNFirst trains and validates best",
+         "best val. acc. (%) of each norm with this noise", "gn_plus_gn_first highest, it trains"),
+        ("Figure 5", "with output noise (group) GN's gradients vanish: it does not train", "gn: " + trains,
+         "does not train")]
+    works = "(works: completed, no vanish, loss ≤ 1.15, ≥ 50 %)"
+    measure = "final training loss, best val. acc., vanish check, status"
+    assert [(c.source, c.statement, c.measure, c.condition) for c in candidate_claims(runs)] == [
+        ("Appendix A.5", "GBGN works in setting A (lr 0.01, batch 128)", measure, f"works {works}"),
+        ("Appendix A.5", "GBGN fails in setting B (lr 0.001, batch 4)", measure, f"fails {works}"),
+        ("Appendix A.5", "BGN works in setting A (lr 0.01, batch 128)", measure, f"works {works}"),
+        ("Appendix A.5", "BGN fails in setting B (lr 0.001, batch 4)", measure, f"fails {works}")]
 
 
 def test_report_lists_each_experiments_claims(tmp_path):
