@@ -3,8 +3,11 @@ summary.json, CSV-logger metrics.csv): the accuracy table against hand-computed 
 learning-rate envelope against a hand computation, and every PNG the report links."""
 import json
 import math
+import os
 import re
 import socket
+import time
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -16,6 +19,7 @@ from lightning_app.report.runs import Series, read_metrics
 from tests.helpers import error_line, snapshot
 from tests.lightning_app.readme_table import assert_documented
 from tests.lightning_app.report.report_runs import write_metrics_csv, write_run
+from tests.lightning_app.report.test_report_paper_claims import run as claim_run
 
 @pytest.fixture
 def runs_root(tmp_path):
@@ -31,6 +35,28 @@ def runs_root(tmp_path):
     write_run(root, "gn", 32, 0, "completed", 0.80, lr=0.01)  # a second learning rate: its own table, an envelope
     write_run(root, "bn", 32, 0, "completed", 0.91, lr=0.01)
     return root
+
+
+def test_the_report_whole_with_every_kind_of_section(runs_root, tmp_path, drawn, capsys):
+    """report.md compared whole with expected_report.md, a file read line by line against these runs: the
+    numbers are the hand computations of the tests around it (the lr 0.1 table, σ(λ) 0.618 / 0.786, the
+    noise claims), the rest is what a reader reads: headings, introductions, figure links in numeric group
+    order, the notes on a broken run and on a duplicate, the runs table. The figures are kept, not saved."""
+    noise = {"norm_options": {"noise_mean": 0.0, "noise_std": 1.001, "noise_granularity": "element"}}
+    for seed in (0, 1):
+        claim_run(runs_root, "noise", "bn", seed, model=noise, best=0.40, loss=0.8 if seed == 0 else 1.2, grad=1.0)
+        claim_run(runs_root, "noise", "gn", seed, model=noise, best=0.10, vanish=seed == 0,
+                  loss=2.3 if seed == 0 else 0.9, grad=1e-9)
+    again = write_run(runs_root, "gn", 32, 0, "completed", 0.80, lr=0.01, run_name="gn_again")  # a duplicate
+    os.utime(again / "summary.json", (time.time() + 3600, time.time() + 3600))  # the newer: the one counted
+    broken = write_run(runs_root, "bn", 8, 5, "completed", 0.5, run_name="broken")
+    (broken / "summary.json").write_text("{not json")
+    out = tmp_path / "report"
+    main(["report", str(runs_root), "--out", str(out)])
+    expected = (Path(__file__).parent / "expected_report.md").read_text()
+    assert (out / "report.md").read_text().replace(str(tmp_path), "<tmp>") == expected
+    assert capsys.readouterr().out == f"normlab: report {out / 'report.md'} (18 runs, 9 figures)\n"
+    assert len(drawn) == 9
 
 
 def section(text: str, heading: str) -> str:
