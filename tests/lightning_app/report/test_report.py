@@ -65,7 +65,7 @@ def section(text: str, heading: str) -> str:
     return text[start:end if end != -1 else None]
 
 
-def test_report_table_matches_a_hand_computation(runs_root, tmp_path, capsys):
+def test_report_table_matches_a_hand_computation(runs_root, tmp_path, capsys, drawn):
     out = tmp_path / "report"
     main(["report", str(runs_root), "--out", str(out)])
     text = (out / "report.md").read_text()

@@ -222,7 +222,7 @@ def test_noise_and_candidate_claims_are_stated_whole_per_granularity(tmp_path):
         ("Appendix A.5", "BGN fails in setting B (lr 0.001, batch 4)", measure, f"fails {works}")]
 
 
-def test_report_lists_each_experiments_claims(tmp_path):
+def test_report_lists_each_experiments_claims(tmp_path, drawn):
     runs, _ = load_runs(course_root(tmp_path))
     report, _ = write_report(runs, tmp_path / "report", source="runs")
     text = report.read_text()
