@@ -263,6 +263,15 @@ def test_a_table_and_its_notes_whole_for_every_kind_of_cell():
     assert [note.split(":")[1] for note in notes[1:]] == [" batch size 8, bn", " batch size 32, none", " batch size 32, bn"]
 
 
+def test_a_cell_counts_every_seed_without_a_value_and_every_exploded_one(tmp_path):
+    root = tmp_path / "runs"
+    for seed, status, value in ((0, "completed", math.nan), (1, "completed", math.nan), (2, "completed", 0.9),
+                                (3, "exploded", None), (4, "exploded", None), (5, "failed", 0.5)):
+        write_run(root, "bn", 8, seed, status, value, rows=[])
+    cell = accuracy_table(load_runs(root)[0], "final_val_acc").cells[(8, "bn")]
+    assert (cell.values, cell.invalid, cell.exploded, cell.seeds) == ((90.0,), 2, 2, 5)  # the failed run: none
+
+
 def test_a_table_without_values_is_a_sentence(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
