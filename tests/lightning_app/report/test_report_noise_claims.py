@@ -41,3 +41,11 @@ def test_trains_and_works_at_their_bounds(tmp_path):
     assert math.isclose(TRAINED_LOSS, math.log(10) / 2)
     assert outcome(without_loss) == "loss n/a, 80.00 %" and not trains(without_loss)
     assert outcome(without_either) == "loss n/a, n/a"
+
+
+def test_a_noisy_run_without_an_accuracy_validates_at_zero(tmp_path):
+    root = tmp_path / "runs"
+    run(root, "noise", "bn", 0, model=noise(1.0), best=None, loss=0.5)  # e.g. no validation ran
+    run(root, "noise", "gn", 0, model=noise(1.0), best=0.1, loss=0.5)
+    claim = by_statement(noise_claims(load_runs(root)[0]), "BN validates better than GN")
+    assert claim.seeds == {0: SeedResult("bn 0.00 / gn 10.00", False)}
