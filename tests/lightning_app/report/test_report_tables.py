@@ -12,7 +12,7 @@ import pytest
 from lightning_app.command import main
 from lightning_app.report.groups import deduplicate, group_title, grouped, tied_keys, tied_rule, unique_titles
 from lightning_app.report.runs import load_runs
-from lightning_app.report.tables import AccuracyTable, Cell, accuracy_table, table_markdown
+from lightning_app.report.tables import AccuracyTable, Cell, accuracy_table, final_lambda_tables, table_markdown
 from tests.lightning_app.report.report_runs import write_run
 
 
@@ -270,6 +270,16 @@ def test_a_cell_counts_every_seed_without_a_value_and_every_exploded_one(tmp_pat
         write_run(root, "bn", 8, seed, status, value, rows=[])
     cell = accuracy_table(load_runs(root)[0], "final_val_acc").cells[(8, "bn")]
     assert (cell.values, cell.invalid, cell.exploded, cell.seeds) == ((90.0,), 2, 2, 5)  # the failed run: none
+
+
+def test_final_lambda_tables_take_finite_numbers_and_order_layers_input_to_output(tmp_path):
+    root = tmp_path / "runs"
+    lambdas = {"net.features.12": 0.6, "net.features.9": 0.7, "net.features.1": math.nan, "net.classifier": "n/a",
+               "net.features.5": None}
+    write_run(root, "gn_plus_parallel", 8, 0, "completed", 0.9, rows=[], summary={"lambdas": lambdas})
+    (table,) = final_lambda_tables(load_runs(root)[0]).values()
+    assert table.norms == ["features.9", "features.12"]  # network order, not string order (features.12 < features.9)
+    assert table.cells == {(8, "features.9"): Cell((0.7,)), (8, "features.12"): Cell((0.6,))}
 
 
 def test_a_table_without_values_is_a_sentence(tmp_path):
