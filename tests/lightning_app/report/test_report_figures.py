@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import yaml
 from matplotlib.colors import to_hex
+from matplotlib.ticker import MaxNLocator
 
 from lightning_app.report import figures
 from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
                                                 plot_lambda_trajectories)
-from lightning_app.report.figures import plot_landscape, plot_training_curves
+from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_training_curves
 from lightning_app.report.runs import load_runs
 from lightning_app.report.tables import accuracy_table
 from tests.lightning_app.report.figure_looks import look, text_of
@@ -235,3 +236,89 @@ def test_landscape_bands_are_binned_so_hundreds_of_probes_stay_readable(tmp_path
         # a bin's mean of a linear function of images seen (2 per step) is its value at the bin's mean x,
         # and the two seeds (offset 0 and 1) average to +0.5
         assert low == pytest.approx(1.5 + 0.0005 * x) and high == pytest.approx(2.5 + 0.0005 * x)
+
+
+def integer_ticks(ax) -> bool:
+    locator = ax.xaxis.get_major_locator()
+    return isinstance(locator, MaxNLocator) and locator._integer and locator._min_n_ticks == 1
+
+
+def test_the_training_curves_look(tmp_path, drawn):
+    """Rows of batch sizes sharing x and, per quantity, y; per norm its colour, a faint band and a line,
+    dotted where validated; a black × at an exploded run's last finite value; the training loss (one
+    batch per point) in 20 bins, validation points as measured."""
+    root = tmp_path / "runs"
+    for norm, bs, status in (("bn", 4, "completed"), ("gn", 4, "exploded"), ("gn", 16, "completed")):
+        rows = [{"epoch": 0, "step": s, "train/loss": 2.0 - 0.01 * s} for s in range(50)]
+        rows += [{"epoch": 0, "step": 49, "val/acc": 0.5, "val/loss": 1.0}]
+        write_run(root, norm, bs, 0, status, 0.5, rows=rows)
+    plot_training_curves(load_runs(root)[0], tmp_path / "c.png", "t")
+    (fig,) = drawn
+    rc = plt.rcParams
+    assert tuple(fig.get_size_inches()) == (15, 3.8 * 2)
+    axes = fig.axes
+    assert all(axes[0].get_shared_x_axes().joined(axes[0], ax) for ax in axes)
+    assert [axes[i].get_shared_y_axes().joined(axes[i], axes[i + 3]) for i in range(3)] == [True] * 3
+    assert not axes[0].get_shared_y_axes().joined(axes[0], axes[1])  # loss and accuracy keep their own scales
+    assert [text_of(ax.title)[0] for ax in axes] == [f"{q} · batch size {bs}" for bs in (4, 16) for q in
+                                                     ("training loss", "validation loss", "validation accuracy")]
+    assert [ax.get_ylabel() for ax in axes[:3]] == ["training loss", "validation loss", "validation accuracy"]
+    assert {ax.get_xlabel() for ax in axes} == {"training images seen"} and all(map(integer_ticks, axes))
+    train, _, val = [a for ax in axes for a in ax.lines if a.get_gid() == "mean:bn:bs4"]
+    line = {"alpha": None, "colour": to_hex(plt.get_cmap("tab10")(1)), "width": 1.3, "style": "-", "size": 3.5,
+            "edge": rc["lines.markeredgewidth"], "label": "bn (1)"}
+    assert look(train) == {**line, "marker": "None"} and look(val) == {**line, "marker": "o"}
+    assert len(train.get_xdata()) == 20 and len(val.get_xdata()) == 1  # 50 logged losses in 20 bins
+    band = [a for ax in axes for a in ax.collections if a.get_gid() == "band:gn:bs16"][0]
+    assert look(band) == {"label": None, "alpha": 0.25, "colour": to_hex(plt.get_cmap("tab10")(2)), "width": 0.0}
+    crosses = [a for ax in axes for a in ax.lines if a.get_gid() == "exploded:gn:bs4"]
+    assert len(crosses) == 3 and look(crosses[0]) == {"label": None, "alpha": None, "colour": "#000000",
+                                                      "width": rc["lines.linewidth"], "style": "None", "marker": "x",
+                                                      "size": 9.0, "edge": 2.0}
+    assert crosses[0].get_xdata().tolist() == [49 * 4] and crosses[0].get_ydata().tolist() == [2.0 - 0.49]
+    legend = axes[0].get_legend()
+    assert legend.get_title().get_text() == "norm (seeds)" and [text_of(t) for t in legend.get_texts()] == [
+        ("bn (1)", 8), ("gn (1)", 8)]
+    assert text_of(fig._suptitle) == (
+        "Training curves, mean ± std over seeds: t (×: last finite value of a run that exploded)", 10)
+
+
+def test_the_landscape_and_envelope_figures_look(tmp_path, drawn):
+    root = tmp_path / "runs"
+    for norm in ("bn", "gn"):
+        for lr in (0.1, 0.01):
+            rows = [{"epoch": 0, "step": s, "train/loss": 2.0 - s * lr, "landscape/loss_min": 1.0,
+                     "landscape/loss_max": 2.0, "landscape/grad_pred_min": 0.1, "landscape/grad_pred_max": 0.2,
+                     "landscape/beta_eff": 3.0} for s in range(0, 10, 2)]
+            write_run(root, norm, 8, 0, "completed", 0.5, lr=lr, rows=rows)
+    runs, _ = load_runs(root)
+    plot_landscape([r for r in runs if r.axis("lr") == 0.1], tmp_path / "l.png", "t")
+    plot_lr_envelope(runs, tmp_path / "e.png", "t")
+    landscape, envelope = drawn
+    bn, gn = (to_hex(plt.get_cmap("tab10")(i)) for i in (1, 2))
+    assert tuple(landscape.get_size_inches()) == (15, 4)
+    loss, grad, beta = landscape.axes
+    assert [(ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) for ax in landscape.axes] == [
+        ("loss landscape", "training images seen", "loss at θ − η·g"),
+        ("gradient predictiveness", "training images seen", "‖∇L(θ − η·g) − g‖"),
+        ("effective β-smoothness", "training images seen", "max ‖Δ∇L‖ / ‖Δθ‖")]
+    assert all(map(integer_ticks, landscape.axes))
+    for ax in (loss, grad):
+        bands = [a for a in ax.collections if a.get_gid() == "band:gn"]
+        assert [look(b) for b in bands] == [{"label": "gn", "alpha": 0.3, "colour": gn, "width": 0.0}]
+        edges = [a for a in ax.lines if to_hex(a.get_color()) == gn]
+        assert [(a.get_linewidth(), a.get_label().startswith("_")) for a in edges] == [(0.8, True)] * 2
+        assert ax.get_legend().get_title().get_text() == "norm"
+    assert [(a.get_gid(), to_hex(a.get_color()), a.get_label()) for a in beta.lines] == [("beta:bn", bn, "bn"),
+                                                                                          ("beta:gn", gn, "gn")]
+    assert text_of(landscape._suptitle) == ("Landscape along the gradient (band: min–max over step sizes η, averaged "
+                                            "over seeds in ≤ 40 bins): t", 10)
+
+    (ax,) = envelope.axes
+    assert tuple(envelope.get_size_inches()) == (7, 4.2)
+    assert look(artist(envelope, "band:bn")) == {"label": "bn (lr 0.01, 0.1)", "alpha": 0.3, "colour": bn, "width": 0.0}
+    edges = [a for a in ax.lines if to_hex(a.get_color()) == bn]
+    assert [(a.get_linewidth(), a.get_label().startswith("_")) for a in edges] == [(0.8, True)] * 2
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("optimizer step", "train/loss (min–max over learning rates)")
+    assert text_of(ax.title) == ("Learning-rate envelope: t", 10) and integer_ticks(ax)
+    assert ax.get_legend().get_title().get_text() == "norm"
