@@ -4,10 +4,13 @@ by hand, and against the files a real `lightning fit` with the activations prese
 links the figures only for runs that measured their norm layers."""
 import csv
 import json
+import textwrap
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 
 from callbacks.activation_records import HISTOGRAM_FILE, read_histograms
 from lightning_app.command import main
@@ -16,6 +19,7 @@ from lightning_app.report.activation_figures import (MAX_RIDGES, plot_activation
 from lightning_app.report.command import FIGURE_NAME, REPORT_HEADING
 from lightning_app.report.runs import load_runs
 from tests.helpers import ROOT, tiny_args
+from tests.lightning_app.report.figure_looks import look, text_of
 from tests.lightning_app.report.report_runs import write_run
 from tests.lightning_app.report.test_report_figures import artist, band_edges
 
@@ -146,6 +150,89 @@ def test_gradient_norms_one_line_per_norm_on_a_log_axis(tmp_path, drawn):
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["gn (seed 0)", "none (seed 0)"]
     write_run(tmp_path / "one", "gn", 8, 0, "completed", 0.8, rows=activation_rows([0], mean, var, grad=lambda s: 1.0))
     assert plot_grad_norms(load_runs(tmp_path / "one")[0], tmp_path / "g1.png", "t") is None  # nothing to overlay
+
+
+def test_the_histogram_and_channel_figures_look(tmp_path, drawn):
+    """Ridges in viridis from the first step to the last, each over a white fill hiding the older ones;
+    channel means in tab10 per channel with faint bands; the coherence black, solid for means and dashed
+    for log-variances, on a 0–1 axis; a panel without coherence switched off with one centred sentence."""
+    root = tmp_path / "runs"
+    for norm, coherence in (("bn", None), ("gn", lambda s: s / 20)):
+        run = write_run(root, norm, 8, 0, "completed", 0.8, rows=activation_rows(range(0, 20, 4), mean, var,
+                                                                                  coherence=coherence))
+        (run / HISTOGRAM_FILE).write_text("".join(histogram_line(step, DEEP, 0, where, [1, 2, 1])
+                                                  for step in (0, 5, 10) for where in ("before", "after")))
+    runs, _ = load_runs(root)
+    plot_activation_histograms(runs, tmp_path / "h.png", "t")
+    plot_channel_means(runs, tmp_path / "m.png", "t")
+    histograms, means = drawn
+    assert tuple(histograms.get_size_inches()) == (11, 3.6 * 2)
+    ax = histograms.axes[0]
+    ridges = [line for line in ax.lines if (line.get_gid() or "").startswith("hist:")]
+    viridis = plt.get_cmap("viridis")
+    assert [(to_hex(r.get_color()), r.get_linewidth(), r.get_zorder()) for r in ridges] == [
+        (to_hex(viridis(k / 2)), 1.0, 2 * k + 1) for k in range(3)]
+    assert [(to_hex(f.get_facecolor()[0]), f.get_zorder()) for f in ax.collections] == [("#ffffff", 2 * k)
+                                                                                        for k in range(3)]
+    assert {t.get_fontsize() for t in ax.get_yticklabels()} == {7} and ax.get_xlabel() == "value"
+    assert {ax.title.get_fontsize() for ax in histograms.axes} == {9}
+    assert text_of(histograms._suptitle) == ("Channel histograms over training: t\n(density; back/top: the first "
+                                             "measured step, front/bottom: the last; x: the central 99 % of each "
+                                             "histogram's values)", 10)
+
+    assert tuple(means.get_size_inches()) == (12, 3.4 * 2)
+    bn_means, bn_right, gn_means, gn_right = means.axes
+    tab10 = plt.get_cmap("tab10")
+    assert look(artist(means, "std:gn:1")) == {"label": None, "alpha": 0.15, "colour": to_hex(tab10(1)), "width": 0.0}
+    line = artist(means, "mean:gn:1")
+    assert (to_hex(line.get_color()), line.get_label()) == (to_hex(tab10(1)), "channel 1")
+    assert text_of(gn_means.title) == (f"gn (seed 0) · {DEEP}: channel means before the norm (± std)", 9)
+    assert (gn_means.get_xlabel(), gn_means.get_ylabel()) == ("training step", "mean over (N, H, W)")
+    assert {t.get_fontsize() for ax in (gn_means, gn_right) for t in ax.get_legend().get_texts()} == {8}
+    assert [(a.get_gid(), to_hex(a.get_color()), a.get_linestyle(), a.get_label()) for a in gn_right.lines] == [
+        ("coherence:gn:mean", "#000000", "-", "η² of the channel means"),
+        ("coherence:gn:logvar", "#000000", "--", "η² of the channel log-variances")]
+    assert gn_right.get_ylim() == (0, 1.02)
+    assert (gn_right.get_xlabel(), gn_right.get_ylabel()) == ("training step", "η² (between-group share)")
+    assert text_of(gn_right.title) == (f"gn · {DEEP}: group coherence η² (1: a group's channels share the statistic)",
+                                       9)
+    (sentence,) = bn_right.texts
+    assert (sentence.get_text(), sentence.get_position(), sentence.get_ha(), sentence.get_va()) == (
+        "bn does not group channels: no group coherence", (0.5, 0.5), "center", "center")
+    assert text_of(means._suptitle) == ("Channel statistics before the norm over training: t", 10)
+
+
+def test_the_gradient_norm_figure_looks(tmp_path, drawn):
+    """Every logged step thin and faint, the bin means bold; one line style per seed, cycling after four;
+    the legend outside the axes on the right, inside the figure; a long title wrapped at 100 characters."""
+    root = tmp_path / "runs"
+    for norm, seeds in (("bn", (0,)), ("gn", (0, 1, 2, 3, 4))):
+        for seed in seeds:
+            write_run(root, norm, 8, seed, "completed", 0.8, rows=activation_rows([0], mean, var,
+                                                                                  grad=lambda s: 1.0 + seed))
+    title = "a comparison " * 12  # 156 characters
+    plot_grad_norms(load_runs(root)[0], tmp_path / "g.png", title, every_seed=True)
+    plot_grad_norms(load_runs(root)[0], tmp_path / "g1.png", "t")
+    every, first = drawn
+    (ax,) = every.axes
+    assert tuple(every.get_size_inches()) == (9, 4.4)
+    gn = to_hex(plt.get_cmap("tab10")(2))
+    raw = artist(every, "grad_raw:gn:s3")
+    assert (to_hex(raw.get_color()), raw.get_linewidth(), raw.get_alpha(), raw.get_label().startswith("_")) == (
+        gn, 0.4, 0.35, True)
+    assert [(artist(every, f"grad:gn:s{s}").get_linestyle(), artist(every, f"grad:gn:s{s}").get_linewidth())
+            for s in range(5)] == [("-", 1.8), ("--", 1.8), (":", 1.8), ("-.", 1.8), ("-", 1.8)]
+    assert artist(first, "grad:gn").get_linestyle() == "-" and artist(first, "grad:gn").get_label() == "gn (seed 0)"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("training step", "gradient L2 norm (all parameters)")
+    heading, *wrapped = ax.get_title().split("\n")
+    assert heading == "Gradient L2 norm per step (thin: every logged step; bold: means in ≤ 60 bins)"
+    assert wrapped == textwrap.wrap(title, 100) and len(wrapped) == 2 and ax.title.get_fontsize() == 9
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "norm" and {t.get_fontsize() for t in legend.get_texts()} == {8}
+    renderer = every.canvas.get_renderer()
+    box, axes_box = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert box.x0 > axes_box.x1 and 0 <= axes_box.y1 - box.y1 < 10  # beside the axes, at its top (legend padding)
+    assert box.x1 <= every.bbox.width  # the layout made room for it: nothing cut off
 
 
 def noise_runs(root):
