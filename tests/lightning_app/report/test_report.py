@@ -107,6 +107,8 @@ def test_report_writes_every_figure_it_links(runs_root, tmp_path):
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert image.shape[0] > 300 and image.shape[1] > 500
         assert image[..., :3].std() > 0.05  # something was drawn
+        if rel.startswith("lr_envelope_"):
+            assert image.shape[:2] == (462, 770)  # 7 × 4.2 inches at 110 dpi
 
 
 def test_a_second_report_replaces_the_first_and_leaves_no_stale_figure(runs_root, tmp_path):
