@@ -194,3 +194,45 @@ def test_no_runs_is_one_clear_error(tmp_path, capsys):
     assert info.value.code == 2
     assert capsys.readouterr().err.strip() == (f"normlab: error: no run directories (with summary.json and "
                                                f"config.yaml) under {tmp_path}")
+
+
+REPORT_HELP = """\
+usage: lightning report [--out OUT]
+                        [--metric {final_val_acc,best_val_acc,test_acc}]
+                        runs_dir
+
+Reads every finished run directory under RUNS_DIR (config.yaml, summary.json,
+metrics.csv; never W&B, so it works offline) and writes DIR/report.md (default
+RUNS_DIR/report) with PNG figures beside it, all atomically: accuracy tables
+in the GN paper's layout with accuracy against batch size, final σ(λ) per
+layer (table and figure) and λ trajectories (tables.py, batch_figures.py),
+training curves against images seen, landscape bands and the learning-rate
+envelope (figures.py), and where runs measured their norm layers the course
+report's histograms, channel means and gradient norms (activation_figures.py),
+and under output noise every seed's gradient norm. Runs are grouped by what
+they share (groups.py): a table, its curves and λ figures hold runs that
+differ only in norm, batch size, seed and the values tied to the batch size; a
+landscape figure and the activation figures runs that differ only in norm and
+seed; an envelope runs that differ only in norm, LR and seed. The same science
+under two run names counts once; unreadable run files are named and skipped.
+
+positional arguments:
+  runs_dir              a folder of run directories (searched recursively)
+                        (required, type: <class 'Path'>)
+
+options:
+  -h, --help            Show this help message and exit.
+  --out OUT             where report.md and the PNGs go (default:
+                        RUNS_DIR/report) (type: Path | null, default: null)
+  --metric {final_val_acc,best_val_acc,test_acc}
+                        the accuracy in the tables (type:
+                        Literal['final_val_acc', 'best_val_acc', 'test_acc'],
+                        default: final_val_acc)
+"""
+
+
+def test_the_help_says_what_the_report_reads_and_writes_and_each_option(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal's width
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--help"])
+    assert info.value.code == 0 and capsys.readouterr().out == REPORT_HELP
