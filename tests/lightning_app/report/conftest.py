@@ -19,3 +19,16 @@ def drawn(monkeypatch):
         monkeypatch.setattr(module, "save_figure", keep)
     yield saved
     plt.close("all")
+
+
+@pytest.fixture
+def figure_files(monkeypatch):
+    """The plot functions write a stand-in file where the PNG would go, without rendering it: for tests of
+    which files a report leaves in its folder, not of what they show."""
+    def stand_in(fig, path):
+        path.write_bytes(b"a figure")
+        plt.close(fig)
+        return path
+
+    for module in (figures, batch_figures, lr_bands, activation_figures):
+        monkeypatch.setattr(module, "save_figure", stand_in)

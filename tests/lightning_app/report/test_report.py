@@ -111,7 +111,7 @@ def test_report_writes_every_figure_it_links(runs_root, tmp_path):
             assert image.shape[:2] == (462, 770)  # 7 × 4.2 inches at 110 dpi
 
 
-def test_a_second_report_replaces_the_first_and_leaves_no_stale_figure(runs_root, tmp_path):
+def test_a_second_report_replaces_the_first_and_leaves_no_stale_figure(runs_root, tmp_path, figure_files):
     out = tmp_path / "report"
     main(["report", str(runs_root), "--out", str(out)])
     (out / "curves_07.png").write_bytes(b"a figure of runs this report no longer describes")
