@@ -108,10 +108,11 @@ def test_course_report_claims_at_their_bounds(tmp_path):
     # accuracy 91 → (bs 50, lr 1e-3) bn is written with 0.91, and gn reaches 91 exactly at G = 1
     course_grid(root, 0, every(1.0), {**every(1.0), (10, 1e-3): 0.95, (10, 1e-4): 0.95},
                 gn=[(1, 0.91, 0.81, 1.0), (4, 0.905, 0.79, 1.0), (16, 0.90, 0.80, 1.0)])
-    # seed 1: none 1.0 at lr 1e-3 and 1.25 at 1e-4; bn 0.75 / 1.0 at batch 50 and 100, 0.9 / 1.125 at batch 10
-    course_grid(root, 1, {(bs, lr): 1.0 if lr == 1e-3 else 1.25 for bs, lr in every(0)},
-                {(bs, lr): (0.75 if lr == 1e-3 else 1.0) if bs > 10 else (0.9 if lr == 1e-3 else 1.125)
-                 for bs, lr in every(0)},
+    # seed 1: none 1.0 at lr 1e-3 and 1.25 at 1e-4; bn 0.75 / 1.0 at batch 50 and 100, 0.9 / 1.125 at batch 10;
+    # both × 1.5 at batch 50, so that a ratio reading another batch size's run changes
+    course_grid(root, 1, {(bs, lr): (1.0 if lr == 1e-3 else 1.25) * (1.5 if bs == 50 else 1) for bs, lr in every(0)},
+                {(bs, lr): ((0.75 if lr == 1e-3 else 1.0) if bs > 10 else (0.9 if lr == 1e-3 else 1.125))
+                 * (1.5 if bs == 50 else 1) for bs, lr in every(0)},
                 gn=[(1, 0.86, 0.788, 2.5), (4, 0.88, 0.80, 2.5), (16, 0.872, 0.812, 2.5)], none_grad=2.0)
     runs, _ = load_runs(root)
     claims = course_claims(runs)
