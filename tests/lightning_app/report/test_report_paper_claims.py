@@ -114,6 +114,9 @@ def test_course_report_claims_at_their_bounds(tmp_path):
                 {(bs, lr): ((0.75 if lr == 1e-3 else 1.0) if bs > 10 else (0.9 if lr == 1e-3 else 1.125))
                  * (1.5 if bs == 50 else 1) for bs, lr in every(0)},
                 gn=[(1, 0.86, 0.788, 2.5), (4, 0.88, 0.80, 2.5), (16, 0.872, 0.812, 2.5)], none_grad=2.0)
+    for seed in (0, 1):  # a norm the claims do not compare, whose runs sort first ("bgn_…" < "bn_…" < "gn_…")
+        for bs, lr in every(0):
+            run(root, "course", "bgn", seed, bs, lr, loss=5.0, train_acc=0.5, grad=9.0, test=0.5)
     runs, _ = load_runs(root)
     claims = course_claims(runs)
     assert [by_statement(claims, s) for s in COURSE_STATEMENTS] == claims
