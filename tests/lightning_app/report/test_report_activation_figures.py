@@ -369,6 +369,20 @@ def test_the_report_links_the_three_figures_of_real_runs(fitted):
     _, out = fitted
     text = (out / "report.md").read_text()
     section = text[text.index("## Activation statistics"):]
+    title = "quickstart · mnist · small_cnn · bs 32 · lr 0.003"
+    figures = [line for caption, name in (("Channel histograms over training", "activation_hist_00.png"),
+                                          ("Channel means over training", "channel_means_00.png"),
+                                          ("Gradient L2 norm per step", "grad_norm_00.png"))
+               for line in (f"**{caption}**", "", f"![{caption}: {title}]({name})", "")]
+    assert section[:section.index("\n## ") + 1].splitlines() == [
+        "## Activation statistics", "",
+        "The course report's TensorBoard views (Sridhar, Azim & Talegaonkar 2018, §III), from runs with "
+        "`configs/presets/activations.yaml`; per norm its first seed and the deepest measured layer. Histograms: one "
+        "channel's values before and after the norm as a density, the first measured step at the back (top), the "
+        "last at the front (bottom). Channel means: each chosen channel's mean over (N, H, W) before the norm, ± one "
+        "standard deviation, and for grouped norms the group coherence η² (1: the channels of a group share the "
+        "statistic). Gradient L2 norm: `grad/norm` of the norms overlaid, log axis.", "",
+        f"### {title}", "", *figures]
     for name in ("activation_hist_00.png", "channel_means_00.png", "grad_norm_00.png"):
         assert f"]({name})" in section
         image = matplotlib.image.imread(out / name)
