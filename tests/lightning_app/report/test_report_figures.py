@@ -71,8 +71,9 @@ def test_accuracy_against_batch_size_looks(tmp_path, drawn):
     assert look(artist(fig, "mean:gn")) == {"label": "gn", "alpha": None, "colour": gn, "width": rc["lines.linewidth"],
                                             "style": "-", "marker": "o", "size": rc["lines.markersize"],
                                             "edge": rc["lines.markeredgewidth"]}
-    assert look(artist(fig, "exploded:bn")) == {"label": None, "alpha": None, "colour": bn, "width": rc["lines.linewidth"],
-                                                "style": "None", "marker": "x", "size": 11.0, "edge": 2.5}
+    assert look(artist(fig, "exploded:bn")) == {"label": None, "alpha": None, "colour": bn,
+                                                "width": rc["lines.linewidth"], "style": "None", "marker": "x",
+                                                "size": 11.0, "edge": 2.5}
     assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "8"] and ax.get_xticks().tolist() == [2, 8]
     assert not ax.get_xticks(minor=True).size and text_of(ax.xaxis.label) == ("batch size (log₂)", rc["font.size"])
     assert ax.get_ylabel() == "acc (%)"

@@ -196,7 +196,8 @@ def test_report_writes_the_paired_figures_table1_and_claims(tmp_path, drawn):
     section = text[text.index("## The GN paper's landscape analysis"):text.index("## Runs")]
     figure_lines = []
     for i, (label, l2) in enumerate((("Figure 6: gn vs bn", ""), ("Figure 7: gn vs none", ""),
-                                     ("Figure 8: gn vs bn under L2", " 5e-05"), ("Figure 9: gn_plus_gn_first vs gn", ""),
+                                     ("Figure 8: gn vs bn under L2", " 5e-05"),
+                                     ("Figure 9: gn_plus_gn_first vs gn", ""),
                                      ("Figure 10: gn_plus_gn_first vs gn under L2", " 5e-05"))):
         figure_lines += [f"**{label}{l2}**", f"![{label}](paper_landscape_{i:02d}.png)"]
     assert [line for line in section.splitlines() if line and not line.startswith("|")] == [

@@ -12,7 +12,8 @@ import pytest
 from lightning_app.command import main
 from lightning_app.report.groups import deduplicate, group_title, grouped, tied_keys, tied_rule, unique_titles
 from lightning_app.report.runs import load_runs
-from lightning_app.report.tables import AccuracyTable, Cell, accuracy_table, final_lambda_tables, table_markdown
+from lightning_app.report.tables import (AccuracyTable, Cell, accuracy_table, final_lambda_tables, ordered_norms,
+                                         table_markdown)
 from tests.lightning_app.report.report_runs import write_run
 
 
@@ -260,7 +261,8 @@ def test_a_table_and_its_notes_whole_for_every_kind_of_cell():
     cells = {(32, "bn"): Cell((90.0,), exploded=1), (32, "none"): Cell((80.0,), exploded=1),
              (8, "bn"): Cell((85.0,), exploded=2)}
     notes = table_markdown(AccuracyTable([8, 32], ["none", "bn"], cells)).split("\n\n")[1].splitlines()
-    assert [note.split(":")[1] for note in notes[1:]] == [" batch size 8, bn", " batch size 32, none", " batch size 32, bn"]
+    assert [note.split(":")[1] for note in notes[1:]] == [" batch size 8, bn", " batch size 32, none",
+                                                           " batch size 32, bn"]
 
 
 def test_a_cell_counts_every_seed_without_a_value_and_every_exploded_one(tmp_path):
@@ -280,6 +282,18 @@ def test_final_lambda_tables_take_finite_numbers_and_order_layers_input_to_outpu
     (table,) = final_lambda_tables(load_runs(root)[0]).values()
     assert table.norms == ["features.9", "features.12"]  # network order, not string order (features.12 < features.9)
     assert table.cells == {(8, "features.9"): Cell((0.7,)), (8, "features.12"): Cell((0.6,))}
+
+
+def test_norms_in_the_registry_order_then_unknown_names_alphabetically():
+    names = ["zeta", "gn", "custom", "bn", None, "alpha", "none", "mine", "gn", "beta"]
+    assert ordered_norms(names) == ["none", "bn", "gn", None, "alpha", "beta", "custom", "mine", "zeta"]
+
+
+def test_batch_size_rows_in_numeric_order_and_a_string_after_the_numbers(tmp_path):
+    root = tmp_path / "runs"
+    for bs in (32, "8x", 8, 128):
+        write_run(root, "bn", bs, 0, "completed", 0.9, rows=[])
+    assert accuracy_table(load_runs(root)[0], "final_val_acc").batch_sizes == [8, 32, 128, "8x"]
 
 
 def test_a_table_without_values_is_a_sentence(tmp_path):
