@@ -28,8 +28,8 @@ STATUS_RANK = {status: rank for rank, status in enumerate(FINISHED)}  # complete
 
 
 def science_items(run: RunRecord) -> dict[str, str]:
-    """The run's science config (run/identity.py: what its run name's hash covers) as flat
-    `dotted.key -> JSON text`."""
+    """The run's science config (run/identity.py: what its run name's hash covers, JSON-safe values) as
+    flat `dotted.key -> JSON text`."""
     science = science_config(run.config)
     flat: dict[str, str] = {}
 
@@ -38,7 +38,7 @@ def science_items(run: RunRecord) -> dict[str, str]:
             for key, inner in value.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), inner)
         else:
-            flat[prefix] = json.dumps(value, sort_keys=True, default=str)
+            flat[prefix] = json.dumps(value, sort_keys=True)
 
     walk("", science)
     return flat

@@ -66,6 +66,35 @@ def test_values_tied_to_the_batch_size_make_one_table_in_numeric_order(tmp_path)
     assert rows[5] == "| 128 | 92.80 | 85.00 |"
 
 
+def test_a_group_names_the_values_tied_to_its_batch_sizes_only_when_it_holds_two_of_them(tmp_path):
+    """max_steps = 1024 / bs across the experiment: the group at two batch sizes is tied by it, the group
+    at one (another weight decay) is not, and a tied group sorts before an untied one of a lower LR."""
+    root = tmp_path / "runs"
+    for bs in (8, 32):
+        write_run(root, "bn", bs, 0, "completed", 0.9, lr=0.1, trainer={"max_steps": 1024 // bs}, rows=[])
+    write_run(root, "bn", 8, 0, "completed", 0.9, lr=0.01, trainer={"max_steps": 128}, rows=[],
+              model={"weight_decay": 5e-4})
+    tied, single = grouped(load_runs(root)[0], "norm", "batch_size", "seed")
+    assert tied.tied == {"trainer.max_steps": {8: 128, 32: 32}} and len(tied.runs) == 2
+    assert single.tied == {} and single.rules() == [] and single.runs[0].axis("lr") == 0.01
+
+
+def test_a_group_setting_reads_dates_and_ignores_the_key_order_of_maps_in_lists(tmp_path):
+    """A YAML date (a `datetime.date` once loaded) is a setting like any other, and two runs whose lists of
+    maps differ only in key order share one."""
+    root = tmp_path / "runs"
+    for seed, stage in ((0, "{a: 1, b: 2}"), (1, "{b: 2, a: 1}")):
+        run = write_run(root, "bn", 8, seed, "completed", 0.9, rows=[])
+        text = (run / "config.yaml").read_text()
+        extra = f"model:\n  noted: 2026-12-08\n  stages: [{stage}]\n"
+        (run / "config.yaml").write_text(text.replace("model:\n", extra, 1))
+    runs, _ = load_runs(root)
+    assert [list(r.config["model"]["stages"][0]) for r in runs] == [["a", "b"], ["b", "a"]]
+    assert {type(r.config["model"]["noted"]).__name__ for r in runs} == {"date"}
+    (group,) = grouped(runs, "seed")
+    assert len(group.runs) == 2
+
+
 def test_tied_rule_names_proportional_inverse_and_irregular_values():
     assert tied_rule("model.lr", {8: 0.00625, 128: 0.1, 32: 0.025}) == "lr = 0.1 × bs/128"
     assert tied_rule("trainer.max_steps", {2: 8192, 128: 128}) == "trainer.max_steps = 16384 / bs"
@@ -289,11 +318,11 @@ def test_norms_in_the_registry_order_then_unknown_names_alphabetically():
     assert ordered_norms(names) == ["none", "bn", "gn", None, "alpha", "beta", "custom", "mine", "zeta"]
 
 
-def test_batch_size_rows_in_numeric_order_and_a_string_after_the_numbers(tmp_path):
+def test_batch_size_rows_in_numeric_order_and_strings_after_the_numbers_in_their_order(tmp_path):
     root = tmp_path / "runs"
-    for bs in (32, "8x", 8, 128):
+    for bs in (32, "8x", 8, "c", 128, "a", "b"):
         write_run(root, "bn", bs, 0, "completed", 0.9, rows=[])
-    assert accuracy_table(load_runs(root)[0], "final_val_acc").batch_sizes == [8, 32, 128, "8x"]
+    assert accuracy_table(load_runs(root)[0], "final_val_acc").batch_sizes == [8, 32, 128, "8x", "a", "b", "c"]
 
 
 def test_a_table_without_values_is_a_sentence(tmp_path):
