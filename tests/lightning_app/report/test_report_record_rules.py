@@ -3,11 +3,12 @@
 setting a differing key belongs to (`groups.setting_root`), how a config value is written (`groups.compact`) and
 the order of layers in a table (`tables.layer_order`)."""
 import datetime
+import json
 
 import pytest
 
 from lightning_app.report.groups import compact, setting_root, tied_rule
-from lightning_app.report.runs import _histogram_problem
+from lightning_app.report.runs import _histogram_problem, read_histogram_records, read_metrics
 from lightning_app.report.tables import layer_order
 
 GOOD = {"step": 0, "layer": "net.1", "channel": 1, "where": "before", "bins": 2, "range": [0.0, 1.0],
@@ -69,3 +70,32 @@ def test_layers_are_in_network_order_numbers_numerically_and_before_names():
     assert sorted(layers, key=layer_order) == ["net.classifier", "net.features.1.bn", "net.features.1.conv",
                                                "net.features.9", "net.features.12"]
     assert sorted(["net.block.x", "net.block.2"], key=layer_order) == ["net.block.2", "net.block.x"]
+
+
+def test_metrics_rows_keep_their_step_and_epoch_and_a_row_of_the_wrong_width_is_named(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,train/loss,val/acc\n,,2.0,\n0,4,1.5,\n1,9,,0.5\n")  # a row without step or epoch
+    metrics = read_metrics(path)
+    assert sorted(metrics) == ["train/loss", "val/acc"]  # step and epoch are the axes, not series
+    assert metrics["train/loss"].steps.tolist() == [0, 4] and metrics["train/loss"].epochs.tolist() == [0, 0]
+    assert metrics["val/acc"].steps.tolist() == [9] and metrics["val/acc"].epochs.tolist() == [1]
+    for bad in ("0,4,1.5,,7\n", "0,4\n"):  # a field too many, two too few
+        path.write_text("epoch,step,train/loss,val/acc\n0,0,2.0,\n" + bad)
+        with pytest.raises(ValueError) as error:
+            read_metrics(path)
+        assert str(error.value) == (f"{path} line 3: not a CSV-logger metrics row (its number of fields differs "
+                                    "from the header's)")
+
+
+def test_a_histogram_file_that_is_not_one_is_named_with_the_record_it_stops_at(tmp_path):
+    path = tmp_path / "activation_histograms.jsonl"
+    path.write_text(json.dumps({**GOOD, "layer": ["net", 1]}) + "\n")  # a layer no key can hold
+    with pytest.raises(ValueError) as error:
+        read_histogram_records(path)
+    assert str(error.value) == f"{path}: not a histogram file (TypeError: unhashable type: 'list')"
+    long_layer = "net." + "x" * 120
+    path.write_text(json.dumps({**GOOD, "layer": long_layer, "step": -1}) + "\n")
+    with pytest.raises(ValueError) as error:
+        read_histogram_records(path)
+    where = repr((-1, long_layer, 1, "before"))[:100]  # cut at 100 characters
+    assert str(error.value) == f"{path}: the record (step, layer, channel, where) = {where} {NAMING}"
