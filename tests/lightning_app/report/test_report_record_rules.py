@@ -6,10 +6,12 @@ import datetime
 import json
 
 import pytest
+import yaml
 
 from lightning_app.report.groups import compact, setting_root, tied_rule
-from lightning_app.report.runs import _histogram_problem, read_histogram_records, read_metrics
+from lightning_app.report.runs import _histogram_problem, _read_mapping, load_runs, read_histogram_records, read_metrics
 from lightning_app.report.tables import layer_order
+from tests.lightning_app.report.report_runs import write_run
 
 GOOD = {"step": 0, "layer": "net.1", "channel": 1, "where": "before", "bins": 2, "range": [0.0, 1.0],
         "counts": [1, 2], "below": 0, "above": 0}
@@ -99,3 +101,45 @@ def test_a_histogram_file_that_is_not_one_is_named_with_the_record_it_stops_at(t
         read_histogram_records(path)
     where = repr((-1, long_layer, 1, "before"))[:100]  # cut at 100 characters
     assert str(error.value) == f"{path}: the record (step, layer, channel, where) = {where} {NAMING}"
+
+
+def test_a_run_file_that_holds_no_mapping_is_named_with_what_it_holds(tmp_path):
+    path = tmp_path / "summary.json"
+    for text, held in (("[1, 2]", "list '[1, 2]'"), ("{}", "dict '{}'"), ('"' + "x" * 60 + '"', f"str '{'x' * 40}'")):
+        path.write_text(text)
+        with pytest.raises(ValueError) as error:
+            _read_mapping(path, json.loads, "JSON")
+        assert str(error.value) == f"summary.json holds {held}, not a mapping of results"
+    (tmp_path / "config.yaml").write_text("- a\n")
+    with pytest.raises(ValueError, match=r"^config.yaml holds list \"\['a'\]\", not a mapping of settings$"):
+        _read_mapping(tmp_path / "config.yaml", yaml.safe_load, "YAML")
+
+    def silent(text):  # a parser whose error says nothing: its type is the reason
+        raise ValueError()
+
+    with pytest.raises(ValueError, match=r"^summary.json is not valid JSON \(ValueError\)$"):
+        _read_mapping(path, silent, "JSON")
+
+
+def test_load_runs_skips_a_summary_without_config_and_names_every_unreadable_run(tmp_path):
+    root = tmp_path / "runs"
+    with pytest.raises(FileNotFoundError, match=f"^runs directory {root} does not exist$"):
+        load_runs(root)
+    (root / "a_lone_summary").mkdir(parents=True)  # sorts first: the runs after it still count
+    (root / "a_lone_summary" / "summary.json").write_text("{}")
+    kept = write_run(root, "bn", 8, 0, "completed", 0.9, rows=[])
+    (kept / "activation_histograms.jsonl").write_text("not json\n")
+    runs, skipped = load_runs(root)
+    assert [r.path for r in runs] == [kept] and runs[0].histograms == []
+    assert skipped == [f"no activation histograms for {kept}: {kept / 'activation_histograms.jsonl'}, line 1, is "
+                       "not a histogram record (JSONDecodeError: Expecting value: line 1 column 1 (char 0)); delete "
+                       "the file to start its record over"]
+    bad = [write_run(root, norm, 8, 0, "completed", 0.9, rows=[], experiment="bad") for norm in ("bn", "gn")]
+    for run in bad:
+        (run / "summary.json").write_text("[]")
+    (kept / "summary.json").unlink()
+    with pytest.raises(ValueError) as error:
+        load_runs(root)
+    assert str(error.value) == (f"no run directories (with summary.json and config.yaml) under {root}; skipped "
+                                f"{bad[0]}: summary.json holds list '[]', not a mapping of results; skipped {bad[1]}: "
+                                "summary.json holds list '[]', not a mapping of results")
