@@ -80,7 +80,23 @@ def scratch_copy(module: str, files: tuple[str, ...], tests: tuple[str, ...]) ->
              # limit ((estimate + 30 s) x 20), so that only a mutant that hangs is a timeout
              "timeout_constant=30", "timeout_multiplier=20"]
     (where / "setup.cfg").write_text("\n".join(lines) + "\n")
+    forget_unmutated_copies(where, files)
     return where
+
+
+def forget_unmutated_copies(where: Path, files: tuple[str, ...]) -> None:
+    """A file named for mutation that an earlier, narrower run of the module left unmutated in `mutants/`
+    (no results beside it): mutmut would take that copy as up to date and make no mutants of it, and its
+    recorded stats map no test to the file's functions (every mutant a "no tests" survivor). The copy goes,
+    and with it the stats, which mutmut then collects afresh; the results of the other files stay."""
+    mutants = where / "mutants"
+    stale = [mutants / path.relative_to(ROOT) for pattern in files for path in ROOT.glob(pattern)
+             if path.suffix == ".py"]
+    stale = [copy for copy in stale if copy.is_file() and not copy.with_name(copy.name + ".meta").is_file()]
+    for copy in stale:
+        copy.unlink()
+    if stale:
+        (mutants / "mutmut-stats.json").unlink(missing_ok=True)
 
 
 def listed_mutants(section: str) -> set[str]:
