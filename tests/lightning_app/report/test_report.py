@@ -236,3 +236,16 @@ def test_the_help_says_what_the_report_reads_and_writes_and_each_option(capsys, 
     with pytest.raises(SystemExit) as info:
         main(["report", "--help"])
     assert info.value.code == 0 and capsys.readouterr().out == REPORT_HELP
+
+
+@pytest.mark.parametrize("first_line", ["# normlab report \n", "# normlab reportX\n", "# normlab\n"])
+def test_a_folder_counts_as_a_report_only_when_its_first_line_is_the_heading_exactly(runs_root, tmp_path, capsys,
+                                                                                    figure_files, first_line):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "report.md").write_text(first_line + "a look-alike\n")
+    message = error_line(capsys, lambda: main(["report", str(runs_root), "--out", str(out)]))
+    assert message.startswith(f"--out {out} holds other files and no normlab report.md")
+    (out / "report.md").write_text("# normlab report\nan earlier report\n")
+    main(["report", str(runs_root), "--out", str(out)])  # the exact heading: replaced
+    assert (out / "report.md").read_text().startswith("# normlab report\n\n13 runs under")

@@ -9,7 +9,7 @@ import yaml
 from matplotlib.colors import to_hex
 from matplotlib.ticker import MaxNLocator
 
-from lightning_app.report import figures
+from lightning_app.report import batch_figures, figures
 from lightning_app.report.batch_figures import (plot_accuracy_vs_batch, plot_final_lambda_vs_batch,
                                                 plot_lambda_trajectories)
 from lightning_app.report.figures import plot_landscape, plot_lr_envelope, plot_training_curves
@@ -323,3 +323,13 @@ def test_the_landscape_and_envelope_figures_look(tmp_path, drawn):
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("optimizer step", "train/loss (min–max over learning rates)")
     assert text_of(ax.title) == ("Learning-rate envelope: t", 10) and integer_ticks(ax)
     assert ax.get_legend().get_title().get_text() == "norm"
+
+
+def test_layer_colours_span_viridis_and_the_start_without_runs_or_a_step_0_is_sigma_of_lambda_init(tmp_path):
+    viridis = plt.get_cmap("viridis")
+    assert batch_figures._layer_colours(["a", "b", "c"]) == {"a": viridis(0.0), "b": viridis(0.5), "c": viridis(1.0)}
+    assert batch_figures._layer_colours(["a"]) == {"a": viridis(0.0)}
+    assert batch_figures.lambda_start([]) == pytest.approx(1 / (1 + math.exp(-1.0)))  # GNPlus's default λ_init = 1
+    run_dir = write_run(tmp_path / "runs", "gn_plus_parallel", 8, 0, "completed", 0.8,
+                        rows=lambda_rows(0.6, 0.001, range(10, 30, 10)), model={"norm_options": {"lambda_init": -0.5}})
+    assert batch_figures.lambda_start(load_runs(run_dir.parents[1])[0]) == pytest.approx(1 / (1 + math.exp(0.5)))

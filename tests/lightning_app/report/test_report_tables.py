@@ -329,8 +329,9 @@ def test_a_table_without_values_is_a_sentence(tmp_path):
     root = tmp_path / "runs"
     write_run(root, "bn", 8, 0, "completed", math.nan, rows=[])
     write_run(root, "gn", 8, 0, "exploded", None, rows=[])
+    write_run(root, "gn", 8, 1, "exploded", None, rows=[])
     text = report_text(root, tmp_path)
-    assert "\nNo table: none of its 2 finished runs has a finite final validation accuracy (1 exploded, 1 " \
+    assert "\nNo table: none of its 3 finished runs has a finite final validation accuracy (2 exploded, 1 " \
            "completed without a finite value: NaN, missing, or no training step).\n" in text
     assert "| Batch size |" not in text
 
