@@ -82,6 +82,17 @@ def test_accuracy_against_batch_size_looks(tmp_path, drawn):
     assert legend.get_title().get_text() == "norm" and [t.get_text() for t in legend.get_texts()] == ["bn", "gn"]
     assert {t.get_fontsize() for t in legend.get_texts()} == {8}
     assert text_of(ax.title) == ("t\nmean ± std over seeds · ×: seeds that exploded", 9)
+    assert band_edges(artist(fig, "band:bn"))[8.0] == (80.0, 80.0)  # one seed: no spread
+
+
+def test_an_all_exploded_cell_is_marked_a_point_under_a_low_lowest_mean(tmp_path, drawn):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 2, 0, "completed", 0.1, rows=[])  # the lowest mean: 10 %
+    write_run(root, "bn", 8, 0, "completed", 0.2, rows=[])
+    write_run(root, "gn", 2, 0, "exploded", None, rows=[])
+    plot_accuracy_vs_batch(accuracy_table(load_runs(root)[0], "final_val_acc"), tmp_path / "a.png", "t", "acc (%)")
+    (fig,) = drawn
+    assert artist(fig, "exploded:gn").get_ydata().tolist() == [10.0 - 1.0]  # max(1 point, 5 % of 10)
 
 
 def lambda_rows(start: float, slope: float, steps: range) -> list[dict]:
