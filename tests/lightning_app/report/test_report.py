@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from lightning_app.command import main
+from lightning_app.report.command import check_out_dir
 from lightning_app.report.figures import envelope
 from lightning_app.report.runs import Series, read_metrics
 from tests.helpers import error_line, snapshot
@@ -249,3 +250,10 @@ def test_a_folder_counts_as_a_report_only_when_its_first_line_is_the_heading_exa
     (out / "report.md").write_text("# normlab report\nan earlier report\n")
     main(["report", str(runs_root), "--out", str(out)])  # the exact heading: replaced
     assert (out / "report.md").read_text().startswith("# normlab report\n\n13 runs under")
+
+
+def test_an_out_folder_this_user_cannot_write_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr("lightning_app.run.paths.os.access", lambda path, mode: False)  # as a non-owner sees it
+    with pytest.raises(ValueError) as error:
+        check_out_dir(tmp_path / "report")
+    assert str(error.value) == f"cannot write to {tmp_path} (permission denied); set --out to a directory you can write"

@@ -93,6 +93,9 @@ def test_an_all_exploded_cell_is_marked_a_point_under_a_low_lowest_mean(tmp_path
     plot_accuracy_vs_batch(accuracy_table(load_runs(root)[0], "final_val_acc"), tmp_path / "a.png", "t", "acc (%)")
     (fig,) = drawn
     assert artist(fig, "exploded:gn").get_ydata().tolist() == [10.0 - 1.0]  # max(1 point, 5 % of 10)
+    finished = [run for run in load_runs(root)[0] if run.status == "completed"]
+    plot_accuracy_vs_batch(accuracy_table(finished, "final_val_acc"), tmp_path / "b.png", "t", "acc (%)")
+    assert drawn[1].axes[0].get_title() == "t\nmean ± std over seeds"  # nothing exploded: no × to explain
 
 
 def lambda_rows(start: float, slope: float, steps: range) -> list[dict]:
