@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 from lightning_app.command import main
+from lightning_app.report import command
 from lightning_app.report.command import check_out_dir
 from lightning_app.report.figures import envelope
-from lightning_app.report.runs import Series, read_metrics
+from lightning_app.report.runs import Series, load_runs, read_metrics
 from tests.helpers import error_line, snapshot
 from tests.lightning_app.readme_table import assert_documented
 from tests.lightning_app.report.report_runs import write_metrics_csv, write_run
+from tests.lightning_app.report.test_report_landscape_study import study_root
 from tests.lightning_app.report.test_report_paper_claims import run as claim_run
 
 @pytest.fixture
@@ -257,3 +259,20 @@ def test_an_out_folder_this_user_cannot_write_is_refused_with_what_to_do(tmp_pat
     with pytest.raises(ValueError) as error:
         check_out_dir(tmp_path / "report")
     assert str(error.value) == f"cannot write to {tmp_path} (permission denied); set --out to a directory you can write"
+
+
+def test_without_out_the_report_goes_to_runs_dir_report_and_metric_picks_the_tables_accuracy(tmp_path, figure_files):
+    root = tmp_path / "runs"
+    write_run(root, "bn", 8, 0, "completed", 0.90, summary={"best_val_acc": 0.95})
+    main(["report", str(root), "--metric", "best_val_acc"])
+    text = (root / "report" / "report.md").read_text()
+    assert "## Accuracy (best validation accuracy, %)" in text and "| 8 | 95.00 |" in text
+
+
+def test_a_paired_figure_with_nothing_to_draw_keeps_its_label_and_links_nothing(tmp_path, monkeypatch, drawn):
+    monkeypatch.setattr(command, "plot_pair", lambda *args: None)  # as for a pair whose bands are all NaN
+    runs, _ = load_runs(study_root(tmp_path))
+    report, figures = command.write_report(runs, tmp_path / "report", source="runs")
+    text = report.read_text()
+    assert "**Figure 6: gn vs bn**" in text and "paper_landscape_" not in text
+    assert not any(p.name.startswith("paper_landscape_") for p in figures)
