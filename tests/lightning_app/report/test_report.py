@@ -276,3 +276,14 @@ def test_a_paired_figure_with_nothing_to_draw_keeps_its_label_and_links_nothing(
     text = report.read_text()
     assert "**Figure 6: gn vs bn**" in text and "paper_landscape_" not in text
     assert not any(p.name.startswith("paper_landscape_") for p in figures)
+
+
+def test_a_runs_table_row_without_epochs_or_wall_time(tmp_path, figure_files):
+    root = tmp_path / "runs"
+    run_dir = write_run(root, "bn", 8, 0, "completed", 0.9)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    del summary["epochs"], summary["wall_seconds"]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    main(["report", str(root), "--out", str(tmp_path / "report")])
+    row = next(line for line in (tmp_path / "report" / "report.md").read_text().splitlines() if run_dir.name in line)
+    assert row == f"| `study/{run_dir.name}` | completed | bn | 8 | 0.1 | 0 | 90.00 | 90.00 | 90.00 |  | 0 |"

@@ -60,7 +60,7 @@ def test_values_tied_to_the_batch_size_make_one_table_in_numeric_order(tmp_path)
     accuracy = text[text.index("## Accuracy"):text.index("\n## ", text.index("## Accuracy"))]
     assert accuracy.count("\n### ") == 1  # one table, not one per learning rate
     assert "### study · fashion_mnist · small_cnn\n" in accuracy  # no single lr to name
-    assert "Tied to the batch size: lr = 0.1 × bs/128; trainer.max_steps = 1024 / bs." in accuracy
+    assert "\nTied to the batch size: lr = 0.1 × bs/128; trainer.max_steps = 1024 / bs.\n\n| Batch size |" in accuracy
     rows = table_rows(text)
     assert [row.split(" | ")[0] for row in rows[2:6]] == ["| 2", "| 8", "| 32", "| 128"]
     assert rows[5] == "| 128 | 92.80 | 85.00 |"
