@@ -81,14 +81,16 @@ def runs_table(runs: list[RunRecord]) -> list[str]:
     return lines
 
 
-def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc", source: str = "",
+def write_report(runs: list[RunRecord], out: Path, metric: str = "final_val_acc", *, source: str,
                  skipped: list[str] = ()) -> tuple[Path, list[Path]]:
-    """Write report.md and its figures into `out`; returns the report and the figures written."""
+    """Write report.md and its figures into `out` (created with its parents); `source` names where the runs
+    were read, in the first line. Returns the report and the figures written."""
     out.mkdir(parents=True, exist_ok=True)
     killed = sum(r.status == KILLED for r in runs)  # named only when there are some: a state to look into
     counts = ", ".join(f"{sum(r.status == s for r in runs)} {s}" for s in STATUSES)
     counts += f", {killed} {KILLED}" if killed else ""
-    lines = [REPORT_HEADING, "", f"{len(runs)} runs under `{source}`: {counts}. Tables and figures use the "
+    plural = "s" * (len(runs) != 1)
+    lines = [REPORT_HEADING, "", f"{len(runs)} run{plural} under `{source}`: {counts}. Tables and figures use the "
              "finished runs (completed or exploded); every run is listed under Runs.", ""]
     listed = runs
     unique, duplicates = deduplicate(runs)

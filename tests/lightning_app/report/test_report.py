@@ -267,6 +267,9 @@ def test_without_out_the_report_goes_to_runs_dir_report_and_metric_picks_the_tab
     main(["report", str(root), "--metric", "best_val_acc"])
     text = (root / "report" / "report.md").read_text()
     assert "## Accuracy (best validation accuracy, %)" in text and "| 8 | 95.00 |" in text
+    main(["report", str(root), "--out", str(tmp_path / "new" / "nested" / "report")])  # parents made too
+    assert (tmp_path / "new" / "nested" / "report" / "report.md").read_text().startswith(
+        f"# normlab report\n\n1 run under `{root}`:")
 
 
 def test_a_paired_figure_with_nothing_to_draw_keeps_its_label_and_links_nothing(tmp_path, monkeypatch, drawn):
