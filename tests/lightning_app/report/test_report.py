@@ -295,11 +295,16 @@ def test_a_runs_table_row_without_epochs_or_wall_time(tmp_path, figure_files):
 def test_titles_name_a_shared_weight_decay_and_each_figure_carries_its_groups_title(tmp_path, drawn):
     root = tmp_path / "runs"
     for norm in ("bn", "gn"):
-        for bs in (8, 32):
-            write_run(root, norm, bs, 0, "completed", 0.9, landscape=True, model={"weight_decay": 5e-4})
+        for bs, lr in ((8, 0.1), (32, 0.1), (8, 0.01)):
+            write_run(root, norm, bs, 0, "completed", 0.9, lr=lr, landscape=True, model={"weight_decay": 5e-4})
     report, _ = command.write_report(load_runs(root)[0], tmp_path / "report", source="runs")
     text = report.read_text()
     table, landscape = "study · fashion_mnist · small_cnn · lr 0.1 · wd 0.0005", "study · fashion_mnist · small_cnn"
     assert f"\n### {table}\n" in text and f"\n**{landscape} · bs 8 · lr 0.1 · wd 0.0005**\n" in text
     titles = [fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title() for fig in drawn]
-    assert len(titles) == 4 and all(" wd 0.0005" in t for t in titles)  # accuracy, curves, a landscape per bs
+    # lr 0.1: accuracy, curves, a landscape per batch size; lr 0.01: curves, a landscape; an LR envelope at bs 8;
+    # and the GN paper's Figure 8 (gn vs bn under L2), whose title names the L2 itself
+    *grouped, paired = titles
+    assert len(grouped) == 7 and all(" wd 0.0005" in t for t in grouped)
+    assert "Learning-rate envelope: study · fashion_mnist · small_cnn · bs 8 · wd 0.0005" in grouped
+    assert paired == "GN paper Figure 8, laptop version: gn vs bn, L2 0.0005 · study · fashion_mnist · small_cnn · bs 8"
