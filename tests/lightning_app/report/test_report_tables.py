@@ -336,6 +336,24 @@ def test_a_table_without_values_is_a_sentence(tmp_path):
     assert "| Batch size |" not in text
 
 
+def test_a_group_without_a_table_is_a_sentence_between_the_others(tmp_path, drawn):
+    root = tmp_path / "runs"
+    for lr, value in ((0.01, math.nan), (0.1, 0.9), (0.2, math.nan)):
+        for bs in (8, 32):
+            write_run(root, "bn", bs, 0, "completed", value, lr=lr, rows=[])
+    text = report_text(root, tmp_path)
+    section = text[text.index("## Accuracy"):text.index("\n## ", text.index("## Accuracy")) + 1]
+    title = "### study · fashion_mnist · small_cnn · lr"
+    no_table = ("No table: none of its 2 finished runs has a finite final validation accuracy (0 exploded, 2 completed "
+                "without a finite value: NaN, missing, or no training step).")
+    assert section.splitlines()[4:] == [
+        f"{title} 0.01", "", no_table, "", f"{title} 0.1", "", "| Batch size | bn |", "|---|---|", "| 8 | 90.00 |",
+        "| 32 | 90.00 |", "| Mean | 90.00 |", "| Variance | 0.00 |", "", "- Seeds per cell: 1; several seeds: mean ± "
+        "sample std.", "", "", f"![{title[4:]} 0.1](accuracy_vs_batch_01.png)", "", f"{title} 0.2", "", no_table, ""]
+    (figure,) = drawn[:1]
+    assert figure.axes[0].get_ylabel() == "final validation accuracy (%)"
+
+
 def test_bad_run_files_are_named_in_one_line_and_skipped(tmp_path, capsys):
     root = tmp_path / "runs"
     good = write_run(root, "bn", 8, 0, "completed", 0.9, run_name="good", rows=[])
