@@ -308,3 +308,15 @@ def test_titles_name_a_shared_weight_decay_and_each_figure_carries_its_groups_ti
     assert len(grouped) == 7 and all(" wd 0.0005" in t for t in grouped)
     assert "Learning-rate envelope: study · fashion_mnist · small_cnn · bs 8 · wd 0.0005" in grouped
     assert paired == "GN paper Figure 8, laptop version: gn vs bn, L2 0.0005 · study · fashion_mnist · small_cnn · bs 8"
+
+
+def test_every_figure_linked_is_on_disk_with_the_lambda_figures_of_two_groups(tmp_path, figure_files):
+    root = tmp_path / "runs"
+    for lr in (0.1, 0.01):
+        for bs in (8, 32):
+            write_run(root, "gn_plus_parallel", bs, 0, "completed", 0.8, lr=lr)
+    out = tmp_path / "report"
+    main(["report", str(root), "--out", str(out)])
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (out / "report.md").read_text())
+    assert sum(name.startswith("lambda_") for name in linked) == 2
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(linked)  # none removed as stale, none left over
