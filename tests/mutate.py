@@ -88,10 +88,11 @@ def forget_unmutated_copies(where: Path, files: tuple[str, ...]) -> None:
     """A file named for mutation that an earlier, narrower run of the module left unmutated in `mutants/`
     (no results beside it): mutmut would take that copy as up to date and make no mutants of it, and its
     recorded stats map no test to the file's functions (every mutant a "no tests" survivor). The copy goes,
-    and with it the stats, which mutmut then collects afresh; the results of the other files stay."""
+    and with it the stats, which mutmut then collects afresh; the results of the other files stay. A file
+    without a function (a package's `__init__.py`) has no mutants and no results: it is left alone."""
     mutants = where / "mutants"
     stale = [mutants / path.relative_to(ROOT) for pattern in files for path in ROOT.glob(pattern)
-             if path.suffix == ".py"]
+             if path.suffix == ".py" and "def " in path.read_text()]
     stale = [copy for copy in stale if copy.is_file() and not copy.with_name(copy.name + ".meta").is_file()]
     for copy in stale:
         copy.unlink()

@@ -15,8 +15,7 @@ def drawn(monkeypatch):
         saved.append(fig)
         return path
 
-    for module in (figures, batch_figures, lr_bands, activation_figures):
-        monkeypatch.setattr(module, "save_figure", keep)
+    replace_save_figure(monkeypatch, keep)
     yield saved
     plt.close("all")
 
@@ -30,5 +29,10 @@ def figure_files(monkeypatch):
         plt.close(fig)
         return path
 
+    replace_save_figure(monkeypatch, stand_in)
+
+
+def replace_save_figure(monkeypatch, save) -> None:
+    """`save` in place of `save_figure` in every module of the report that draws."""
     for module in (figures, batch_figures, lr_bands, activation_figures):
-        monkeypatch.setattr(module, "save_figure", stand_in)
+        monkeypatch.setattr(module, "save_figure", save)
